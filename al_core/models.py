@@ -1,0 +1,304 @@
+"""Transformer models over the transformers Auto* classes, for any model id or local folder.
+
+`TransformerClassifier` (sequence classification) and `TransformerTagger` (token
+classification, one tag per word, read at each word's first sub-token) share one wrapper:
+fit with the paper's recipe, class probabilities, [CLS] embeddings for Mahalanobis, and
+save/load as safetensors (never pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.exceptions import ModelLoadError, NotFittedError
+from al_core.inference import run_batched
+from al_core.training import CheckpointCallback, TrainingConfig, resolve_device, seed_everything, train_module
+
+MODEL_META = "al_model.json"
+
+
+@dataclasses.dataclass
+class ModelOutputs:
+    """What one pass over a set of examples gives: probabilities and/or embeddings, in input order.
+
+    `probs` is an (n, K) array for classification and a list of (n_words, K) arrays for tagging.
+    """
+
+    n: int
+    probs: np.ndarray | list[np.ndarray] | None = None
+    embeddings: np.ndarray | None = None
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+class _TransformerModel:
+    kind: str
+    _auto_class: type
+
+    def __init__(self, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
+        if not labels:
+            raise ValueError("a model needs at least one label")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique: {labels}")
+        self.model_name_or_path = str(model_name_or_path)
+        self.labels = list(labels)
+        self.label_to_id = {label: i for i, label in enumerate(self.labels)}
+        self.config = config or TrainingConfig()
+        self.device_ = resolve_device(self.config.device)
+        self.model_: torch.nn.Module | None = None
+        self.tokenizer_ = None
+        self.train_losses_: list[float] = []
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self, source: str, fresh_head: bool) -> None:
+        _quiet_transformers()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            extra = {}
+            if fresh_head:
+                extra = dict(
+                    num_labels=len(self.labels),
+                    id2label=dict(enumerate(self.labels)),
+                    label2id=self.label_to_id,
+                    ignore_mismatched_sizes=True,
+                )
+            module = self._auto_class.from_pretrained(source, use_safetensors=True, **extra)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelLoadError(f"cannot load model {source!r}: {error}") from error
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError(f"model {source!r} has no fast tokenizer (needed for word alignment)")
+        self.tokenizer_ = tokenizer
+        self.model_ = module.to(self.device_).eval()
+
+    def _require_fitted(self) -> torch.nn.Module:
+        if self.model_ is None:
+            raise NotFittedError(f"{type(self).__name__} is used before fit() or load()")
+        return self.model_
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, examples: list[Example], on_checkpoint: CheckpointCallback | None = None):
+        """Fine-tunes on labeled `examples`: from the pretrained weights (the default) or warm."""
+        if not examples:
+            raise ValueError("no labeled examples to train on")
+        seed_everything(self.config.seed)  # the new head's initialisation depends on it
+        if self.config.from_scratch or self.model_ is None:
+            self._load(self.model_name_or_path, fresh_head=True)
+        features = self._encode(examples, with_labels=True)
+        callback = None
+        if on_checkpoint is not None:
+            def callback(step: int, learning_rate: float) -> None:
+                self.model_.eval()
+                on_checkpoint(self, step, learning_rate)
+                self.model_.train()
+        self.train_losses_ = train_module(
+            self.model_, features, self.config, self.tokenizer_.pad_token_id, self.device_, callback
+        )
+        return self
+
+    # -- inference -----------------------------------------------------------------------
+    def infer(self, examples: list[Example], probs: bool = True, embeddings: bool = False) -> ModelOutputs:
+        """One pass over `examples` giving what is asked, in input order."""
+        module = self._require_fitted()
+        out = ModelOutputs(n=len(examples))
+        if not examples or not (probs or embeddings):
+            if probs:
+                out.probs = self._empty_probs()
+            if embeddings:
+                out.embeddings = np.zeros((0, module.config.hidden_size), dtype=np.float32)
+            return out
+        features = self._encode(examples, with_labels=False)
+
+        def per_batch(outputs, batch, indices):
+            token_probs = torch.softmax(outputs.logits.float(), dim=-1).cpu().numpy() if probs else None
+            cls = outputs.hidden_states[-1][:, 0, :].float().cpu().numpy() if embeddings else None
+            return [
+                (None if token_probs is None else token_probs[k], None if cls is None else cls[k])
+                for k in range(len(indices))
+            ]
+
+        rows = run_batched(
+            module, features, self.config.eval_batch_size, self.tokenizer_.pad_token_id, self.device_,
+            per_batch, use_amp=self.config.mixed_precision, output_hidden_states=embeddings,
+        )
+        if probs:
+            out.probs = self._probs_from_rows([r[0] for r in rows], features)
+        if embeddings:
+            out.embeddings = np.stack([r[1] for r in rows])
+        return out
+
+    def embed(self, examples: list[Example]) -> np.ndarray:
+        """[CLS] vectors of the last hidden layer, (n, hidden)."""
+        return self.infer(examples, probs=False, embeddings=True).embeddings
+
+    def predict_proba(self, examples: list[Example]):
+        return self.infer(examples).probs
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Writes weights (safetensors), tokenizer and a small metadata file into `folder`."""
+        module = self._require_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        module.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer_.save_pretrained(folder)
+        meta = {
+            "kind": self.kind,
+            "labels": self.labels,
+            "base_model": self.model_name_or_path,
+            "training": dataclasses.asdict(self.config),
+        }
+        (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, config: TrainingConfig | None = None):
+        meta = read_model_meta(folder)
+        if meta["kind"] != cls.kind:
+            raise ModelLoadError(f"{folder} holds a {meta['kind']} model, not a {cls.kind} model")
+        config = config or TrainingConfig(**meta.get("training", {}))
+        model = cls(meta["base_model"], meta["labels"], config)
+        model._load(str(folder), fresh_head=False)
+        return model
+
+    # -- per-kind parts ------------------------------------------------------------------
+    def _encode(self, examples: list[Example], with_labels: bool) -> list[dict]:
+        raise NotImplementedError
+
+    def _probs_from_rows(self, rows: list[np.ndarray], features: list[dict]):
+        raise NotImplementedError
+
+    def _empty_probs(self):
+        raise NotImplementedError
+
+
+class TransformerClassifier(_TransformerModel):
+    """Sequence classification: one label per text."""
+
+    kind = CLASSIFICATION
+    _auto_class = AutoModelForSequenceClassification
+
+    def _encode(self, examples, with_labels):
+        enc = self.tokenizer_([e.text for e in examples], truncation=True, max_length=self.config.max_length)
+        features = [{key: enc[key][i] for key in enc} for i in range(len(examples))]
+        if with_labels:
+            for feature, example in zip(features, examples, strict=True):
+                if example.label not in self.label_to_id:
+                    raise ValueError(f"example {example.id}: label {example.label!r} is not one of {self.labels}")
+                feature["labels"] = self.label_to_id[example.label]
+        return features
+
+    def _probs_from_rows(self, rows, features):
+        return np.stack(rows).astype(np.float32)
+
+    def _empty_probs(self):
+        return np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict(self, examples: list[Example]) -> list[str]:
+        probs = self.predict_proba(examples)
+        return [self.labels[i] for i in probs.argmax(axis=1)] if len(examples) else []
+
+
+class TransformerTagger(_TransformerModel):
+    """Token classification: one IOB2 tag per word, read at the word's first sub-token.
+
+    A word left with no sub-token (cut by max_length, or made of characters the tokenizer
+    drops) gets probability 1 on "O": the model has not seen it, so it tags nothing there.
+    """
+
+    kind = TAGGING
+    _auto_class = AutoModelForTokenClassification
+
+    def __init__(self, model_name_or_path, labels, config=None):
+        super().__init__(model_name_or_path, labels, config)
+        self._outside = self.label_to_id.get("O")
+
+    @staticmethod
+    def words_of(example: Example) -> list[str]:
+        return list(example.words) if example.words is not None else example.text.split()
+
+    def _encode(self, examples, with_labels):
+        words = [self.words_of(e) for e in examples]
+        enc = self.tokenizer_(words, is_split_into_words=True, truncation=True, max_length=self.config.max_length)
+        features = []
+        for i, example in enumerate(examples):
+            feature = {key: enc[key][i] for key in enc}
+            first = [-1] * len(words[i])
+            for position, word in enumerate(enc.word_ids(i)):
+                if word is not None and first[word] < 0:
+                    first[word] = position
+            feature["first_token"] = first
+            if with_labels:
+                tags = example.tags or []
+                if len(tags) != len(words[i]):
+                    raise ValueError(f"example {example.id}: {len(words[i])} words but {len(tags)} tags")
+                labels = [-100] * len(feature["input_ids"])
+                for word, position in enumerate(first):
+                    if position >= 0:
+                        if tags[word] not in self.label_to_id:
+                            raise ValueError(f"example {example.id}: tag {tags[word]!r} is not one of {self.labels}")
+                        labels[position] = self.label_to_id[tags[word]]
+                feature["labels"] = labels
+            features.append(feature)
+        return features
+
+    def _probs_from_rows(self, rows, features):
+        k = len(self.labels)
+        fallback = np.full(k, 1.0 / k, dtype=np.float32)
+        if self._outside is not None:
+            fallback = np.zeros(k, dtype=np.float32)
+            fallback[self._outside] = 1.0
+        result = []
+        for token_probs, feature in zip(rows, features, strict=True):
+            first = feature["first_token"]
+            word_probs = np.tile(fallback, (len(first), 1))
+            for word, position in enumerate(first):
+                if position >= 0:
+                    word_probs[word] = token_probs[position]
+            result.append(word_probs)
+        return result
+
+    def _empty_probs(self):
+        return []
+
+    def predict(self, examples: list[Example]) -> list[list[str]]:
+        return [[self.labels[i] for i in p.argmax(axis=1)] for p in self.predict_proba(examples)]
+
+
+MODEL_CLASSES = {CLASSIFICATION: TransformerClassifier, TAGGING: TransformerTagger}
+
+
+def build_model(kind: str, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
+    """A new, unfitted model of the given task kind."""
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[kind](model_name_or_path, labels, config)
+
+
+def read_model_meta(folder: str | Path) -> dict:
+    path = Path(folder) / MODEL_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ModelLoadError(f"{folder} is not a saved model folder (no {MODEL_META})") from error
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+    if not isinstance(meta, dict) or meta.get("kind") not in MODEL_CLASSES or not meta.get("labels"):
+        raise ModelLoadError(f"{path} does not describe a model (kind and labels needed)")
+    return meta
+
+
+def load_model(folder: str | Path, config: TrainingConfig | None = None):
+    """Loads a model saved by `save`, of whichever kind it is."""
+    return MODEL_CLASSES[read_model_meta(folder)["kind"]].load(folder, config)

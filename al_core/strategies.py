@@ -1,0 +1,214 @@
+"""Query strategies behind one contract: a higher score means "ask a human first".
+
+A strategy says which model outputs it needs (probabilities, embeddings or nothing),
+turns those outputs into one score per task, and is found by name in a registry. Batch
+selection is separate: by count (classification) or by a word budget (tagging).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.covariance import LedoitWolf
+
+from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.exceptions import EmptyPoolError, UnknownStrategyError
+
+_EPS = 1e-12
+
+
+# -- scores from probabilities (pure functions) ------------------------------------------
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """1 - max_y P(y|x), in [0, 1 - 1/K]."""
+    return 1.0 - np.asarray(probs).max(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """1 - (P(best) - P(second best)): a small margin between the top two means uncertain."""
+    probs = np.asarray(probs)
+    if probs.shape[1] < 2:
+        return np.zeros(len(probs))
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """-sum_y P(y|x) log P(y|x)."""
+    probs = np.asarray(probs)
+    return -(probs * np.log(probs + _EPS)).sum(axis=1)
+
+
+def mnlp(word_probs: Sequence[np.ndarray]) -> np.ndarray:
+    """Maximum normalised log-probability, negated: -(1/n) sum_i max_y log P(y_i = y | x).
+
+    With a per-word softmax the best tag sequence is the per-word argmax. A sentence with
+    no words scores 0 (nothing to ask about).
+    """
+    scores = np.zeros(len(word_probs))
+    for i, probs in enumerate(word_probs):
+        if len(probs):
+            scores[i] = -np.log(np.asarray(probs).max(axis=1) + _EPS).mean()
+    return scores
+
+
+# -- the contract ------------------------------------------------------------------------
+class QueryStrategy:
+    """Scores pool tasks; higher means more informative, ask first."""
+
+    name: str = ""
+    kinds: frozenset[str] = frozenset({CLASSIFICATION, TAGGING})
+    needs_probs: bool = False
+    needs_embeddings: bool = False
+
+    def prepare(self, model, labeled: list[Example] | None) -> None:
+        """Fits whatever the strategy learns from the labeled set (default: nothing)."""
+
+    def score_outputs(self, probs=None, embeddings=None, n: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, model, pool: list[Example], labeled: list[Example] | None = None) -> np.ndarray:
+        if not pool:
+            raise EmptyPoolError("cannot score an empty pool")
+        if model.kind not in self.kinds:
+            raise ValueError(f"strategy {self.name!r} does not apply to {model.kind}")
+        self.prepare(model, labeled)
+        outputs = model.infer(pool, probs=self.needs_probs, embeddings=self.needs_embeddings)
+        return self.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(pool))
+
+
+class RandomStrategy(QueryStrategy):
+    """Random scores from a seeded generator: the baseline every strategy must beat."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self._calls = 0
+
+    def score_outputs(self, probs=None, embeddings=None, n=None):
+        if n is None:
+            n = len(probs) if probs is not None else len(embeddings)
+        # a fresh stream per call, derived from the seed: same seed, same sequence of answers
+        rng = np.random.default_rng([self.seed, self._calls])
+        self._calls += 1
+        return rng.random(n)
+
+
+class _ProbabilityStrategy(QueryStrategy):
+    needs_probs = True
+    function = staticmethod(least_confidence)
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def score_outputs(self, probs=None, embeddings=None, n=None):
+        return np.asarray(self.function(probs), dtype=np.float64)
+
+
+class LeastConfidence(_ProbabilityStrategy):
+    name, kinds, function = "lc", frozenset({CLASSIFICATION}), staticmethod(least_confidence)
+
+
+class Margin(_ProbabilityStrategy):
+    name, kinds, function = "margin", frozenset({CLASSIFICATION}), staticmethod(margin)
+
+
+class Entropy(_ProbabilityStrategy):
+    name, kinds, function = "entropy", frozenset({CLASSIFICATION}), staticmethod(entropy)
+
+
+class MNLP(_ProbabilityStrategy):
+    name, kinds, function = "mnlp", frozenset({TAGGING}), staticmethod(mnlp)
+
+
+class MahalanobisDistance(QueryStrategy):
+    """Distance of a task's [CLS] vector to the nearest class centroid of the labeled set.
+
+    One centroid per labeled class and one shared covariance of the class-centred labeled
+    vectors, shrunk by Ledoit-Wolf so it stays invertible with few labels. Far from every
+    class means unlike anything labeled: ask first.
+    """
+
+    name = "md"
+    kinds = frozenset({CLASSIFICATION})
+    needs_embeddings = True
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.centroids_: np.ndarray | None = None
+        self.precision_: np.ndarray | None = None
+
+    def prepare(self, model, labeled):
+        if not labeled:
+            raise ValueError("strategy 'md' needs labeled examples to fit class centroids")
+        self.fit_embeddings(model.embed(labeled), [e.label for e in labeled])
+
+    def fit_embeddings(self, embeddings: np.ndarray, labels: Sequence[str]) -> MahalanobisDistance:
+        labels = np.asarray(labels)
+        classes = sorted(set(labels.tolist()))
+        self.centroids_ = np.stack([embeddings[labels == c].mean(axis=0) for c in classes])
+        centred = embeddings - self.centroids_[[classes.index(c) for c in labels]]
+        if len(centred) < 2:  # a single row has no spread: fall back to the Euclidean distance
+            self.precision_ = np.eye(embeddings.shape[1])
+        else:
+            self.precision_ = LedoitWolf(assume_centered=True).fit(centred).precision_
+        return self
+
+    def score_outputs(self, probs=None, embeddings=None, n=None):
+        if self.centroids_ is None:
+            raise ValueError("strategy 'md' is used before it was fitted on labeled embeddings")
+        diffs = embeddings[:, None, :] - self.centroids_[None, :, :]
+        distances = np.einsum("ncd,de,nce->nc", diffs, self.precision_, diffs)
+        return distances.min(axis=1)
+
+
+STRATEGIES: dict[str, type[QueryStrategy]] = {
+    cls.name: cls for cls in (RandomStrategy, LeastConfidence, Margin, Entropy, MNLP, MahalanobisDistance)
+}
+
+
+def get_strategy(name: str, seed: int = 0) -> QueryStrategy:
+    """The strategy registered under `name`."""
+    if name not in STRATEGIES:
+        raise UnknownStrategyError(f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
+    return STRATEGIES[name](seed=seed)
+
+
+def available_strategies(kind: str | None = None) -> list[str]:
+    return sorted(name for name, cls in STRATEGIES.items() if kind is None or kind in cls.kinds)
+
+
+def select_batch(
+    ids: Sequence[str],
+    scores: np.ndarray,
+    count: int | None = None,
+    word_budget: int | None = None,
+    n_words: Sequence[int] | None = None,
+) -> list[str]:
+    """The ids to ask next, highest score first (ties keep pool order).
+
+    By `count`, or by `word_budget` (tagging): sentences are taken in score order while
+    their words still fit in the budget, so the budget is never exceeded.
+    """
+    if len(ids) != len(scores):
+        raise ValueError(f"{len(ids)} ids but {len(scores)} scores")
+    if not len(ids):
+        raise EmptyPoolError("cannot select from an empty pool")
+    if (count is None) == (word_budget is None):
+        raise ValueError("give exactly one of count and word_budget")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        return [ids[i] for i in order[:count]]
+    if word_budget < 1:
+        raise ValueError(f"word_budget must be at least 1, got {word_budget}")
+    if n_words is None or len(n_words) != len(ids):
+        raise ValueError("a word budget needs the word count of every pool task")
+    chosen, used = [], 0
+    for i in order:
+        if used + n_words[i] <= word_budget:
+            chosen.append(ids[i])
+            used += n_words[i]
+    return chosen

@@ -1,0 +1,127 @@
+"""UPS, Unlabeled Pool Subsampling: re-score only the part of the pool that can matter.
+
+Every pool task keeps its last computed score. Ranked from most uncertain (rank 0) to
+least (rank M), task i is re-scored with probability p_i = exp(-max(0, r_i - gamma) / T),
+r_i = i / M: the top `gamma` share always, the rest with quickly vanishing probability
+(about gamma + T of the pool in expectation). Whole-pool scoring still happens on the
+first iterations and every few iterations after (SPEC.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CachedScore:
+    """A task's last computed score and which model version and iteration computed it."""
+
+    score: float
+    model_version: str
+    iteration: int
+
+
+class ScoreCache(Protocol):
+    """Where the last score of every pool task lives (in memory, in Redis, on disk)."""
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, CachedScore]: ...
+
+    def set_many(self, entries: Mapping[str, CachedScore]) -> None: ...
+
+    def delete_many(self, ids: Iterable[str]) -> None: ...
+
+    def all(self) -> dict[str, CachedScore]: ...
+
+
+class InMemoryScoreCache:
+    """A ScoreCache in a dict: for the simulator and tests."""
+
+    def __init__(self) -> None:
+        self._scores: dict[str, CachedScore] = {}
+
+    def get_many(self, ids):
+        return {i: self._scores[i] for i in ids if i in self._scores}
+
+    def set_many(self, entries):
+        self._scores.update(entries)
+
+    def delete_many(self, ids):
+        for i in ids:
+            self._scores.pop(i, None)
+
+    def all(self):
+        return dict(self._scores)
+
+
+Mode = Literal["full", "ups", "random"]
+
+
+@dataclass(frozen=True)
+class SubsamplingConfig:
+    """How much of the pool to score each iteration.
+
+    mode: "full" scores everything; "ups" as above; "random" draws a uniform subset of the
+    same expected size as UPS would (the paper's baseline). Iterations count from 0: the
+    first `full_first` and then every `full_every`-th (0, 1, 4, 8, ... by default) score the
+    whole pool; full_every = 0 means never again after the first ones.
+    """
+
+    mode: Mode = "ups"
+    gamma: float = 0.1
+    temperature: float = 0.01
+    full_first: int = 2
+    full_every: int = 4
+
+    def __post_init__(self):
+        if self.mode not in ("full", "ups", "random"):
+            raise ValueError(f"unknown subsampling mode {self.mode!r}; expected full, ups or random")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be within [0, 1], got {self.gamma}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature T must be >= 0, got {self.temperature}")
+        if self.full_first < 0 or self.full_every < 0:
+            raise ValueError("full-scoring iterations must be >= 0")
+
+    def is_full_iteration(self, iteration: int) -> bool:
+        if self.mode == "full" or iteration < self.full_first:
+            return True
+        return self.full_every > 0 and iteration > 0 and iteration % self.full_every == 0
+
+
+def ups_probabilities(n: int, gamma: float, temperature: float) -> np.ndarray:
+    """Re-scoring probability by rank position 0..n-1 (0 = most uncertain)."""
+    if n == 0:
+        return np.zeros(0)
+    ranks = np.arange(n) / max(1, n - 1)
+    excess = np.maximum(0.0, ranks - gamma)
+    if temperature == 0:
+        return (excess == 0).astype(float)
+    with np.errstate(over="ignore"):  # a tiny T overflows to inf, and exp(-inf) is the right 0
+        return np.exp(-excess / temperature)
+
+
+class PoolSubsampler:
+    """Chooses which pool tasks to re-score this iteration (seeded, so runs repeat)."""
+
+    def __init__(self, config: SubsamplingConfig | None = None, seed: int = 0):
+        self.config = config or SubsamplingConfig()
+        self.seed = seed
+
+    def choose(self, pool_ids: list[str], cached: Mapping[str, CachedScore], iteration: int) -> list[str]:
+        """Ids to score, in pool order. Tasks with no cached score are always scored."""
+        known = [i for i in pool_ids if i in cached]
+        if self.config.is_full_iteration(iteration) or not known:
+            return list(pool_ids)
+        # rank by last score, most uncertain first; ties keep pool order
+        order = np.argsort(-np.array([cached[i].score for i in known]), kind="stable")
+        p_by_rank = ups_probabilities(len(known), self.config.gamma, self.config.temperature)
+        if self.config.mode == "random":
+            p_by_rank = np.full(len(known), p_by_rank.mean())
+        rng = np.random.default_rng([self.seed, iteration])
+        drawn = rng.random(len(known)) < p_by_rank
+        keep = {known[order[rank]] for rank in np.flatnonzero(drawn)}
+        return [i for i in pool_ids if i in keep or i not in cached]

@@ -1,0 +1,34 @@
+"""Fixtures shared by every test: tiny random models and the path to ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import write_tiny_bert
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("AL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def require_or_skip(condition: bool, reason: str) -> None:
+    """Skip locally when a real part is missing; fail loudly in CI (CI=true), never skip there."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-weight tiny BERT folder, built once per test session."""
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    require_or_skip(SHARED_DATA.is_dir(), f"the shared datasets are not at {SHARED_DATA}")
+    return SHARED_DATA

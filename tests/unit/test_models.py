@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from al_core.data import Example
+from al_core.exceptions import ModelLoadError, NotFittedError
+from al_core.models import TransformerClassifier, TransformerTagger, build_model, load_model
+from tests.unit.engine_fixtures import FAST, TAGS, ner_examples, sentiment_examples
+
+
+def test_fit_lowers_the_loss_on_a_separable_set(tiny_model_dir):
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples())
+    losses = model.train_losses_
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    examples = sentiment_examples(1)
+    assert model.predict(examples) == [e.label for e in examples]
+
+
+def test_probabilities_are_distributions_in_input_order(tiny_model_dir):
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+    pool = [Example(id=str(i), text=" ".join(["movie"] * n)) for i, n in enumerate([9, 1, 5, 3, 7])]
+    probs = model.predict_proba(pool)
+    assert probs.shape == (5, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    one_by_one = np.vstack([model.predict_proba([e]) for e in pool])
+    np.testing.assert_allclose(probs, one_by_one, atol=1e-5)
+
+
+def test_save_then_load_gives_identical_probabilities(tiny_model_dir, tmp_path):
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+    model.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model.safetensors").exists()
+    assert not list((tmp_path / "saved").glob("*.bin"))
+    loaded = load_model(tmp_path / "saved")
+    assert isinstance(loaded, TransformerClassifier) and loaded.labels == ["neg", "pos"]
+    examples = sentiment_examples(1)
+    np.testing.assert_array_equal(model.predict_proba(examples), loaded.predict_proba(examples))
+
+
+def test_same_seed_gives_the_same_model_on_cpu(tiny_model_dir):
+    first = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+    second = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+    np.testing.assert_array_equal(first.predict_proba(sentiment_examples(1)), second.predict_proba(sentiment_examples(1)))
+
+
+def test_min_steps_extends_training(tiny_model_dir):
+    config = FAST.replace(epochs=1, min_steps=7)
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], config).fit(sentiment_examples(1))
+    assert len(model.train_losses_) == 7
+
+
+def test_checkpoint_callback_runs_every_epoch(tiny_model_dir):
+    seen = []
+    TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST.replace(epochs=3)).fit(
+        sentiment_examples(1), on_checkpoint=lambda model, step, lr: seen.append((step, lr))
+    )
+    assert [step for step, _ in seen] == [1, 2, 3]
+    assert all(lr > 0 for _, lr in seen)
+
+
+def test_embeddings_have_the_hidden_size(tiny_model_dir):
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+    assert model.embed(sentiment_examples(1)).shape == (8, 32)
+
+
+def test_word_alignment_reads_the_first_sub_token(tiny_model_dir):
+    model = TransformerTagger(tiny_model_dir, TAGS, FAST)
+    model._load(str(tiny_model_dir), fresh_head=True)
+    # "unbelievable" splits into un ##bel ##iev ##able in the test vocabulary
+    example = Example(id="x", text="john unbelievable paris", words=["john", "unbelievable", "paris"])
+    features = model._encode([example], with_labels=False)
+    tokens = model.tokenizer_.convert_ids_to_tokens(features[0]["input_ids"])
+    assert tokens == ["[CLS]", "john", "un", "##bel", "##iev", "##able", "paris", "[SEP]"]
+    assert features[0]["first_token"] == [1, 2, 6]
+
+
+def test_tagger_learns_tags_and_gives_one_row_per_word(tiny_model_dir):
+    model = TransformerTagger(tiny_model_dir, TAGS, FAST.replace(epochs=15)).fit(ner_examples())
+    examples = ner_examples(1)
+    probs = model.predict_proba(examples)
+    assert [p.shape for p in probs] == [(len(e.words), len(TAGS)) for e in examples]
+    predicted = model.predict(examples)
+    correct = sum(p == t for e, pred in zip(examples, predicted) for p, t in zip(pred, e.tags))
+    assert correct / sum(len(e.tags) for e in examples) > 0.8
+
+
+def test_tagger_words_cut_by_max_length_are_outside(tiny_model_dir):
+    model = TransformerTagger(tiny_model_dir, TAGS, FAST.replace(max_length=4)).fit(ner_examples(1))
+    words = ["john", "smith", "said", "in", "paris", "today"]
+    probs = model.predict_proba([Example(id="long", text=" ".join(words), words=words)])[0]
+    assert probs.shape == (6, len(TAGS))
+    np.testing.assert_array_equal(probs[3:], np.eye(len(TAGS))[[0, 0, 0]])
+
+
+def test_errors_are_named(tiny_model_dir, tmp_path):
+    with pytest.raises(NotFittedError):
+        TransformerClassifier(tiny_model_dir, ["a", "b"]).predict_proba([Example(id="1", text="x")])
+    with pytest.raises(ModelLoadError):
+        TransformerClassifier(tmp_path / "missing", ["a", "b"]).fit([Example(id="1", text="x", label="a")])
+    with pytest.raises(ModelLoadError, match="not a saved model"):
+        load_model(tmp_path)
+    with pytest.raises(ValueError, match="not one of"):
+        TransformerClassifier(tiny_model_dir, ["a", "b"], FAST).fit([Example(id="1", text="x", label="c")])
+    with pytest.raises(ValueError, match="unknown task kind"):
+        build_model("regression", tiny_model_dir, ["a"])

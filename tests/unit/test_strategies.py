@@ -1,0 +1,142 @@
+"""One contract test run over every strategy, and properties of the scores."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.exceptions import EmptyPoolError, UnknownStrategyError
+from al_core.models import TransformerClassifier, TransformerTagger
+from al_core.strategies import (
+    MahalanobisDistance,
+    available_strategies,
+    entropy,
+    get_strategy,
+    least_confidence,
+    margin,
+    mnlp,
+    select_batch,
+)
+from tests.unit.engine_fixtures import FAST, TAGS, ner_examples, sentiment_examples
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST.replace(epochs=3)).fit(sentiment_examples(1))
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_model_dir):
+    return TransformerTagger(tiny_model_dir, TAGS, FAST.replace(epochs=3)).fit(ner_examples(1))
+
+
+def _pool(kind):
+    if kind == CLASSIFICATION:
+        return [Example(id=f"p{i}", text=e.text) for i, e in enumerate(sentiment_examples(2))]
+    return [Example(id=f"p{i}", text=e.text, words=e.words) for i, e in enumerate(ner_examples(2))]
+
+
+CASES = [(name, CLASSIFICATION) for name in available_strategies(CLASSIFICATION)] + [
+    (name, TAGGING) for name in available_strategies(TAGGING)
+]
+
+
+@pytest.mark.parametrize("name,kind", CASES)
+def test_strategy_contract(name, kind, classifier, tagger):
+    model = classifier if kind == CLASSIFICATION else tagger
+    labeled = sentiment_examples(1) if kind == CLASSIFICATION else ner_examples(1)
+    pool = _pool(kind)
+    pool_ids = [e.id for e in pool]
+
+    scores = get_strategy(name, seed=7).score(model, pool, labeled)
+    assert scores.shape == (len(pool),) and np.isfinite(scores).all()
+    again = get_strategy(name, seed=7).score(model, pool, labeled)
+    np.testing.assert_array_equal(scores, again)  # same seed, same answer
+
+    if kind == CLASSIFICATION:
+        chosen = select_batch(pool_ids, scores, count=5)
+        assert len(chosen) == 5
+    else:
+        n_words = [e.n_words for e in pool]
+        chosen = select_batch(pool_ids, scores, word_budget=17, n_words=n_words)
+        assert sum(n_words[pool_ids.index(i)] for i in chosen) <= 17 and chosen
+    assert len(set(chosen)) == len(chosen)
+    assert set(chosen) <= set(pool_ids)
+    best = pool_ids[int(np.argmax(scores))]
+    assert chosen[0] == best
+
+    with pytest.raises(EmptyPoolError):
+        get_strategy(name).score(model, [], labeled)
+
+
+def test_random_differs_by_seed(classifier):
+    pool = _pool(CLASSIFICATION)
+    assert not np.array_equal(get_strategy("random", 1).score(classifier, pool), get_strategy("random", 2).score(classifier, pool))
+
+
+def test_unknown_strategy_is_named():
+    with pytest.raises(UnknownStrategyError, match="'bald'.*available: entropy, lc"):
+        get_strategy("bald")
+
+
+def test_strategy_refuses_the_wrong_kind(tagger):
+    with pytest.raises(ValueError, match="does not apply"):
+        get_strategy("lc").score(tagger, _pool(TAGGING))
+
+
+def test_select_batch_guards():
+    with pytest.raises(EmptyPoolError):
+        select_batch([], np.array([]), count=1)
+    with pytest.raises(ValueError, match="exactly one"):
+        select_batch(["a"], np.array([1.0]))
+    with pytest.raises(ValueError, match="word count"):
+        select_batch(["a"], np.array([1.0]), word_budget=3)
+    assert select_batch(["a", "b", "c"], np.array([0.1, 0.9, 0.5]), count=10) == ["b", "c", "a"]
+
+
+def _distributions(draw_rows, k):
+    raw = np.asarray(draw_rows, dtype=float) + 1e-6
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+prob_rows = st.integers(2, 6).flatmap(
+    lambda k: arrays(float, st.tuples(st.integers(1, 30), st.just(k)), elements=st.floats(0, 1))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(prob_rows)
+def test_least_confidence_is_within_bounds(raw):
+    probs = _distributions(raw, raw.shape[1])
+    scores = least_confidence(probs)
+    k = probs.shape[1]
+    assert (scores >= -1e-9).all() and (scores <= 1 - 1 / k + 1e-9).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(prob_rows, st.randoms())
+def test_scores_do_not_depend_on_row_order(raw, rnd):
+    probs = _distributions(raw, raw.shape[1])
+    perm = list(range(len(probs)))
+    rnd.shuffle(perm)
+    for function in (least_confidence, margin, entropy):
+        np.testing.assert_allclose(function(probs)[perm], function(probs[perm]))
+    words = [probs[: i + 1] for i in range(len(probs))]
+    np.testing.assert_allclose(mnlp(words)[perm], mnlp([words[i] for i in perm]))
+
+
+def test_mnlp_values():
+    certain = np.array([[1.0, 0.0], [1.0, 0.0]])
+    unsure = np.array([[0.5, 0.5], [0.5, 0.5]])
+    scores = mnlp([certain, unsure, np.zeros((0, 2))])
+    np.testing.assert_allclose(scores, [0.0, np.log(2), 0.0], atol=1e-6)
+
+
+def test_mahalanobis_prefers_points_far_from_every_class():
+    rng = np.random.default_rng(0)
+    embeddings = np.vstack([rng.normal(0, 1, (20, 3)), rng.normal(10, 1, (20, 3))])
+    md = MahalanobisDistance().fit_embeddings(embeddings, ["a"] * 20 + ["b"] * 20)
+    scores = md.score_outputs(embeddings=np.array([[0.0, 0, 0], [10.0, 10, 10], [5.0, 5, 5], [40.0, -40, 3]]))
+    assert scores[0] < scores[2] < scores[3] and scores[1] < scores[2]
