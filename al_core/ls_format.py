@@ -302,14 +302,14 @@ def read_ls_export(path: str | Path, config: LabelConfig | str | None = None) ->
     if isinstance(config, str):
         config = parse_label_config(config)
     if config is None:
-        config = _infer_config(tasks, path)
+        config = infer_config(tasks, path)
     try:
         return examples_from_export(tasks, config)
     except DataFormatError as err:
         raise DataFormatError(str(err), str(path)) from err
 
 
-def _infer_config(tasks: list[dict], path: Path) -> LabelConfig:
+def infer_config(tasks: list[dict], path: Path) -> LabelConfig:
     """Guess the config from the first annotated region; labels are those seen in annotations."""
     first = None
     labels: dict[str, None] = {}

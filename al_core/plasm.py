@@ -1,0 +1,411 @@
+"""PLASM: pseudo-labels from a teacher, filtered before a successor trains on them.
+
+After annotation, a teacher trained on the gold labels labels the rest of the pool.
+Its mistakes are then filtered out: `uncertainty` drops what the teacher is least sure
+of, `tracin` drops the highest self-influence (Pruthi et al., 2020): the sum over saved
+training checkpoints t of lr_t * ||grad loss(x, y_hat; theta_t)||^2, taken over the
+model's last layer (its classification head), which is the practical version. How much
+to drop: 1 - the teacher's held-out score, or a fraction the user gives.
+
+For tagging the unit is the sentence: one confidence, one filter score, one keep/drop
+decision per sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.exceptions import ALError
+
+# ---------------------------------------------------------------------------------------------
+# Pseudo-labeling
+
+
+@dataclass
+class PseudoLabels:
+    """The teacher's answer for each example, in input order.
+
+    `labels`: a class name per example (classification) or a tag list per sentence (tagging).
+    `confidences`: max probability (classification); geometric mean of the words' max
+    probabilities (tagging), so one unsure word lowers the whole sentence.
+    """
+
+    labels: list
+    confidences: np.ndarray
+
+
+def _predict_in_chunks(teacher, examples: Sequence[Example], chunk_size: int, progress: bool):
+    """predict_proba over chunks, so a long pool shows a progress bar."""
+    from tqdm.auto import tqdm
+
+    outputs: list = []
+    starts = range(0, len(examples), chunk_size)
+    for start in tqdm(starts, desc="pseudo-labeling", unit="chunk", disable=not progress or len(starts) < 2):
+        probs = teacher.predict_proba(list(examples[start : start + chunk_size]))
+        outputs.extend(list(probs))
+    return outputs
+
+
+def pseudo_label(
+    teacher, examples: Sequence[Example], chunk_size: int = 512, progress: bool = False
+) -> PseudoLabels:
+    """The teacher's labels and confidences for `examples` (a fitted model wrapper)."""
+    if not examples:
+        return PseudoLabels(labels=[], confidences=np.zeros(0))
+    probs = _predict_in_chunks(teacher, examples, chunk_size, progress)
+    labels: list = []
+    confidences = np.zeros(len(examples))
+    for i, p in enumerate(probs):
+        p = np.asarray(p, dtype=float)
+        if teacher.kind == CLASSIFICATION:
+            labels.append(teacher.labels[int(p.argmax())])
+            confidences[i] = float(p.max())
+        else:
+            labels.append(valid_iob2([teacher.labels[int(k)] for k in p.argmax(axis=1)]) if len(p) else [])
+            # mean log of the words' max probabilities, back to a probability scale
+            confidences[i] = (
+                float(np.exp(np.mean(np.log(np.clip(p.max(axis=1), 1e-12, 1.0))))) if len(p) else 1.0
+            )
+    return PseudoLabels(labels=labels, confidences=confidences)
+
+
+def valid_iob2(tags: list[str]) -> list[str]:
+    """Word-by-word argmax can give I-X with no B-X before it; such a tag starts the entity (B-X)."""
+    fixed = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-") and (i == 0 or fixed[-1][2:] != tag[2:] or fixed[-1] == "O"):
+            tag = "B-" + tag[2:]
+        fixed.append(tag)
+    return fixed
+
+
+def with_labels(examples: Sequence[Example], labels: Sequence, kind: str) -> list[Example]:
+    """Copies of `examples` carrying `labels` (a class or a tag list each)."""
+    if kind == CLASSIFICATION:
+        return [replace(e, label=y, meta=dict(e.meta)) for e, y in zip(examples, labels, strict=True)]
+    return [
+        replace(e, tags=list(y), words=e.words if e.words is not None else e.text.split(), meta=dict(e.meta))
+        for e, y in zip(examples, labels, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# How much to drop
+
+
+def drop_fraction_from_score(teacher_score: float) -> float:
+    """The paper's rule: drop 1 - score (teacher accuracy 0.9 -> drop 10%), within [0, 1]."""
+    if not math.isfinite(teacher_score):
+        raise ALError(f"the teacher's held-out score is not a number: {teacher_score}")
+    return float(min(1.0, max(0.0, 1.0 - teacher_score)))
+
+
+def keep_mask(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """True for the rows kept once the `fraction` with the highest scores is dropped.
+
+    round(fraction * n) rows are dropped; ties go to the earlier row (a stable order).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ALError(f"the drop fraction must be between 0 and 1, got {fraction}")
+    scores = np.asarray(scores, dtype=float)
+    n_drop = int(round(fraction * len(scores)))
+    kept = np.ones(len(scores), dtype=bool)
+    if n_drop:
+        order = np.argsort(-scores, kind="stable")
+        kept[order[:n_drop]] = False
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# TracIn checkpoints
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str
+    step: int
+    learning_rate: float
+
+
+class CheckpointRecorder:
+    """An `on_checkpoint` callback for fit(): saves the model at the end of every epoch.
+
+    The list is also written to `checkpoints.json` in `folder`, so a later run (or a
+    resumed one) finds the checkpoints with their learning rates.
+    """
+
+    MANIFEST = "checkpoints.json"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.checkpoints: list[Checkpoint] = []
+
+    def __call__(self, model_wrapper, step: int, learning_rate: float) -> None:
+        path = self.folder / f"step-{step:07d}"
+        model_wrapper.save(path)
+        self.checkpoints.append(Checkpoint(str(path), int(step), float(learning_rate)))
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"path": Path(c.path).name, "step": c.step, "learning_rate": c.learning_rate}
+            for c in self.checkpoints
+        ]
+        tmp = self.folder / (self.MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        tmp.replace(self.folder / self.MANIFEST)
+
+    @classmethod
+    def read(cls, folder: str | Path) -> list[Checkpoint]:
+        """The checkpoints listed in `folder`; an empty list when there are none."""
+        folder = Path(folder)
+        manifest = folder / cls.MANIFEST
+        if not manifest.exists():
+            return []
+        rows = json.loads(manifest.read_text(encoding="utf-8"))
+        found = [Checkpoint(str(folder / r["path"]), int(r["step"]), float(r["learning_rate"])) for r in rows]
+        return [c for c in found if Path(c.path).is_dir()]
+
+
+# ---------------------------------------------------------------------------------------------
+# TracIn self-influence over the last layer
+
+
+def classification_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The last layer(s) a *ForSequenceClassification / *ForTokenClassification model ends with."""
+    for name in ("classifier", "score", "head", "out_proj"):
+        module = getattr(model, name, None)
+        if isinstance(module, torch.nn.Module) and any(True for _ in module.parameters()):
+            return module
+    children = [m for m in model.children() if any(True for _ in m.parameters())]
+    if not children:
+        raise ALError(f"cannot find the last layer of {type(model).__name__} for TracIn")
+    return children[-1]
+
+
+def _encode(
+    tokenizer, examples: Sequence[Example], targets: Sequence, kind: str, labels: list[str], max_length: int
+):
+    """Token ids and label ids; for tagging, the label sits on each word's first sub-token."""
+    index = {label: i for i, label in enumerate(labels)}
+    features = []
+    for example, target in zip(examples, targets, strict=True):
+        if kind == CLASSIFICATION:
+            enc = tokenizer(example.text, truncation=True, max_length=max_length)
+            row = {
+                k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+            row["labels"] = index[target]
+        else:
+            words = example.words if example.words is not None else example.text.split()
+            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+            row = {
+                k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+            tag_ids, previous = [], None
+            for word_id in enc.word_ids():
+                tag_ids.append(
+                    index[target[word_id]] if word_id is not None and word_id != previous else -100
+                )
+                previous = word_id
+            row["labels"] = tag_ids
+        features.append(row)
+    return features
+
+
+def _head_grad_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """||grad of each row's loss w.r.t. the head's parameters||^2, one value per row.
+
+    The body runs once for the batch without gradients; the head's input is caught by a
+    hook, and then each row goes through the head alone, so backward is cheap.
+    """
+    head = classification_head(model)
+    caught: list[torch.Tensor] = []
+
+    def catch_input(_module, inputs, _output):
+        caught.append(inputs[0].detach())
+
+    hook = head.register_forward_hook(catch_input)
+    try:
+        with torch.no_grad():
+            model(**{k: v for k, v in batch.items() if k != "labels"})
+    finally:
+        hook.remove()
+    if not caught:
+        raise ALError(f"the last layer of {type(model).__name__} was not called with an input TracIn can use")
+    features = caught[-1]
+    labels = batch["labels"]
+    params = [p for p in head.parameters()]
+    norms = np.zeros(len(labels))
+    with torch.enable_grad():
+        for i in range(len(labels)):
+            logits = head(features[i : i + 1])
+            target = labels[i : i + 1]
+            if logits.dim() == 3:  # tagging: (1, length, K); padding and later sub-tokens are -100
+                logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+                if not (target != -100).any():
+                    continue
+            loss = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=-100)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            norms[i] = float(sum((g.float() ** 2).sum() for g in grads if g is not None))
+    return norms
+
+
+def self_influence(
+    checkpoints: Sequence[Checkpoint],
+    examples: Sequence[Example],
+    targets: Sequence,
+    load: Callable[[str], object] | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """TracIn self-influence of each (example, target): sum_t lr_t * ||grad_head loss||^2.
+
+    `targets` are the labels to score (the pseudo-labels): class names or tag lists.
+    `load(path)` turns a checkpoint folder into a model wrapper (default: al_core.models.load_model).
+    Higher means more suspicious: mislabeled rows keep a large gradient through training.
+    """
+    from tqdm.auto import tqdm
+
+    from al_core.inference import length_sorted_batches
+    from al_core.training import pad_batch
+
+    if not checkpoints:
+        raise ALError("TracIn needs at least one checkpoint saved during the teacher's training")
+    if load is None:
+        from al_core.models import load_model as load
+    total = np.zeros(len(examples))
+    if not examples:
+        return total
+    bar = tqdm(total=len(checkpoints) * len(examples), desc="tracin", unit="ex", disable=not progress)
+    for checkpoint in checkpoints:
+        wrapper = load(checkpoint.path)
+        model, kind = wrapper.model_, wrapper.kind
+        device = next(model.parameters()).device
+        max_length = getattr(getattr(wrapper, "config", None), "max_length", 256)
+        model.eval()
+        features = _encode(wrapper.tokenizer_, examples, targets, kind, list(wrapper.labels), max_length)
+        pad_id = wrapper.tokenizer_.pad_token_id or 0
+        for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+            batch = pad_batch([features[i] for i in indices], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            total[indices] += checkpoint.learning_rate * _head_grad_norms(model, batch)
+            bar.update(len(indices))
+        del wrapper, model
+    bar.close()
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters: score the pseudo-labeled rows, higher = drop first
+
+
+class PseudoLabelFilter:
+    """Scores pseudo-labeled examples; the highest scores are dropped first."""
+
+    name: str = ""
+    drops: bool = True  # False: keeps everything whatever the fraction
+
+    def score(self, examples: Sequence[Example], pseudo: PseudoLabels) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NoFilter(PseudoLabelFilter):
+    """Keeps every pseudo-label."""
+
+    name = "none"
+    drops = False
+
+    def score(self, examples, pseudo):
+        return np.zeros(len(examples))
+
+
+class UncertaintyFilter(PseudoLabelFilter):
+    """Drops what the teacher is least sure of: score = 1 - confidence."""
+
+    name = "uncertainty"
+
+    def score(self, examples, pseudo):
+        return 1.0 - np.asarray(pseudo.confidences, dtype=float)
+
+
+class TracInFilter(PseudoLabelFilter):
+    """Drops the highest TracIn self-influence, from checkpoints saved while the teacher trained."""
+
+    name = "tracin"
+
+    def __init__(
+        self, checkpoints: Sequence[Checkpoint], load=None, batch_size: int = 32, progress: bool = False
+    ):
+        self.checkpoints = list(checkpoints)
+        self.load = load
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def score(self, examples, pseudo):
+        return self_influence(
+            self.checkpoints,
+            examples,
+            pseudo.labels,
+            load=self.load,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
+
+
+FILTERS: dict[str, type[PseudoLabelFilter]] = {f.name: f for f in (NoFilter, UncertaintyFilter, TracInFilter)}
+
+
+def available_filters() -> list[str]:
+    return list(FILTERS)
+
+
+def get_filter(name: str, **options) -> PseudoLabelFilter:
+    """The filter registered under `name`; `options` go to its constructor (tracin: checkpoints=...)."""
+    if name not in FILTERS:
+        raise ALError(f"unknown pseudo-label filter {name!r}; choose one of {', '.join(FILTERS)}")
+    return FILTERS[name](**options)
+
+
+# ---------------------------------------------------------------------------------------------
+# One call for the whole step
+
+
+@dataclass
+class FilteredPseudoLabels:
+    examples: list[Example]  # the pool, each with its pseudo-label
+    confidences: np.ndarray
+    scores: np.ndarray
+    kept: np.ndarray  # bool per example
+    drop_fraction: float
+
+    @property
+    def kept_examples(self) -> list[Example]:
+        return [e for e, k in zip(self.examples, self.kept, strict=True) if k]
+
+
+def filter_pseudo_labels(
+    pool: Sequence[Example],
+    pseudo: PseudoLabels,
+    kind: str,
+    label_filter: PseudoLabelFilter,
+    drop_fraction: float,
+) -> FilteredPseudoLabels:
+    """Scores the pseudo-labeled pool with `label_filter` and drops `drop_fraction` of it."""
+    if kind not in (CLASSIFICATION, TAGGING):
+        raise ALError(f"unknown task kind {kind!r}")
+    labeled = with_labels(pool, pseudo.labels, kind)
+    scores = np.asarray(label_filter.score(labeled, pseudo), dtype=float)
+    fraction = drop_fraction if label_filter.drops else 0.0
+    return FilteredPseudoLabels(
+        labeled, np.asarray(pseudo.confidences), scores, keep_mask(scores, fraction), fraction
+    )

@@ -1,0 +1,162 @@
+"""Publishing scores for 10,000 tasks to a real Label Studio 1.23.2 (goal: <= 10 s per version).
+
+Times the backend's own publishing path (ml_backend.ls_gateway.LSGateway): the bulk import of
+one scored prediction per unlabeled task, then pointing the project at the version
+(model_version + uncertainty sampling), then the first "next task" Label Studio serves from it.
+Compared: publish batch sizes, and Label Studio with and without its faster prediction import.
+
+Label Studio is started by the end-to-end harness (its own virtualenv and a copied template
+data folder, cached in $AL_E2E_CACHE). Writes the "publish" section of BENCHMARKS.md.
+
+    python -m benchmarks.bench_publish [--tasks 10000] [--batch-sizes 1000,10000] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.report import machine_line, write_section
+from ml_backend.ls_gateway import LSGateway
+from ml_backend.settings import Settings
+from tests.conftest import SHARED_DATA
+from tests.e2e import harness
+from tests.e2e.gold import ag_news
+from tests.e2e.ls_api import LabelStudioAPI
+
+GOAL_S = 10.0
+
+
+def texts(count: int) -> tuple[list[str], object]:
+    """AG News test articles, repeated with a running number past the 7,600 the file holds."""
+    gold = ag_news(SHARED_DATA, count)
+    base = [t.text for t in gold.tasks]
+    return [base[i % len(base)] + ("" if i < len(base) else f" ({i})") for i in range(count)], gold
+
+
+def publish(gateway: LSGateway, ls: LabelStudioAPI, project: int, ids: list[int], version: str):
+    """One version: a prediction with a region and a score per task; returns the timings and the task served."""
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    rng = random.Random(version)
+    predictions = [
+        {
+            "task": task_id,
+            "result": [
+                {
+                    "from_name": "topic",
+                    "to_name": "text",
+                    "type": "choices",
+                    "value": {"choices": [rng.choice(labels)]},
+                }
+            ],
+            "score": round(rng.random(), 6),
+        }
+        for task_id in ids
+    ]
+    start = time.perf_counter()
+    sent = gateway.publish_predictions(project, version, predictions)
+    publish_s = time.perf_counter() - start
+    start = time.perf_counter()
+    gateway.activate_version(project, version)
+    activate_s = time.perf_counter() - start
+    start = time.perf_counter()
+    served = ls.next_task(project)
+    next_s = time.perf_counter() - start
+    scores = {p["task"]: p["score"] for p in predictions}
+    stored = ls.model_versions(project).get(version)
+    assert sent == len(ids) and stored == len(ids), f"sent {sent}, stored {stored}, expected {len(ids)}"
+    assert scores[served["id"]] == min(scores.values()), f"served {served['id']}, not the lowest score"
+    # release the lock "next" took, so the next version's first task is served afresh
+    ls.request("POST", f"/api/tasks/{served['id']}/annotations/", json={"result": [], "was_cancelled": True})
+    return publish_s, activate_s, next_s, served["id"]
+
+
+# Label Studio 1.23.2 ships a faster prediction import behind a feature flag (off by default; an
+# environment variable of that name turns it on). Off, every import request recounts the
+# annotations and predictions of EVERY task of the project, so the cost grows with requests x tasks.
+IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
+MODES = [
+    ("flag off (Label Studio's default)", {IMPORT_FLAG: "false"}),
+    ("flag on (as docker-compose.yml sets it)", {IMPORT_FLAG: "true"}),
+]
+
+
+def run_mode(venv, template, env: dict, texts_, gold, batch_sizes: list[int]) -> tuple[float, list[tuple]]:
+    """One Label Studio with `env`: import the tasks, then publish one version per batch size."""
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as work:
+        work = Path(work)
+        token = harness.copy_template(template, work / "data")
+        process, url, _ = harness.start_label_studio(venv, work / "data", work, extra_env=env)
+        try:
+            ls = LabelStudioAPI(url, token)
+            project = ls.sdk.projects.create(title="publish benchmark", label_config=gold.label_config).id
+            start = time.perf_counter()
+            for i in range(0, len(texts_), 2500):
+                ls.import_tasks(project, texts_[i : i + 2500])
+            import_s = time.perf_counter() - start
+            ids = sorted(t["id"] for t in ls.tasks(project))
+            rows = []
+            for n, batch in enumerate(batch_sizes, 1):
+                settings = Settings(
+                    label_studio_url=url, label_studio_api_key=token, publish_batch_size=batch
+                )
+                figures = publish(LSGateway(settings), ls, project, ids, f"bench-v{n}")
+                rows.append((batch, len(ids), *figures[:3]))
+                ids.remove(figures[-1])  # skipped to release its lock: no longer unlabeled
+                print(
+                    f"{env or 'default'} batch {batch}: publish {figures[0]:.2f} s, activate {figures[1]:.2f} s"
+                )
+            return import_s, rows
+        finally:
+            process.stop()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--batch-sizes", default="1000,10000", help="publish batch sizes to compare")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the figures, leave BENCHMARKS.md alone"
+    )
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    venv = harness.ensure_ls_venv()
+    template = harness.ensure_template(venv)
+    all_texts, gold = texts(args.tasks)
+    lines, import_s = [], 0.0
+    for name, env in MODES:
+        import_s, rows = run_mode(venv, template, env, all_texts, gold, batch_sizes)
+        for batch, count, publish_s, activate_s, next_s in rows:
+            ok = "yes" if publish_s + activate_s <= GOAL_S else "NO"
+            lines.append(
+                f"| {name} | {batch:,} | {count:,} | {publish_s:.2f} s | {activate_s:.2f} s | {next_s:.2f} s | {ok} |"
+            )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    default_batch = Settings.model_fields["publish_batch_size"].default
+    table = "\n".join(lines)
+    markdown = f"""## Publishing scores to Label Studio
+
+{machine_line()}Label Studio {harness.LS_VERSION} (SQLite, one process) on the same machine. One version = a scored prediction
+(with its region) for every unlabeled task, sent by `LSGateway.publish_predictions` in batches of
+`AL_PUBLISH_BATCH_SIZE` (default {default_batch:,}), then `LSGateway.activate_version`; "first next task" is
+`GET /api/projects/:id/next` right after (checked: the lowest score). Importing the {args.tasks:,} tasks took
+{import_s:.1f} s. Load average at the end (1, 5, 15 min): {load} (the machine is shared). Goal: publish +
+activate <= {GOAL_S:.0f} s.
+
+| `{IMPORT_FLAG}` | batch | predictions | publish | activate | first next task | within goal |
+|---|---|---|---|---|---|---|
+{table}
+"""
+    print(markdown)
+    if not args.no_write:
+        write_section("publish", markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The backend's services behind the HTTP routes: setup, predict, webhook, versions, status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from al_core.exceptions import DataFormatError, UnsupportedConfigError
+from al_core.ls_format import LabelConfig, model_labels
+from ml_backend.errors import BadRequest
+from ml_backend.events import handle_event
+from ml_backend.jobs import check_config
+from ml_backend.predictor import PredictorCache, untrained_answer
+from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
+from ml_backend.settings import Settings
+from ml_backend.status import MemoryState, RedisState
+from ml_backend.store import UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore
+
+log = logging.getLogger(__name__)
+
+
+def project_from_ls(value: Any) -> str:
+    """Label Studio names the project "<id>.<created timestamp>" in /setup and /predict."""
+    text = str(value) if value is not None else ""
+    head = text.split(".", 1)[0]
+    if not head.isdigit():
+        raise BadRequest(f"invalid project {value!r}: expected '<id>.<timestamp>' as Label Studio sends it")
+    return str(int(head))
+
+
+class Backend:
+    def __init__(self, settings: Settings, redis=None):
+        self.settings = settings
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)  # /predict runs in this process
+        self.store = VersionStore(settings.model_dir, keep=settings.keep_versions)
+        if settings.redis_url:
+            if redis is None:
+                from redis import Redis
+
+                # short timeouts: Label Studio gives a webhook 1 s, and a clear 503 beats a hang
+                redis = Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.8)
+            self.redis = redis
+            self.state = RedisState(redis)
+            self.runner = RQRunner(settings, redis)
+        else:
+            self.redis = None
+            self.state = MemoryState()
+            self.runner = EmbeddedRunner(settings, self.state)
+        self.retrainer = Retrainer(settings, self.state, self.runner)
+        self.predictors = PredictorCache(self.store, settings)
+        self._configs: dict[str, LabelConfig] = {}
+        self._configs_lock = threading.Lock()
+        self._caches: dict[str, Any] = {}
+
+    # --- helpers ---
+    def check_config(self, label_config: str) -> LabelConfig:
+        """Parsed and accepted label config (memoised: /setup parses the same text every time)."""
+        config = self._configs.get(label_config)
+        if config is None:
+            config = check_config(label_config)
+            with self._configs_lock:
+                if len(self._configs) > 256:
+                    self._configs.clear()
+                self._configs[label_config] = config
+        return config
+
+    def labels_changed(self, project: str, config: LabelConfig) -> bool:
+        """True when the promoted version was trained for other labels than `config` asks for."""
+        version = self.store.current_version(project)
+        if version is None:
+            return False
+        meta = self.store.meta(project, version)
+        return meta.get("kind") != config.kind or meta.get("labels") != model_labels(config)
+
+    def score_cache(self, project: str):
+        if self.redis is not None:
+            return RedisScoreCache(self.redis, project)
+        cache = self._caches.get(project)
+        if cache is None:
+            cache = self._caches[project] = FileScoreCache(self.store.project_dir(project) / "scores.sqlite")
+        return cache
+
+    # --- routes ---
+    def health(self) -> dict:
+        return {
+            "status": "UP",
+            "model_class": "ActiveLearningBackend",
+            "queue": "rq" if self.redis else "embedded",
+        }
+
+    def setup(self, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise BadRequest("/setup expects a JSON object with 'project' and 'schema'")
+        project = project_from_ls(body.get("project"))
+        schema = body.get("schema")
+        if not isinstance(schema, str) or not schema.strip():
+            raise BadRequest("/setup: 'schema' (the label config) is missing")
+        try:
+            self.check_config(schema)
+        except UnsupportedConfigError as error:
+            raise BadRequest(f"unsupported label config: {error}") from error
+        version = self.store.current_version(project)
+        if version is not None:
+            self.predictors.warm(project)
+        return {"model_version": version or UNTRAINED}
+
+    def predict(self, body: Any) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+            raise BadRequest("/predict expects a JSON object with a list of 'tasks'")
+        project = project_from_ls(body.get("project"))
+        tasks = body["tasks"]
+        if not all(isinstance(t, dict) and "id" in t for t in tasks):
+            raise BadRequest("/predict: every task must be an object with an id")
+        config = None
+        if isinstance(body.get("label_config"), str):
+            try:
+                config = self.check_config(body["label_config"])
+            except UnsupportedConfigError as error:
+                raise BadRequest(f"unsupported label config: {error}") from error
+        predictor = self.predictors.get(project)
+        if predictor is None or (config is not None and not predictor.compatible(config)):
+            # no model yet, or one trained for other labels: the documented untrained answer
+            return {"results": untrained_answer(len(tasks))}
+        try:
+            return {"results": predictor.predict(tasks, config)}
+        except DataFormatError as error:
+            raise BadRequest(str(error)) from error
+
+    def webhook(self, body: Any) -> dict:
+        return handle_event(body, self)
+
+    def versions(self, project: str | None = None) -> dict:
+        projects = [project] if project else self.store.projects()
+        versions = [v for p in projects for v in self.store.versions(p)]
+        return {"versions": versions}
+
+    def status(self, project: str | None = None) -> dict:
+        projects = [project] if project else sorted(set(self.store.projects()) | set(self.state.projects()))
+        out = {}
+        for p in projects:
+            state = self.state.status(p)
+            out[p] = {
+                "current_version": self.store.current_version(p),
+                "versions": self.store.versions(p),
+                "pending_retrain": state.get("pending", False),
+                "running_retrain": state.get("running", False),
+                "running_since": state.get("running_since"),
+                "events_since_last_retrain": state.get("events", 0),
+                "last_error": state.get("last_error"),
+                "last_error_at": state.get("last_error_at"),
+                "last_round": state.get("last_round"),
+            }
+        return {"queue": "rq" if self.redis else "embedded", "projects": out}

@@ -1,0 +1,97 @@
+"""What each Label Studio webhook event does. Nothing here trains: it records and enqueues.
+
+| action                              | effect                                                        |
+|-------------------------------------|---------------------------------------------------------------|
+| ANNOTATION_CREATED / _UPDATED       | retrain requested (merged into a pending one)                 |
+| ANNOTATIONS_DELETED                 | retrain requested (the labeled set shrank)                    |
+| START_TRAINING                      | retrain requested, whatever RETRAIN_TRIGGER / RETRAIN_EVERY say |
+| TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway) |
+| TASKS_DELETED                       | their cached scores dropped                                   |
+| PROJECT_UPDATED                     | label config checked; a changed config requests a retrain     |
+| anything else                       | ignored (200)                                                 |
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from al_core.exceptions import UnsupportedConfigError
+from ml_backend.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+RETRAIN_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
+
+
+def project_of(body: dict[str, Any]) -> str:
+    """The project id of a webhook: project.id (full object), or an annotation's / task's project."""
+    project = body.get("project")
+    if isinstance(project, dict):
+        project = project.get("id")
+    if project is None:
+        for key in ("annotation", "task"):
+            if isinstance(body.get(key), dict):
+                project = body[key].get("project")
+                break
+    if isinstance(project, str) and "." in project:  # "<id>.<timestamp>" as in /setup
+        project = project.split(".", 1)[0]
+    if project is None or not str(project).isdigit():
+        raise BadRequest(f"webhook {body.get('action')!r} names no project id (expected project.id)")
+    return str(int(project))
+
+
+def handle_event(body: Any, backend) -> dict[str, Any]:
+    """Apply one webhook; returns the JSON answer. Fast: Redis/dict updates and an enqueue."""
+    if not isinstance(body, dict) or not isinstance(body.get("action"), str):
+        raise BadRequest("a webhook must be a JSON object with an 'action'")
+    action = body["action"]
+    if action in RETRAIN_ACTIONS or action == "START_TRAINING":
+        project = project_of(body)
+        outcome = backend.retrainer.request(project, force=action == "START_TRAINING")
+        return {"status": "ok", "action": action, "project": project, "retrain": outcome}
+    if action == "TASKS_CREATED":
+        project = project_of(body)
+        tasks = [
+            {"id": t["id"], "data": t.get("data")}
+            for t in body.get("tasks") or []
+            if isinstance(t, dict) and isinstance(t.get("id"), int)
+        ]
+        scheduled = False
+        if tasks and backend.store.current_version(project) and not backend.retrainer.pending(project):
+            backend.runner.submit_scoring(project, tasks)
+            scheduled = True
+        return {
+            "status": "ok",
+            "action": action,
+            "project": project,
+            "scoring": scheduled,
+            "tasks": len(tasks),
+        }
+    if action == "TASKS_DELETED":
+        project = project_of(body)
+        ids = [str(t["id"]) for t in body.get("tasks") or [] if isinstance(t, dict) and "id" in t]
+        if ids:
+            backend.score_cache(project).delete_many(ids)
+        return {"status": "ok", "action": action, "project": project, "forgotten": len(ids)}
+    if action == "PROJECT_UPDATED":
+        return _project_updated(body, backend)
+    return {"status": "ignored", "action": action}
+
+
+def _project_updated(body: dict[str, Any], backend) -> dict[str, Any]:
+    project = project_of(body)
+    info = body.get("project") if isinstance(body.get("project"), dict) else {}
+    label_config = info.get("label_config")
+    answer = {"status": "ok", "action": "PROJECT_UPDATED", "project": project}
+    if not isinstance(label_config, str):
+        return answer
+    try:
+        config = backend.check_config(label_config)
+    except UnsupportedConfigError as error:
+        backend.state.record_error(project, f"unsupported label config: {error}")
+        return dict(answer, config="unsupported", error=str(error))
+    if backend.labels_changed(project, config):
+        # our own PATCH of model_version lands here too; only a change of labels retrains
+        answer["retrain"] = backend.retrainer.request(project, force=True)
+    return answer

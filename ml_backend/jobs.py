@@ -1,0 +1,294 @@
+"""The retrain and scoring jobs.
+
+`retrain(project_id)` and `score_new_tasks(project_id, tasks)` are the RQ entry points
+(primitive arguments only; settings come from the worker's environment). The embedded
+runner calls `run_retrain` / `run_scoring` directly with the web process's settings.
+
+A retrain reads Label Studio at its start (so every annotation made before it started is
+in its training set), trains the acquisition model, scores the UPS subset of the pool,
+promotes the new version, publishes a scored prediction for every unlabeled task under it
+and points the project's ordering at it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from al_core.exceptions import DataFormatError, UnsupportedConfigError
+from al_core.loop import run_round
+from al_core.ls_format import model_labels, parse_label_config, task_to_example
+from al_core.models import build_model, load_model, read_model_meta
+from al_core.strategies import get_strategy
+from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
+from ml_backend.ls_gateway import LSGateway, split_tasks
+from ml_backend.predictor import (
+    Predictor,
+    config_hash,
+    regions,
+    save_strategy_state,
+    training_config,
+)
+from ml_backend.scoring import default_strategy, published_scores
+from ml_backend.settings import Settings, get_settings
+from ml_backend.store import VersionStore, check_project, score_cache, version_name
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(RuntimeError):
+    """The project cannot be trained yet (too few labels); not a failure."""
+
+
+def check_config(label_config: str):
+    """Parse a label config and refuse what the acquisition model cannot learn."""
+    config = parse_label_config(label_config)
+    if config.multi_label:
+        raise UnsupportedConfigError(
+            f'<Choices name="{config.from_name}" choice="multiple"> is not supported: '
+            'the acquisition model predicts one class per text (use choice="single")'
+        )
+    return config
+
+
+def strategy_name(settings: Settings, kind: str) -> str:
+    name = default_strategy(kind) if settings.strategy == "auto" else settings.strategy
+    strategy = get_strategy(name, seed=settings.seed)
+    if kind not in strategy.kinds:
+        raise UnsupportedConfigError(f"strategy {name!r} does not apply to {kind} projects")
+    return name
+
+
+def _redis(settings: Settings):
+    if not settings.redis_url:
+        return None
+    from redis import Redis
+
+    return Redis.from_url(settings.redis_url)
+
+
+# --- RQ entry points -------------------------------------------------------------------------
+
+
+def retrain(project_id: int) -> dict:
+    """RQ job: one retrain of a project (settings from the worker's environment)."""
+    from ml_backend.status import RedisState
+
+    settings = get_settings()
+    redis = _redis(settings)
+    return run_retrain(int(project_id), settings, RedisState(redis), redis=redis)
+
+
+def score_new_tasks(project_id: int, tasks: list[dict]) -> dict:
+    """RQ job: score newly imported tasks with the promoted version and publish them."""
+    settings = get_settings()
+    return run_scoring(int(project_id), tasks, settings, redis=_redis(settings))
+
+
+# --- the work --------------------------------------------------------------------------------
+
+
+def run_retrain(
+    project_id: int, settings: Settings, state, redis=None, gateway: LSGateway | None = None
+) -> dict:
+    """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting')."""
+    project = check_project(project_id)
+    started = False
+    try:
+        if settings.retrain_delay:
+            time.sleep(settings.retrain_delay)  # later events of a burst still merge into this run
+        generation = state.start_run(project)
+        started = True
+        summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings))
+        state.finish_run(project, generation, summary, None)
+        return summary
+    except NotReadyError as why:
+        summary = {"status": "waiting", "reason": str(why)}
+        state.finish_run(project, None, summary, None)
+        return summary
+    except Exception as error:
+        log.exception("project %s: retrain failed", project)
+        state.finish_run(project, None, None, f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        if not started:
+            state.release_pending(project)
+
+
+def _examples(tasks: list[dict], config) -> list:
+    out = []
+    for task in tasks:
+        try:
+            out.append(task_to_example(task, config))
+        except DataFormatError as error:
+            log.warning("skipping task: %s", error)
+    return out
+
+
+def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    t0 = clock
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no bars in a worker's log
+
+    project_info = gateway.get_project(project_id)
+    label_config = project_info.get("label_config") or ""
+    config = check_config(label_config)
+    labeled_tasks, unlabeled_tasks = split_tasks(gateway.list_tasks(project_id))
+    labeled = [e for e in _examples(labeled_tasks, config) if e.is_labeled]
+    pool = _examples(unlabeled_tasks, config)
+    lap("read_s")
+    if len(labeled) < settings.min_labels:
+        raise NotReadyError(f"{len(labeled)} labeled tasks, {settings.min_labels} needed before training")
+
+    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
+    iteration = store.next_iteration(project_id)
+    version = version_name(project_id, iteration + 1)
+    labels = model_labels(config)
+    strategy = get_strategy(strategy_name(settings, config.kind), seed=settings.seed)
+    model = _new_model(settings, store, project_id, config.kind, labels)
+    cache = score_cache(settings, project_id, redis)
+    cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
+    lap("prepare_s")
+
+    probs: dict[str, Any] = {}
+    scores: dict[str, float] = {}
+    n_scored = 0
+    if pool:
+        subsampler = PoolSubsampler(
+            SubsamplingConfig(
+                mode=settings.ups_mode,
+                gamma=settings.ups_gamma,
+                temperature=settings.ups_temperature,
+                full_first=settings.ups_full_first,
+                full_every=settings.ups_full_every,
+            ),
+            seed=settings.seed,
+        )
+        result = run_round(model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1)
+        timings.update({k: round(v, 3) for k, v in result.timings.items()})
+        probs, scores, n_scored = result.probs, result.scores, result.n_scored
+    else:
+        model.fit(labeled)
+        timings["fit_s"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+
+    meta = {
+        "project": project_id,
+        "kind": config.kind,
+        "labels": labels,
+        "label_config": label_config,
+        "label_config_hash": config_hash(label_config),
+        "strategy": strategy.name,
+        "base_model": settings.acquisition_model,
+        "warm_start": settings.warm_start,
+        "n_labeled": len(labeled),
+        "labeled_ids": [e.id for e in labeled],
+        "n_pool": len(pool),
+        "n_scored": n_scored,
+        "created_at": time.time(),
+    }
+
+    def write(folder: Path) -> None:
+        model.save(folder)
+        save_strategy_state(strategy, folder)
+
+    store.save_version(project_id, version, iteration, write, meta)
+    lap("save_s")
+
+    predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config)
+    lap("predictions_s")
+    published = 0
+    if predictions:
+        published = gateway.publish_predictions(project_id, version, predictions)
+        lap("publish_s")
+        gateway.activate_version(project_id, version)
+        lap("activate_s")
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    summary = {
+        "status": "trained",
+        "version": version,
+        "iteration": iteration,
+        "n_labeled": len(labeled),
+        "n_pool": len(pool),
+        "n_scored": n_scored,
+        "n_published": published,
+        "timings": timings,
+    }
+    log.info("project %s: %s", project_id, summary)
+    return summary
+
+
+def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str]):
+    """From the pretrained weights (the paper), or warm from the promoted version when asked."""
+    config = training_config(settings)
+    current = store.current_version(project_id)
+    if settings.warm_start and current:
+        folder = store.version_dir(project_id, current)
+        meta = read_model_meta(folder)
+        if meta["kind"] == kind and meta["labels"] == labels:
+            return load_model(folder, config)
+    return build_model(kind, settings.acquisition_model, labels, config)
+
+
+def pool_predictions(pool, scores: dict, probs: dict, strategy: str, labels: list[str], config) -> list[dict]:
+    """A scored prediction for every pool task: regions where fresh probabilities exist
+    (the re-scored subset), the score alone for the tasks whose score came from the cache."""
+    scored = [e for e in pool if e.id in scores]
+    if not scored:
+        return []
+    published = published_scores(strategy, [scores[e.id] for e in scored], len(labels))
+    out = []
+    for example, score in zip(scored, published, strict=True):
+        fresh = probs.get(example.id)
+        out.append(
+            {
+                "task": int(example.id),
+                "result": regions(example, fresh, labels, config) if fresh is not None else [],
+                "score": round(float(score), 6),
+            }
+        )
+    return out
+
+
+def run_scoring(
+    project_id: int, tasks: list[dict], settings: Settings, redis=None, gateway: LSGateway | None = None
+) -> dict:
+    """Scores new tasks with the promoted version, caches and publishes the scores."""
+    project = check_project(project_id)
+    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
+    current = store.current(project)
+    if current is None or not tasks:
+        return {"status": "skipped", "n_published": 0}
+    folder = store.version_dir(project, current["version"])
+    predictor = Predictor(folder, store.meta(project, current["version"]), settings)
+    answers, informativeness = predictor.predict_and_score(tasks)
+    score_cache(settings, project, redis).set_many(
+        {
+            str(task["id"]): CachedScore(float(u), current["version"], int(current["iteration"]))
+            for task, u in zip(tasks, informativeness, strict=True)
+        }
+    )
+    predictions = [
+        {"task": int(t["id"]), "result": a["result"], "score": a["score"]}
+        for t, a in zip(tasks, answers, strict=True)
+    ]
+    published = (gateway or LSGateway(settings)).publish_predictions(
+        int(project), current["version"], predictions
+    )
+    return {"status": "scored", "version": current["version"], "n_published": published}

@@ -1,0 +1,191 @@
+"""Answers for /predict (and for published predictions) from a saved model version.
+
+A `Predictor` is one loaded version: the model, its label config and its strategy. The
+`PredictorCache` keeps the promoted version of each project in memory and swaps it when a
+newer one is promoted (checked with a stat of current.json per call, no restart needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from al_core.data import CLASSIFICATION, Example
+from al_core.ls_format import (
+    LabelConfig,
+    model_labels,
+    parse_label_config,
+    prediction_result,
+    task_to_example,
+)
+from al_core.models import load_model
+from al_core.strategies import get_strategy
+from al_core.training import TrainingConfig
+from ml_backend.scoring import published_scores
+from ml_backend.settings import Settings
+from ml_backend.store import UNTRAINED, VersionStore
+
+log = logging.getLogger(__name__)
+
+STRATEGY_STATE = "strategy_state.npz"
+
+
+def config_hash(label_config: str) -> str:
+    return hashlib.sha1(label_config.encode("utf-8")).hexdigest()[:16]
+
+
+def training_config(settings: Settings) -> TrainingConfig:
+    """The live loop's training settings (CPU-friendly defaults; see docs/backend.md)."""
+    return TrainingConfig(
+        learning_rate=settings.learning_rate,
+        epochs=settings.epochs,
+        min_steps=settings.min_steps,
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+        seed=settings.seed,
+        device=settings.device,
+        eval_batch_size=settings.eval_batch_size,
+        from_scratch=not settings.warm_start,
+    )
+
+
+def untrained_answer(n_tasks: int) -> list[dict]:
+    """Before the first training: no regions, score 0.0 (an untrained model is maximally
+    uncertain about every task, the bottom of the published scale), version "untrained"."""
+    return [{"result": [], "score": 0.0, "model_version": UNTRAINED} for _ in range(n_tasks)]
+
+
+def regions(example: Example, probs: np.ndarray, labels: list[str], config: LabelConfig) -> list[dict]:
+    """Label Studio regions for one example from its probabilities ((K,) or (n_words, K))."""
+    if config.kind == CLASSIFICATION:
+        best = int(np.argmax(probs))
+        result = prediction_result(example, config, label=labels[best])
+        result[0]["score"] = round(float(probs[best]), 4)
+        return result
+    tags = [labels[i] for i in np.asarray(probs).argmax(axis=1)] if len(probs) else []
+    return prediction_result(example, config, tags=tags, offsets=example.offsets)
+
+
+def save_strategy_state(strategy, folder: Path) -> None:
+    """Keeps what a strategy learned from the labeled set (md: centroids and precision)."""
+    if getattr(strategy, "centroids_", None) is not None:
+        np.savez(folder / STRATEGY_STATE, centroids=strategy.centroids_, precision=strategy.precision_)
+
+
+def load_strategy_state(strategy, folder: Path) -> None:
+    path = folder / STRATEGY_STATE
+    if path.exists():
+        with np.load(path) as state:
+            strategy.centroids_, strategy.precision_ = state["centroids"], state["precision"]
+
+
+def quantize_linear_layers(model) -> None:
+    """int8 dynamic quantization of the model's Linear layers, for faster CPU inference."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch announces the move of this API to torchao
+        model.model_ = torch.ao.quantization.quantize_dynamic(
+            model.model_, {torch.nn.Linear}, dtype=torch.qint8
+        )
+
+
+class Predictor:
+    """One saved version, ready to answer /predict."""
+
+    def __init__(self, folder: Path, meta: dict, settings: Settings):
+        self.folder = folder
+        self.meta = meta
+        self.version: str = meta["version"]
+        self.config = parse_label_config(meta["label_config"])
+        self.model = load_model(folder, training_config(settings))
+        if settings.quantize_inference and self.model.device_.type == "cpu":
+            quantize_linear_layers(self.model)
+        self.labels = list(self.model.labels)
+        self.strategy = get_strategy(meta["strategy"], seed=settings.seed)
+        load_strategy_state(self.strategy, folder)
+        self._lock = threading.Lock()  # fast tokenizers must not be shared by threads at once
+
+    def compatible(self, config: LabelConfig) -> bool:
+        """True when `config` asks for the labels this model predicts."""
+        return config.kind == self.config.kind and model_labels(config) == self.labels
+
+    def predict(self, tasks: list[dict], config: LabelConfig | None = None) -> list[dict]:
+        """One {"result", "score", "model_version"} per task, in task order."""
+        return self.predict_and_score(tasks, config)[0]
+
+    def predict_and_score(
+        self, tasks: list[dict], config: LabelConfig | None = None
+    ) -> tuple[list[dict], np.ndarray]:
+        """The answers and the strategy's own informativeness per task (what the score cache holds)."""
+        config = config or self.config
+        examples = [task_to_example({"id": t.get("id"), "data": t.get("data")}, config) for t in tasks]
+        if not examples:
+            return [], np.zeros(0)
+        with self._lock:
+            outputs = self.model.infer(examples, probs=True, embeddings=self.strategy.needs_embeddings)
+        informativeness = np.asarray(
+            self.strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(examples)),
+            dtype=np.float64,
+        )
+        scores = published_scores(self.strategy.name, informativeness, len(self.labels))
+        answers = [
+            {
+                "result": regions(example, probs, self.labels, config),
+                "score": round(float(score), 6),
+                "model_version": self.version,
+            }
+            for example, probs, score in zip(examples, outputs.probs, scores, strict=True)
+        ]
+        return answers, informativeness
+
+
+class PredictorCache:
+    """The promoted version of each project, loaded once and swapped when a new one is promoted."""
+
+    def __init__(self, store: VersionStore, settings: Settings):
+        self.store = store
+        self.settings = settings
+        self._predictors: dict[str, Predictor] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, project: str) -> Predictor | None:
+        """The promoted version's predictor (loading it if needed), or None before the first version."""
+        version = self.store.current_version(project)
+        if version is None:
+            return None
+        loaded = self._predictors.get(project)
+        if loaded is not None and loaded.version == version:
+            return loaded
+        with self._guard:
+            lock = self._locks.setdefault(project, threading.Lock())
+        with lock:
+            loaded = self._predictors.get(project)
+            if loaded is None or loaded.version != version:
+                folder = self.store.version_dir(project, version)
+                loaded = Predictor(folder, self.store.meta(project, version), self.settings)
+                self._predictors[project] = loaded
+                log.info("project %s: loaded model version %s", project, version)
+        return loaded
+
+    def warm(self, project: str) -> None:
+        """Load the promoted version in the background (so /setup stays fast)."""
+        version = self.store.current_version(project)
+        loaded = self._predictors.get(project)
+        if version is None or (loaded is not None and loaded.version == version):
+            return
+
+        def load() -> None:
+            try:
+                self.get(project)
+            except Exception:  # noqa: BLE001 - reported again by the /predict that needs it
+                log.exception("project %s: cannot load version %s", project, version)
+
+        threading.Thread(target=load, name=f"warm-{project}", daemon=True).start()

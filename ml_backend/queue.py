@@ -1,0 +1,135 @@
+"""Where retrains run, and the rule that merges a burst of events into one pending retrain.
+
+With REDIS_URL the jobs go to an RQ queue served by `rq worker`; without it a single
+background thread in the web process runs them (the embedded default).
+
+The merge rule (`Retrainer.request`): every event bumps the project's generation; the first
+event finds no pending retrain, sets the pending flag and enqueues one; later events find
+the flag set and merge into it. The job clears the flag when it starts and only then reads
+Label Studio, so it sees every annotation made before it started; an event during the run
+sets the flag again and enqueues exactly one follow-up retrain. Nothing is lost, nothing
+runs twice for the same burst.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from ml_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedRunner:
+    """One daemon thread running jobs one after another, in submission order."""
+
+    def __init__(self, settings: Settings, state):
+        self.settings = settings
+        self.state = state
+        self._jobs: queue.Queue[tuple[Callable, tuple]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="al-retrain", daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._jobs.get()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - recorded in the project's status by the job itself
+                log.exception("background job %s failed", getattr(fn, "__name__", fn))
+            finally:
+                self._jobs.task_done()
+
+    def submit_retrain(self, project: str) -> None:
+        from ml_backend.jobs import run_retrain
+
+        self._jobs.put((run_retrain, (int(project), self.settings, self.state)))
+        self._ensure_thread()
+
+    def submit_scoring(self, project: str, tasks: list[dict]) -> None:
+        from ml_backend.jobs import run_scoring
+
+        self._jobs.put((run_scoring, (int(project), tasks, self.settings)))
+        self._ensure_thread()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Waits until every submitted job is done (tests and benchmarks); True when idle."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._jobs.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+
+class RQRunner:
+    """Jobs on an RQ queue, for `rq worker` processes (primitive arguments only)."""
+
+    def __init__(self, settings: Settings, redis):
+        from rq import Queue
+
+        self.settings = settings
+        self.queue = Queue(settings.rq_queue, connection=redis)
+
+    def submit_retrain(self, project: str) -> None:
+        self.queue.enqueue(
+            "ml_backend.jobs.retrain",
+            int(project),
+            job_timeout=self.settings.job_timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"retrain project {project}",
+        )
+
+    def submit_scoring(self, project: str, tasks: list[dict]) -> None:
+        self.queue.enqueue(
+            "ml_backend.jobs.score_new_tasks",
+            int(project),
+            tasks,
+            job_timeout=self.settings.job_timeout,
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"score {len(tasks)} new tasks of project {project}",
+        )
+
+
+class Retrainer:
+    """Turns training-relevant events into at most one pending retrain per project."""
+
+    def __init__(self, settings: Settings, state, runner):
+        self.settings = settings
+        self.state = state
+        self.runner = runner
+
+    def request(self, project: str, force: bool = False) -> str:
+        """Record an event; returns "queued", "merged" (a retrain is already pending) or "recorded"
+        (counted, but the trigger settings do not call for a retrain yet)."""
+        _, events = self.state.note_event(project)
+        if not force:
+            if self.settings.retrain_trigger != "annotation" or events < self.settings.retrain_every:
+                return "recorded"
+        # the flag outlives a lost job only until the job timeout: then a new event re-queues
+        if not self.state.claim_pending(
+            project, ttl=self.settings.job_timeout + int(self.settings.retrain_delay) + 60
+        ):
+            return "merged"
+        try:
+            self.runner.submit_retrain(project)
+        except Exception:
+            self.state.release_pending(project)
+            raise
+        return "queued"
+
+    def pending(self, project: str) -> bool:
+        return bool(self.state.status(project).get("pending"))

@@ -1,0 +1,176 @@
+"""Per-project retrain state shared by the web process and the job runner.
+
+What it holds for each project:
+  generation   a counter bumped by every training-relevant event (annotation created ...)
+  events       events since the last retrain started (for RETRAIN_EVERY)
+  pending      set while a retrain is queued and has not started: later events merge into it
+  running      set while a retrain runs
+  last_error / last_round / trained_generation  for the status route
+RedisState is used with REDIS_URL (the web process and the rq worker share it); MemoryState
+in the embedded mode, where the runner lives in the web process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._projects: dict[str, dict[str, Any]] = {}
+
+    def _get(self, project: str) -> dict[str, Any]:
+        return self._projects.setdefault(
+            str(project), {"generation": 0, "events": 0, "pending": False, "running": False}
+        )
+
+    def note_event(self, project: str) -> tuple[int, int]:
+        """Bump the generation; returns (generation, events since the last retrain started)."""
+        with self._lock:
+            state = self._get(project)
+            state["generation"] += 1
+            state["events"] += 1
+            return state["generation"], state["events"]
+
+    def claim_pending(self, project: str, ttl: int) -> bool:
+        """Set the pending flag; False when a retrain is already pending (the event merges into it)."""
+        with self._lock:
+            state = self._get(project)
+            if state["pending"]:
+                return False
+            state["pending"] = True
+            return True
+
+    def release_pending(self, project: str) -> None:
+        with self._lock:
+            self._get(project)["pending"] = False
+
+    def start_run(self, project: str) -> int:
+        """Clear pending and mark running; returns the generation the run covers (at least)."""
+        with self._lock:
+            state = self._get(project)
+            state.update(pending=False, running=True, running_since=time.time(), events=0)
+            return state["generation"]
+
+    def finish_run(
+        self, project: str, generation: int | None, result: dict | None, error: str | None
+    ) -> None:
+        with self._lock:
+            state = self._get(project)
+            state["running"] = False
+            state.pop("running_since", None)
+            if error:
+                state.update(last_error=error, last_error_at=time.time())
+            else:
+                state.pop("last_error", None)
+                state.pop("last_error_at", None)
+            if result is not None:
+                state["last_round"] = result
+                if generation is not None:
+                    state["trained_generation"] = generation
+
+    def record_error(self, project: str, error: str) -> None:
+        with self._lock:
+            self._get(project).update(last_error=error, last_error_at=time.time())
+
+    def status(self, project: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._get(project))
+
+    def projects(self) -> list[str]:
+        with self._lock:
+            return sorted(self._projects)
+
+
+class RedisState:
+    """The same state in Redis, so web processes and rq workers see one truth."""
+
+    def __init__(self, redis, prefix: str = "al"):
+        self.redis = redis
+        self.prefix = prefix
+
+    def _key(self, project: str, name: str) -> str:
+        return f"{self.prefix}:{project}:{name}"
+
+    def note_event(self, project: str) -> tuple[int, int]:
+        pipe = self.redis.pipeline()
+        pipe.sadd(f"{self.prefix}:projects", str(project))
+        pipe.incr(self._key(project, "generation"))
+        pipe.incr(self._key(project, "events"))
+        _, generation, events = pipe.execute()
+        return int(generation), int(events)
+
+    def claim_pending(self, project: str, ttl: int) -> bool:
+        # The TTL is a safety net: a worker killed mid-queue cannot block the project for ever.
+        return bool(self.redis.set(self._key(project, "pending"), "1", nx=True, ex=max(1, int(ttl))))
+
+    def release_pending(self, project: str) -> None:
+        self.redis.delete(self._key(project, "pending"))
+
+    def start_run(self, project: str) -> int:
+        pipe = self.redis.pipeline()  # MULTI: clearing pending and reading the generation happen together
+        pipe.sadd(f"{self.prefix}:projects", str(project))
+        pipe.delete(self._key(project, "pending"))
+        pipe.set(self._key(project, "events"), 0)
+        pipe.hset(self._key(project, "status"), mapping={"running": 1, "running_since": time.time()})
+        pipe.get(self._key(project, "generation"))
+        return int(pipe.execute()[-1] or 0)
+
+    def finish_run(
+        self, project: str, generation: int | None, result: dict | None, error: str | None
+    ) -> None:
+        key = self._key(project, "status")
+        pipe = self.redis.pipeline()
+        pipe.hset(key, "running", 0)
+        pipe.hdel(key, "running_since")
+        if error:
+            pipe.hset(key, mapping={"last_error": error, "last_error_at": time.time()})
+        else:
+            pipe.hdel(key, "last_error", "last_error_at")
+        if result is not None:
+            pipe.hset(key, "last_round", json.dumps(result))
+            if generation is not None:
+                pipe.hset(key, "trained_generation", generation)
+        pipe.execute()
+
+    def record_error(self, project: str, error: str) -> None:
+        self.redis.sadd(f"{self.prefix}:projects", str(project))
+        self.redis.hset(
+            self._key(project, "status"), mapping={"last_error": error, "last_error_at": time.time()}
+        )
+
+    def status(self, project: str) -> dict[str, Any]:
+        pipe = self.redis.pipeline()
+        pipe.get(self._key(project, "generation"))
+        pipe.get(self._key(project, "events"))
+        pipe.exists(self._key(project, "pending"))
+        pipe.hgetall(self._key(project, "status"))
+        generation, events, pending, fields = pipe.execute()
+        fields = {_text(k): _text(v) for k, v in fields.items()}
+        out: dict[str, Any] = {
+            "generation": int(generation or 0),
+            "events": int(events or 0),
+            "pending": bool(pending),
+            "running": fields.get("running") == "1",
+        }
+        for name in ("running_since", "last_error_at"):
+            if name in fields:
+                out[name] = float(fields[name])
+        if "last_error" in fields:
+            out["last_error"] = fields["last_error"]
+        if "trained_generation" in fields:
+            out["trained_generation"] = int(fields["trained_generation"])
+        if "last_round" in fields:
+            out["last_round"] = json.loads(fields["last_round"])
+        return out
+
+    def projects(self) -> list[str]:
+        return sorted(_text(p) for p in self.redis.smembers(f"{self.prefix}:projects"))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

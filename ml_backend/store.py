@@ -1,0 +1,266 @@
+"""Model versions on disk and the UPS score caches (Redis, or a file for the embedded mode).
+
+Layout under MODEL_DIR:
+    <project>/versions/<version>/   a saved model + version.json (what it was trained on)
+    <project>/current.json          {"version": ..., "iteration": ...}: the promoted version
+    <project>/scores.sqlite         the file score cache (embedded mode only)
+A version is written into a temporary folder beside versions/, renamed into place, and only
+then named in current.json (itself replaced atomically), so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from al_core.ups import CachedScore
+
+PROJECT_RE = re.compile(r"^[0-9]{1,12}$")
+VERSION_RE = re.compile(r"^(?P<project>[0-9]{1,12})-v(?P<number>[0-9]{1,9})-(?P<stamp>[0-9]{8}T[0-9]{6}Z?)$")
+UNTRAINED = "untrained"
+
+
+class InvalidNameError(ValueError):
+    """A project id or version name that could point outside its folder."""
+
+
+def check_project(project: int | str) -> str:
+    text = str(project)
+    if not PROJECT_RE.match(text):
+        raise InvalidNameError(f"invalid project id {text!r}: expected digits")
+    return text
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise InvalidNameError(f"invalid model version {version!r}: expected <project>-v<N>-<timestamp>")
+    return version
+
+
+def version_name(project: int | str, number: int, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"{check_project(project)}-v{number}-{stamp}"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class VersionStore:
+    """Model versions of every project, promoted atomically, the last `keep` of them kept."""
+
+    def __init__(self, root: str | Path, keep: int = 3):
+        self.root = Path(root)
+        self.keep = keep
+        self._current_cache: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def project_dir(self, project: int | str) -> Path:
+        folder = (self.root / check_project(project)).resolve()
+        if folder.parent != self.root.resolve():
+            raise InvalidNameError(f"project folder {folder} is outside {self.root}")
+        return folder
+
+    def version_dir(self, project: int | str, version: str) -> Path:
+        check_version(version)
+        if VERSION_RE.match(version)["project"] != check_project(project):
+            raise InvalidNameError(f"version {version!r} does not belong to project {project}")
+        return self.project_dir(project) / "versions" / version
+
+    # --- reading ---
+    def current(self, project: int | str) -> dict | None:
+        """{"version", "iteration"} of the promoted version, or None before the first one.
+
+        Cheap enough for /setup: a stat, and a small read only when the file changed.
+        """
+        path = self.project_dir(project) / "current.json"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        key = str(path)
+        cached = self._current_cache.get(key)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self._current_cache[key] = (mtime, data)
+        return data
+
+    def current_version(self, project: int | str) -> str | None:
+        current = self.current(project)
+        return current["version"] if current else None
+
+    def versions(self, project: int | str) -> list[str]:
+        """Versions on disk, oldest first."""
+        folder = self.project_dir(project) / "versions"
+        if not folder.is_dir():
+            return []
+        names = [p.name for p in folder.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
+        return sorted(names, key=lambda n: int(VERSION_RE.match(n)["number"]))
+
+    def projects(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and PROJECT_RE.match(p.name))
+
+    def meta(self, project: int | str, version: str) -> dict:
+        with open(self.version_dir(project, version) / "version.json", encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def next_iteration(self, project: int | str) -> int:
+        """Number of versions trained so far for the project (0 before the first)."""
+        current = self.current(project)
+        return int(current["iteration"]) + 1 if current else 0
+
+    # --- writing ---
+    def save_version(
+        self, project: int | str, version: str, iteration: int, write: Callable[[Path], None], meta: dict
+    ) -> Path:
+        """Write a version aside with `write(folder)`, rename it into place, promote it, prune old ones."""
+        final = self.version_dir(project, version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=final.parent.parent, prefix=".staging-"))
+        try:
+            write(staging)
+            _write_json_atomic(staging / "version.json", dict(meta, version=version, iteration=iteration))
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        with self._lock:
+            _write_json_atomic(
+                final.parent.parent / "current.json", {"version": version, "iteration": iteration}
+            )
+        self.prune(project)
+        return final
+
+    def prune(self, project: int | str) -> list[str]:
+        """Delete all but the last `keep` versions (never the promoted one)."""
+        current = self.current_version(project)
+        names = self.versions(project)
+        removed = []
+        for name in names[: max(0, len(names) - self.keep)]:
+            if name != current:
+                shutil.rmtree(self.version_dir(project, name), ignore_errors=True)
+                removed.append(name)
+        return removed
+
+
+# --- score caches (al_core.ups.ScoreCache) ---------------------------------------------------
+
+
+def _encode(entry: CachedScore) -> str:
+    return json.dumps([float(entry.score), entry.model_version, int(entry.iteration)])
+
+
+def _decode(raw: str | bytes) -> CachedScore:
+    score, version, iteration = json.loads(raw)
+    return CachedScore(score=float(score), model_version=version, iteration=int(iteration))
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class RedisScoreCache:
+    """One Redis hash per project: task id -> [score, model_version, iteration]."""
+
+    def __init__(self, redis, project: int | str, prefix: str = "al"):
+        self.redis = redis
+        self.key = f"{prefix}:{check_project(project)}:scores"
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, CachedScore]:
+        ids = [str(i) for i in ids]
+        found: dict[str, CachedScore] = {}
+        for chunk in _chunks(ids, 5000):
+            for task_id, raw in zip(chunk, self.redis.hmget(self.key, chunk)):
+                if raw is not None:
+                    found[task_id] = _decode(raw)
+        return found
+
+    def set_many(self, entries: Mapping[str, CachedScore]) -> None:
+        items = [(str(k), _encode(v)) for k, v in entries.items()]
+        pipe = self.redis.pipeline(transaction=False)
+        for chunk in _chunks(items, 5000):
+            pipe.hset(self.key, mapping=dict(chunk))
+        pipe.execute()
+
+    def delete_many(self, ids: Iterable[str]) -> None:
+        ids = [str(i) for i in ids]
+        for chunk in _chunks(ids, 5000):
+            self.redis.hdel(self.key, *chunk)
+
+    def all(self) -> dict[str, CachedScore]:
+        return {
+            (k.decode() if isinstance(k, bytes) else k): _decode(v)
+            for k, v in self.redis.hgetall(self.key).items()
+        }
+
+
+class FileScoreCache:
+    """A SQLite file per project, for the embedded mode: survives a restart, safe across threads."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (task_id TEXT PRIMARY KEY, score REAL NOT NULL, "
+                "model_version TEXT NOT NULL, iteration INTEGER NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, CachedScore]:
+        ids = [str(i) for i in ids]
+        found: dict[str, CachedScore] = {}
+        with self._connect() as db:
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT task_id, score, model_version, iteration FROM scores WHERE task_id IN ({marks})",
+                    chunk,
+                )
+                for task_id, score, version, iteration in rows:
+                    found[task_id] = CachedScore(score=score, model_version=version, iteration=iteration)
+        return found
+
+    def set_many(self, entries: Mapping[str, CachedScore]) -> None:
+        rows = [(str(k), float(v.score), v.model_version, int(v.iteration)) for k, v in entries.items()]
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
+
+    def delete_many(self, ids: Iterable[str]) -> None:
+        with self._connect() as db:
+            db.executemany("DELETE FROM scores WHERE task_id = ?", [(str(i),) for i in ids])
+
+    def all(self) -> dict[str, CachedScore]:
+        with self._connect() as db:
+            rows = db.execute("SELECT task_id, score, model_version, iteration FROM scores").fetchall()
+        return {t: CachedScore(score=s, model_version=v, iteration=i) for t, s, v, i in rows}
+
+
+def score_cache(settings, project: int | str, redis=None):
+    """The cache for a project: Redis-backed when a Redis connection is given, else the file cache."""
+    if redis is not None:
+        return RedisScoreCache(redis, project)
+    store = VersionStore(settings.model_dir)
+    return FileScoreCache(store.project_dir(project) / "scores.sqlite")

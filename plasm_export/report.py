@@ -1,0 +1,122 @@
+"""The run's report: counts per class and source, the teacher's score, what was dropped, timings."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from al_core.data import CLASSIFICATION
+from plasm_export.pipeline import ExportResult, Row
+
+SOURCES = ("gold", "pseudo_kept", "pseudo_dropped")
+
+
+def _source(row: Row) -> str:
+    return "gold" if row.source == "gold" else ("pseudo_kept" if row.kept else "pseudo_dropped")
+
+
+def _classes_of(row: Row, kind: str) -> list[str]:
+    """The class of a text, or the entity type of every span in a sentence."""
+    if kind == CLASSIFICATION:
+        return [row.example.label]
+    return [tag[2:] for tag in row.example.tags if tag.startswith("B-")]
+
+
+def build_report(result: ExportResult) -> dict:
+    kind = result.kind
+    tasks = Counter(_source(r) for r in result.rows)
+    per_class: dict[str, dict[str, int]] = {
+        label: dict.fromkeys(SOURCES, 0) for label in result.project.config.labels
+    }
+    for row in result.rows:
+        for label in _classes_of(row, kind):
+            per_class.setdefault(label, dict.fromkeys(SOURCES, 0))[_source(row)] += 1
+    n_pseudo = tasks["pseudo_kept"] + tasks["pseudo_dropped"]
+    settings = result.settings
+    return {
+        "source": result.project.origin,
+        "kind": kind,
+        "unit": "task" if kind == CLASSIFICATION else "sentence (task); per-class counts are entity spans",
+        "labels": result.project.config.labels,
+        "teacher": {
+            "model": settings.teacher,
+            "version": result.teacher_version,
+            "metric": result.teacher_metric,
+            "heldout_score": result.teacher_score,
+            "n_train": sum(1 for r in result.rows if r.source == "gold" and not r.heldout),
+            "n_heldout": sum(1 for r in result.rows if r.heldout),
+            "resumed": result.resumed,
+        },
+        "filter": settings.filter,
+        "drop_fraction": result.drop_fraction,
+        "drop_fraction_rule": "given" if settings.drop_fraction is not None else "1 - teacher held-out score",
+        "tasks": {source: tasks[source] for source in SOURCES} | {"total": len(result.rows)},
+        "fraction_dropped": tasks["pseudo_dropped"] / n_pseudo if n_pseudo else 0.0,
+        "per_class": per_class,
+        "training": {k: v for k, v in vars(settings.training).items()},
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "successor_check": result.successor,
+    }
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def report_markdown(report: dict) -> str:
+    teacher = report["teacher"]
+    lines = [
+        "# PLASM export report",
+        "",
+        f"Source: {report['source']} ({report['kind']}).",
+        f"Teacher: `{teacher['model']}` (version `{teacher['version']}`), trained on {teacher['n_train']} gold tasks; "
+        f"held-out {teacher['metric']} **{teacher['heldout_score']:.4f}** on {teacher['n_heldout']} tasks"
+        + (" (teacher reloaded from an earlier run)." if teacher["resumed"] else "."),
+        f"Filter: `{report['filter']}`; drop fraction {report['drop_fraction']:.4f} ({report['drop_fraction_rule']}); "
+        f"{report['tasks']['pseudo_dropped']} of {report['tasks']['pseudo_kept'] + report['tasks']['pseudo_dropped']} "
+        f"pseudo-labels dropped ({report['fraction_dropped']:.1%}).",
+        "",
+        "## Tasks per source",
+        "",
+        "| gold | pseudo kept | pseudo dropped | total |",
+        "|---:|---:|---:|---:|",
+        "| {gold} | {pseudo_kept} | {pseudo_dropped} | {total} |".format(**report["tasks"]),
+        "",
+        "## Per class" + ("" if report["kind"] == "classification" else " (entity spans)"),
+        "",
+        "| class | gold | pseudo kept | pseudo dropped |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, counts in report["per_class"].items():
+        lines.append(f"| {label} | {counts['gold']} | {counts['pseudo_kept']} | {counts['pseudo_dropped']} |")
+    check = report.get("successor_check")
+    if check:
+        lines += [
+            "",
+            "## Successor check",
+            "",
+            f"`{check['model']}` trained twice, scored on the same {check['n_heldout']} held-out gold tasks "
+            f"({check['metric']}):",
+            "",
+            "| training set | tasks | score | fit s |",
+            "|---|---:|---:|---:|",
+            f"| gold only | {check['gold_only']['n_train']} | {check['gold_only']['score']:.4f} | "
+            f"{check['gold_only']['fit_s']:.1f} |",
+            f"| gold + kept pseudo-labels | {check['with_pseudo']['n_train']} | {check['with_pseudo']['score']:.4f} | "
+            f"{check['with_pseudo']['fit_s']:.1f} |",
+            "",
+            "Better: **"
+            + ("gold + pseudo-labels" if check["better"] == "with_pseudo" else "gold only")
+            + "**.",
+        ]
+    lines += ["", "## Timings (s)", "", "| step | seconds |", "|---|---:|"]
+    lines += [f"| {step} | {_fmt(seconds)} |" for step, seconds in report["timings_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def report_files(result: ExportResult) -> dict[str, str]:
+    report = build_report(result)
+    return {
+        "report.json": json.dumps(report, indent=1, default=str) + "\n",
+        "report.md": report_markdown(report),
+    }

@@ -1,0 +1,554 @@
+"""Replays gold labels through the active-learning loop and records what every iteration cost.
+
+Per seed: a random seed set is labeled; then, each iteration t = 0..N, the acquisition model
+is trained from scratch on the labeled set L_t, the successors are trained on L_t (and, with
+PLASM, again on L_t + filtered pseudo-labels) and evaluated on the test set; for t < N the
+acquisition model scores the pool (full, UPS or random subsampling, through
+al_core.loop.run_round, the function the live backend's worker calls) and the query's gold
+labels join L_{t+1}.
+
+Results: results.jsonl in the run's folder, one record per seed x iteration x successor,
+written one iteration at a time. A killed run resumes: finished (seed, iteration) pairs are
+skipped; the labeled set is rebuilt from the ids saved in the records and the score cache from
+the checkpoint written after each iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from al_core.data import CLASSIFICATION, Example
+from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+from simulate import successors as model_factory
+from simulate.config import ConfigError, SimulationConfig, expand_path
+
+RESULTS = "results.jsonl"
+CONFIG_COPY = "config.yaml"
+STATE_DIR = "state"
+
+
+@dataclass
+class SimulationData:
+    """The pool (gold kept aside), the test set and the label set."""
+
+    kind: str
+    labels: list[str]
+    gold: dict[str, Example]  # pool id -> example with its gold label
+    pool: list[Example]  # the same examples without labels, in a fixed order
+    test: list[Example]
+
+    @property
+    def pool_words(self) -> int:
+        return sum(e.n_words for e in self.pool)
+
+
+def _strip(example: Example) -> Example:
+    return dataclasses.replace(example, label=None, tags=None, meta=dict(example.meta))
+
+
+def load_data(config: SimulationConfig) -> SimulationData:
+    """Reads the dataset, splits off a test set if needed and subsamples pool and test (split_seed)."""
+    from al_core import readers
+
+    ds = config.dataset
+    if ds.name:
+        root = expand_path(ds.root) if ds.root else None  # None: $AL_SHARED_DATA or ../shared/data
+        pool_set = readers.shared_dataset(ds.name, ds.pool_split, root)
+        test_set = readers.shared_dataset(ds.name, ds.test_split, root) if ds.test_split else None
+    else:
+        pool_set = readers.read_dataset(expand_path(ds.pool_path), format=ds.format, **ds.options)
+        test_set = (
+            readers.read_dataset(expand_path(ds.test_path), format=ds.format, **ds.options)
+            if ds.test_path
+            else None
+        )
+    rng = np.random.default_rng(ds.split_seed)
+    pool_examples = [e for e in pool_set.examples if e.is_labeled]
+    if test_set is None:
+        if ds.test_size >= len(pool_examples):
+            raise ConfigError(
+                f"dataset.test_size {ds.test_size} leaves no pool ({len(pool_examples)} labeled rows)"
+            )
+        order = rng.permutation(len(pool_examples))
+        test_examples = [pool_examples[i] for i in sorted(order[: ds.test_size])]
+        pool_examples = [pool_examples[i] for i in sorted(order[ds.test_size :])]
+    else:
+        test_examples = [e for e in test_set.examples if e.is_labeled]
+    limit = ds.test_limit or ds.test_size
+    if limit and len(test_examples) > limit:
+        test_examples = [test_examples[i] for i in sorted(rng.permutation(len(test_examples))[:limit])]
+    if ds.pool_size and len(pool_examples) > ds.pool_size:
+        pool_examples = [
+            pool_examples[i] for i in sorted(rng.permutation(len(pool_examples))[: ds.pool_size])
+        ]
+    ids = [e.id for e in pool_examples]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("the pool has duplicate task ids; give the reader an id column")
+    labels = list(pool_set.labels)
+    labels += [label for label in (test_set.labels if test_set else []) if label not in labels]
+    return SimulationData(
+        kind=pool_set.kind,
+        labels=labels,
+        gold={e.id: e for e in pool_examples},
+        pool=[_strip(e) for e in pool_examples],
+        test=test_examples,
+    )
+
+
+def evaluate(model, test: list[Example]) -> float:
+    """Accuracy (classification) or strict span F1 (tagging) on the whole test set."""
+    from al_core.metrics import accuracy, span_f1
+
+    inputs = [_strip(e) for e in test]
+    if model.kind == CLASSIFICATION:
+        return float(accuracy([e.label for e in test], model.predict(inputs)))
+    return float(span_f1([e.tags for e in test], model.predict(inputs))["f1"])
+
+
+def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int) -> list[str]:
+    """A random seed set: a number of tasks, or sentences up to a word budget."""
+    order = np.random.default_rng([seed, 0]).permutation(len(data.pool))
+    amount = config.seed_set.resolve(len(data.pool), data.pool_words)
+    if not config.seed_set.in_words:
+        return [data.pool[i].id for i in order[:amount]]
+    chosen, used = [], 0
+    for i in order:
+        if used >= amount:
+            break
+        chosen.append(data.pool[i].id)
+        used += data.pool[i].n_words
+    return chosen
+
+
+def overlap_with_previous_ranking(
+    previous: dict[str, float], selected: list[str], ks: list[int]
+) -> dict | None:
+    """The share of this query that the previous ranking's top k% held, for each k (the paper's table)."""
+    if not previous or not selected:
+        return None
+    ranked = sorted(previous, key=lambda i: -previous[i])
+    out = {}
+    for k in ks:
+        top = set(ranked[: math.ceil(len(ranked) * k / 100)])
+        out[str(k)] = sum(i in top for i in selected) / len(selected)
+    return out
+
+
+def _iteration_seed(seed: int, iteration: int) -> int:
+    return seed * 1000 + iteration
+
+
+class ResultsStore:
+    """results.jsonl plus the per-seed score-cache checkpoints, with the resume logic."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / RESULTS
+
+    def load(self) -> list[dict]:
+        """Records written so far; a line cut short by a kill is dropped from the file."""
+        if not self.path.exists():
+            return []
+        raw = self.path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            raw = raw[: raw.rfind(b"\n") + 1]
+            self.path.write_bytes(raw)
+        return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+
+    def append(self, records: list[dict]) -> None:
+        """All records of one iteration in one write, flushed to disk."""
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+            out.flush()
+            os.fsync(out.fileno())
+
+    def rewrite(self, records: list[dict]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def _cache_path(self, seed: int, iteration: int) -> Path:
+        return self.folder / STATE_DIR / f"seed-{seed}" / f"cache-it{iteration}.json"
+
+    def save_cache(self, seed: int, iteration: int, cache: InMemoryScoreCache) -> None:
+        path = self._cache_path(seed, iteration)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = {i: [c.score, c.model_version, c.iteration] for i, c in cache.all().items()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows), encoding="utf-8")
+        tmp.replace(path)
+        old = self._cache_path(seed, iteration - 2)  # keep the last two: enough to resume
+        old.unlink(missing_ok=True)
+
+    def load_cache(self, seed: int, iteration: int) -> InMemoryScoreCache | None:
+        path = self._cache_path(seed, iteration)
+        if not path.exists():
+            return None
+        cache = InMemoryScoreCache()
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        cache.set_many({i: CachedScore(float(s), str(v), int(t)) for i, (s, v, t) in rows.items()})
+        return cache
+
+
+def _comparable(config: SimulationConfig) -> dict:
+    """What must not change between a run and its resumption (seeds and iterations may grow)."""
+    return config.model_dump(exclude={"seeds", "iterations", "output_dir", "source"}, mode="json")
+
+
+def _check_same_config(folder: Path, config: SimulationConfig) -> None:
+    saved_path = folder / CONFIG_COPY
+    current = config.model_dump(exclude={"source"}, mode="json")
+    if saved_path.exists():
+        saved = SimulationConfig.model_validate(yaml.safe_load(saved_path.read_text(encoding="utf-8")))
+        if _comparable(saved) != _comparable(config):
+            raise ConfigError(
+                f"{folder} holds results of a different config (see {saved_path}); "
+                "set output_dir to another folder or delete that one"
+            )
+    return current
+
+
+def _check_models_exist(config: SimulationConfig) -> None:
+    """Local model folders and GloVe vectors must exist before anything runs (ids are left to the hub)."""
+    specs = [("acquisition", config.acquisition)]
+    specs += [(f"successor {s.name}", s) for s in config.successors]
+    if config.plasm is not None:
+        specs.append(("plasm teacher", config.plasm.teacher))
+    for role, spec in specs:
+        if spec.kind == "transformer":
+            path = expand_path(spec.model)
+            if path.startswith(("/", ".", "~")) and not Path(path).exists():
+                raise ConfigError(f"{role}: model folder {path} does not exist")
+        if spec.kind == "glove_bilstm":
+            folder = Path(expand_path(str(spec.params.get("vectors_dir", model_factory.DEFAULT_GLOVE_DIR))))
+            if not (folder / "vectors.npy").is_file():
+                raise ConfigError(f"{role}: no GloVe vectors.npy in {folder} (set params.vectors_dir)")
+
+
+class Simulation:
+    """One config's run: every seed, every iteration, every successor."""
+
+    def __init__(self, config: SimulationConfig, folder: Path | None = None, progress: bool = True):
+        self.config = config
+        self.folder = Path(folder) if folder else config.results_dir()
+        self.progress = progress
+        self.store = ResultsStore(self.folder)
+        self.data: SimulationData | None = None
+
+    # -- names and amounts ---------------------------------------------------------------
+    def successor_names(self) -> list[str]:
+        names = [s.name for s in self.config.successors]
+        if self.config.plasm is not None:
+            names += [f"{s.name}+plasm" for s in self.config.successors if s.kind != "acquisition"]
+        return names
+
+    def _query_size(self) -> dict:
+        amount = self.config.batch.resolve(len(self.data.pool), self.data.pool_words)
+        return {"word_budget": amount} if self.config.batch.in_words else {"count": amount}
+
+    def _subsampling(self) -> SubsamplingConfig:
+        s = self.config.scoring
+        return SubsamplingConfig(s.mode, s.gamma, s.temperature, s.full_first, s.full_every)
+
+    def _check_fits_the_data(self) -> None:
+        from al_core.strategies import available_strategies
+
+        kind = self.data.kind
+        if self.config.strategy not in available_strategies(kind):
+            raise ConfigError(
+                f"strategy {self.config.strategy!r} does not apply to {kind}; "
+                f"choose one of {', '.join(available_strategies(kind))}"
+            )
+        specs = [self.config.acquisition, *self.config.successors]
+        if self.config.plasm is not None:
+            specs.append(self.config.plasm.teacher)
+        for spec in specs:
+            if spec.kind in model_factory.CLASSICAL and model_factory.CLASSICAL[spec.kind][1] != kind:
+                raise ConfigError(
+                    f"{spec.name}: {spec.kind} is a {model_factory.CLASSICAL[spec.kind][1]} model, "
+                    f"but the dataset is {kind}"
+                )
+        if (
+            self.config.plasm
+            and self.config.plasm.filter == "tracin"
+            and self.config.plasm.teacher.kind != "transformer"
+        ):
+            raise ConfigError("plasm.filter tracin needs a transformer teacher")
+
+    # -- resume --------------------------------------------------------------------------
+    def _finished(self, records: list[dict]) -> dict[int, dict[int, list[dict]]]:
+        """seed -> iteration -> records, complete iterations only (all successors present)."""
+        expected = set(self.successor_names())
+        grouped: dict[int, dict[int, list[dict]]] = {}
+        for r in records:
+            grouped.setdefault(r["seed"], {}).setdefault(r["iteration"], []).append(r)
+
+        def done(t: int, rs: list[dict]) -> bool:
+            if not {r["successor"] for r in rs} >= expected:
+                return False
+            # the last iteration of a shorter run queried nothing: with more iterations it runs again
+            return t >= self.config.iterations or bool(rs[0]["query_ids"]) or rs[0]["pool_size"] == 0
+
+        return {seed: {t: rs for t, rs in its.items() if done(t, rs)} for seed, its in grouped.items()}
+
+    def run(self, stop_after: int | None = None) -> Path:
+        """Runs what is missing; returns the results folder. `stop_after` iterations (tests: a kill)."""
+        resolved = _check_same_config(self.folder, self.config)
+        _check_models_exist(self.config)
+        self.data = load_data(self.config)
+        self._check_fits_the_data()
+        self.folder.mkdir(parents=True, exist_ok=True)  # only once the config, models and data are good
+        (self.folder / CONFIG_COPY).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        records = self.store.load()
+        finished = self._finished(records)
+        complete = [r for r in records if r["iteration"] in finished.get(r["seed"], {})]
+        if len(complete) != len(records):  # a half-written iteration: drop it, it runs again
+            self.store.rewrite(complete)
+        from tqdm.auto import tqdm
+
+        total = len(self.config.seeds) * (self.config.iterations + 1)
+        done = sum(
+            1 for seed in self.config.seeds for t in finished.get(seed, {}) if t <= self.config.iterations
+        )
+        bar = tqdm(total=total, initial=done, desc=self.config.name, unit="iter", disable=not self.progress)
+        ran = 0
+        try:
+            for seed in self.config.seeds:
+                for record_group in self._run_seed(seed, finished.get(seed, {})):
+                    self.store.append(record_group)
+                    bar.update(1)
+                    first = record_group[0]
+                    bar.set_postfix(
+                        seed=seed,
+                        it=first["iteration"],
+                        n=first["labeled_size"],
+                        score=f"{first['successor_score']:.3f}",
+                    )
+                    ran += 1
+                    if stop_after is not None and ran >= stop_after:
+                        return self.folder
+        finally:
+            bar.close()
+        write_csv(self.store.load(), self.folder / "results.csv")
+        return self.folder
+
+    # -- one seed ------------------------------------------------------------------------
+    def _run_seed(self, seed: int, finished: dict[int, list[dict]]):
+        config, data = self.config, self.data
+        labeled_ids = draw_seed_set(config, data, seed)
+        cache = InMemoryScoreCache()
+        start = 0
+        for t in sorted(finished):  # rebuild the state after the last finished iteration
+            if t != start:
+                break
+            labeled_ids = finished[t][0]["labeled_ids_before"] + finished[t][0]["query_ids"]
+            start = t + 1
+        if start:
+            restored = self.store.load_cache(seed, start - 1)
+            cache = restored if restored is not None else InMemoryScoreCache()
+        for t in range(start, config.iterations + 1):
+            records = self._iteration(seed, t, labeled_ids, cache)
+            # the cache first: if a kill lands before the records, iteration t runs again from cache t-1
+            self.store.save_cache(seed, t, cache)
+            yield records
+            labeled_ids = labeled_ids + self._last_query
+
+    def _iteration(self, seed: int, t: int, labeled_ids: list[str], cache: InMemoryScoreCache) -> list[dict]:
+        from al_core.loop import run_round
+        from al_core.strategies import get_strategy
+
+        config, data = self.config, self.data
+        labeled_set = set(labeled_ids)
+        labeled = [data.gold[i] for i in labeled_ids]
+        pool = [e for e in data.pool if e.id not in labeled_set]
+        iteration_seed = _iteration_seed(seed, t)
+        acquisition = model_factory.build(
+            config.acquisition, data.kind, data.labels, config.training, iteration_seed
+        )
+        base = {
+            "config": config.name,
+            "seed": seed,
+            "iteration": t,
+            "labeled_size": len(labeled),
+            "labeled_words": sum(e.n_words for e in labeled),
+            "pool_size": len(pool),
+            "acquisition": config.acquisition.name,
+            "strategy": config.strategy,
+            "scoring": config.scoring.mode,
+            "metric": "accuracy" if data.kind == CLASSIFICATION else "span_f1",
+            "labeled_ids_before": list(labeled_ids),
+        }
+        self._last_query = []
+        if t < config.iterations and pool:
+            previous = {i: c.score for i, c in cache.get_many([e.id for e in pool]).items()}
+            subsampling = self._subsampling()
+            result = run_round(
+                acquisition,
+                labeled,
+                pool,
+                get_strategy(config.strategy, seed=iteration_seed),
+                PoolSubsampler(subsampling, seed=seed),
+                cache,
+                iteration=t,
+                model_version=f"seed{seed}-it{t}",
+                **self._query_size(),
+            )
+            self._last_query = list(result.selected_ids)
+            base.update(
+                acq_fit_s=result.timings.get("fit_s", 0.0),
+                inference_s=result.timings.get("inference_s", 0.0),
+                select_s=result.timings.get("select_s", 0.0),
+                n_scored=result.n_scored,
+                full_scoring=subsampling.is_full_iteration(t),
+                overlap=overlap_with_previous_ranking(
+                    previous if len(previous) == len(pool) else {}, result.selected_ids, config.overlap_k
+                ),
+            )
+        else:  # the last iteration: the acquisition model is trained and evaluated, nothing is queried
+            start = time.perf_counter()
+            acquisition.fit(labeled)
+            base.update(
+                acq_fit_s=time.perf_counter() - start,
+                inference_s=0.0,
+                select_s=0.0,
+                n_scored=0,
+                full_scoring=False,
+                overlap=None,
+            )
+        base["query_ids"] = list(self._last_query)
+        start = time.perf_counter()
+        base["acquisition_score"] = evaluate(acquisition, data.test)
+        base["acq_eval_s"] = time.perf_counter() - start
+        del acquisition
+        records = []
+        for spec in config.successors:
+            records.append(
+                {**base, **self._train_successor(spec, labeled, iteration_seed, base), "pseudo_labels": False}
+            )
+        if config.plasm is not None:
+            training_set, plasm_info = self._plasm_training_set(labeled, pool, seed, t)
+            for spec in config.successors:
+                if spec.kind == "acquisition":
+                    continue
+                row = self._train_successor(spec, training_set, iteration_seed, base)
+                row["successor"] = f"{spec.name}+plasm"
+                records.append({**base, **row, **plasm_info, "pseudo_labels": True})
+        return records
+
+    def _train_successor(self, spec, train: list[Example], iteration_seed: int, base: dict) -> dict:
+        if spec.kind == "acquisition":  # the matched pair: the acquisition model is its own successor
+            return {
+                "successor": spec.name,
+                "successor_kind": spec.kind,
+                "successor_score": base["acquisition_score"],
+                "successor_fit_s": base["acq_fit_s"],
+                "successor_eval_s": base["acq_eval_s"],
+            }
+        data = self.data
+        model = model_factory.build(spec, data.kind, data.labels, self.config.training, iteration_seed)
+        start = time.perf_counter()
+        model.fit(train)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        score = evaluate(model, data.test)
+        return {
+            "successor": spec.name,
+            "successor_kind": spec.kind,
+            "successor_score": score,
+            "successor_fit_s": fit_s,
+            "successor_eval_s": time.perf_counter() - start,
+        }
+
+    def _plasm_training_set(self, labeled: list[Example], pool: list[Example], seed: int, t: int):
+        """Gold + the teacher's filtered pseudo-labels for the rest of the pool.
+
+        The teacher trains on the gold labels minus a held-out part, whose score sets how many
+        pseudo-labels to drop (1 - score), unless plasm.drop_fraction is given.
+        """
+        from al_core import plasm
+
+        pcfg, data = self.config.plasm, self.data
+        timings = {}
+        rng = np.random.default_rng([seed, t, 17])
+        order = rng.permutation(len(labeled))
+        n_hold = 0 if pcfg.drop_fraction is not None else max(1, round(pcfg.holdout_fraction * len(labeled)))
+        held_out = [labeled[i] for i in sorted(order[:n_hold])]
+        train = [labeled[i] for i in sorted(order[n_hold:])] or labeled
+        teacher = model_factory.build(
+            pcfg.teacher, data.kind, data.labels, self.config.training, _iteration_seed(seed, t)
+        )
+        with tempfile.TemporaryDirectory(prefix="plasm-ckpt-") as folder:
+            recorder = plasm.CheckpointRecorder(folder) if pcfg.filter == "tracin" else None
+            start = time.perf_counter()
+            teacher.fit(train, on_checkpoint=recorder)
+            timings["teacher_fit_s"] = time.perf_counter() - start
+            teacher_score = evaluate(teacher, held_out) if held_out else None
+            fraction = (
+                pcfg.drop_fraction
+                if pcfg.drop_fraction is not None
+                else plasm.drop_fraction_from_score(teacher_score)
+            )
+            start = time.perf_counter()
+            pseudo = plasm.pseudo_label(teacher, pool)
+            timings["pseudo_label_s"] = time.perf_counter() - start
+            options = {"checkpoints": recorder.checkpoints} if recorder is not None else {}
+            start = time.perf_counter()
+            filtered = plasm.filter_pseudo_labels(
+                pool, pseudo, data.kind, plasm.get_filter(pcfg.filter, **options), fraction
+            )
+            timings["filter_s"] = time.perf_counter() - start
+        kept = filtered.kept_examples
+        correct = [
+            (e.label == data.gold[e.id].label)
+            if data.kind == CLASSIFICATION
+            else (e.tags == data.gold[e.id].tags)
+            for e in kept
+        ]
+        info = {
+            "teacher": pcfg.teacher.name,
+            "teacher_holdout_score": teacher_score,
+            "drop_fraction": fraction,
+            "n_pseudo": len(pool),
+            "n_pseudo_kept": len(kept),
+            "pseudo_accuracy_kept": (sum(correct) / len(correct)) if correct else None,
+            **timings,
+        }
+        return labeled + kept, info
+
+
+CSV_SKIP = {"labeled_ids_before", "query_ids", "overlap"}
+
+
+def write_csv(records: list[dict], path: Path) -> None:
+    """The records as a flat CSV (ids left out, the overlap table spread over columns)."""
+    import csv
+
+    rows = []
+    for r in records:
+        row = {k: v for k, v in r.items() if k not in CSV_SKIP}
+        for k, v in (r.get("overlap") or {}).items():
+            row[f"overlap_top{k}"] = v
+        rows.append(row)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def run_config(config: SimulationConfig, folder: Path | None = None, progress: bool = True) -> Path:
+    return Simulation(config, folder, progress).run()

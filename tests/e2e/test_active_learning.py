@@ -1,0 +1,197 @@
+"""The live loop against a real Label Studio 1.23.2, the backend and an rq worker on Redis.
+
+For a Choices project (AG News) and a Labels project (CoNLL-2003): connect the backend, retrieve
+predictions, annotate with the gold labels through the SDK, train from the Train button and from
+the annotation-count trigger, check what Label Studio then serves, look at the labeling page in
+Chromium, restart the backend. Each class is one project; its tests are the loop's steps, in order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import requests
+
+from ml_backend.store import RedisScoreCache
+from tests.e2e import browser
+from tests.e2e.gold import ag_news, conll_sentences
+from tests.e2e.ls_api import LabelStudioAPI
+from tests.e2e.scenario import Scenario
+
+pytestmark = pytest.mark.e2e
+
+FIRST_LABELS = 3  # annotated before the Train button
+TRIGGER_EVERY = 5  # min_annotations_to_start_training
+
+
+class _Steps:
+    title = ""
+
+    @staticmethod
+    def gold(data_dir):
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    def scenario(self, label_studio: LabelStudioAPI, backend, shared_data) -> Scenario:
+        scenario = Scenario(label_studio, backend, self.gold(shared_data), self.title)
+        yield scenario
+        print(f"\n[e2e] {self.title}: {scenario.seen}")
+
+    def test_connect(self, scenario: Scenario):
+        health = requests.get(f"{scenario.backend.url}/health", timeout=5).json()
+        assert health["status"] == "UP" and health["queue"] == "rq"
+        scenario.create_project()
+        ml = scenario.connect()
+        assert ml["state"] == "CO", ml
+        assert ml["model_version"] == "untrained"  # what /setup answers before any training
+        hooks = scenario.ls.webhooks(scenario.project_id)
+        assert any(
+            h["url"] == f"{scenario.backend.url}/webhook" and h["send_for_all_actions"] for h in hooks
+        ), hooks
+        scenario.seen["tasks"] = len(scenario.task_ids)
+
+    def test_retrieve_predictions(self, scenario: Scenario):
+        answer = scenario.ls.retrieve_predictions(scenario.project_id)
+        stored = scenario.ls.predictions(scenario.project_id, "untrained")
+        assert set(stored) == set(scenario.task_ids), answer
+        assert {p["score"] for p in stored.values()} == {0.0}  # an untrained model is unsure of everything
+        scenario.seen["retrieved"] = len(stored)
+
+    def test_train_button_trains_a_version(self, scenario: Scenario):
+        for task_id in scenario.task_ids[:FIRST_LABELS]:
+            scenario.annotate(task_id)
+        time.sleep(1.0)
+        status = scenario.backend_status()
+        assert status["current_version"] is None, "annotations alone must not train (trigger: start_training)"
+        assert status["events_since_last_retrain"] >= FIRST_LABELS
+
+        started = time.monotonic()
+        scenario.ls.sdk.ml.train(id=scenario.ml_id)  # the Start Training button
+        version = scenario.wait_for_new_version(started)
+        scenario.check_version(version)
+        # the first iteration scores the whole pool: every prediction carries regions
+        empty = [t for t, p in version.predictions.items() if not p["result"]]
+        assert not empty, f"predictions without regions in a full iteration: {empty}"
+        scenario.seen["v1"] = {
+            "version": version.name,
+            "seconds": round(version.seconds, 1),
+            "predictions": len(version.predictions),
+            "next_task": version.next_task,
+            "next_score": version.predictions[version.next_task]["score"],
+            "scores": sorted(p["score"] for p in version.predictions.values())[:5],
+        }
+
+    def test_labeling_page_shows_the_pre_annotation(self, scenario: Scenario, chromium_paths, screenshot_dir):
+        version = scenario.versions[0]
+        task_id = version.next_task
+        prediction = version.predictions[task_id]
+        path = screenshot_dir / f"{scenario.gold.kind}-task-{task_id}.png"
+        if scenario.gold.kind == "choices":
+            expected, read = prediction["result"][0]["value"]["choices"], browser.checked_choices
+        else:
+            expected = sorted((r["value"]["text"], r["value"]["labels"][0]) for r in prediction["result"])
+            read = browser.highlighted_spans
+            assert expected, "the next task's prediction holds no entity span"
+        with browser.chromium(*chromium_paths) as driver:
+            browser.log_in(driver, scenario.ls.url, *scenario.ls.credentials)
+            shown = browser.open_labeling_stream(driver, scenario.ls.url, scenario.project_id)
+            on_page = browser.wait_for_value(driver, read, expected) if shown == task_id else None
+            driver.save_screenshot(str(path))
+        assert shown == task_id, (
+            f"the labeling page shows task {shown}, the next task is {task_id} (see {path})"
+        )
+        assert on_page == expected, f"the page shows {on_page}, the backend predicted {expected} (see {path})"
+        scenario.seen["page"] = {"task": task_id, "shows": on_page, "screenshot": str(path)}
+
+    def test_annotation_count_trigger_trains_on_a_subset(self, scenario: Scenario):
+        first = scenario.versions[0]
+        scenario.ls.update_project(scenario.project_id, min_annotations_to_start_training=TRIGGER_EVERY)
+        served = [first.next_task]
+        scenario.annotate(first.next_task)
+        started = time.monotonic()
+        # label what Label Studio serves next, as a person would, until the count trigger fires
+        while scenario.annotation_count() < TRIGGER_EVERY:
+            task = scenario.ls.next_task(scenario.project_id)
+            served.append(task["id"])
+            started = time.monotonic()
+            scenario.annotate(task["id"])
+        version = scenario.wait_for_new_version(started)
+        scenario.check_version(version)
+
+        unlabeled = scenario.ls.unlabeled_ids(scenario.project_id)
+        fresh = {t for t in unlabeled if version.predictions[t]["result"]}
+        changed = {t for t in unlabeled if version.predictions[t]["score"] != first.predictions[t]["score"]}
+        assert 0 < len(fresh) < len(unlabeled), (
+            f"UPS should re-score a subset, re-scored {len(fresh)}/{len(unlabeled)}"
+        )
+        assert changed, "no score changed after a retrain"
+        assert changed <= fresh, (
+            f"scores of tasks outside the re-scored subset changed: {sorted(changed - fresh)}"
+        )
+
+        cache = RedisScoreCache(redis.Redis.from_url(scenario.backend.redis_url), scenario.project_id).all()
+        assert set(cache) == {str(t) for t in unlabeled}
+        assert {t for t in unlabeled if cache[str(t)].model_version == version.name} == fresh
+        assert {cache[str(t)].model_version for t in unlabeled - fresh} == {first.name}
+        scenario.seen["v2"] = {
+            "version": version.name,
+            "seconds": round(version.seconds, 1),
+            "served_for_labeling": served,
+            "pool": len(unlabeled),
+            "rescored": len(fresh),
+            "scores_changed": len(changed),
+            "next_task": version.next_task,
+            "next_score": version.predictions[version.next_task]["score"],
+        }
+
+    def test_restart_keeps_version_and_cache(self, scenario: Scenario):
+        version = scenario.versions[-1].name
+        cache = RedisScoreCache(redis.Redis.from_url(scenario.backend.redis_url), scenario.project_id)
+        before = cache.all()
+        scenario.seen["restart_s"] = round(scenario.backend.restart(), 1)
+
+        setup = requests.post(
+            f"{scenario.backend.url}/setup",
+            timeout=10,
+            json={"project": f"{scenario.project_id}.0", "schema": scenario.gold.label_config},
+        )
+        assert setup.json()["model_version"] == version
+        assert version in requests.get(f"{scenario.backend.url}/versions", timeout=10).json()["versions"]
+        assert cache.all() == before
+
+        # the restarted backend and worker score a task imported now, under the same version
+        text = scenario.gold.tasks[0].text
+        scenario.ls.import_tasks(scenario.project_id, [text])
+        new_id = max(t["id"] for t in scenario.ls.tasks(scenario.project_id))
+        deadline = time.monotonic() + 120
+        while new_id not in scenario.ls.predictions(scenario.project_id, version):
+            assert time.monotonic() < deadline, (
+                f"task {new_id} got no {version} prediction\n{scenario.backend.logs()}"
+            )
+            time.sleep(0.5)
+        prediction = scenario.ls.predictions(scenario.project_id, version)[new_id]
+        assert isinstance(prediction["score"], float) and prediction["result"]
+        assert str(new_id) in cache.all()
+        scenario.seen["after_restart"] = {
+            "version": version,
+            "new_task": new_id,
+            "score": prediction["score"],
+        }
+
+
+class TestChoicesProject(_Steps):
+    title = "AG News topics"
+
+    @staticmethod
+    def gold(data_dir):
+        return ag_news(data_dir, 40)
+
+
+class TestLabelsProject(_Steps):
+    title = "CoNLL-2003 entities"
+
+    @staticmethod
+    def gold(data_dir):
+        return conll_sentences(data_dir, 30)

@@ -1,0 +1,232 @@
+"""The HTTP routes, and the embedded loop end to end against a fake Label Studio."""
+
+import time
+
+import pytest
+
+from ml_backend.app import create_app
+from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, FakeLabelStudio, backend_settings
+
+
+@pytest.fixture
+def fake_ls():
+    fake = FakeLabelStudio()
+    url = fake.start()
+    yield fake, url
+    fake.stop()
+
+
+def wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def webhook(project_id, task_id):
+    return {
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": task_id, "task": task_id},
+        "task": {"id": task_id},
+        "project": {"id": project_id, "label_config": CLS_CONFIG},
+    }
+
+
+def test_before_the_first_training_predict_gives_the_documented_answer(tmp_path):
+    client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
+    tasks = [{"id": i, "data": {"text": "x"}} for i in range(3)]
+    answer = client.post("/predict", json={"project": "1.17", "tasks": tasks, "label_config": CLS_CONFIG})
+    assert answer.status_code == 200
+    assert answer.json["results"] == [{"result": [], "score": 0.0, "model_version": "untrained"}] * 3
+
+
+def test_bad_requests_get_a_message(tmp_path):
+    client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
+    bad_json = client.post("/webhook", data="{not json", content_type="application/json")
+    assert bad_json.status_code == 400 and "JSON" in bad_json.json["error"]
+    assert client.post("/predict", json={"project": "1.2"}).status_code == 400
+    assert client.get("/status/..%2Fetc").status_code in (400, 404)
+    assert client.get("/nowhere").status_code == 404
+
+
+def test_health_versions_and_status_routes(tmp_path):
+    client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
+    assert client.get("/health").json["status"] == "UP"
+    assert client.get("/versions").json == {"versions": []}
+    assert client.get("/status").json == {"queue": "embedded", "projects": {}}
+
+
+def test_embedded_loop_trains_promotes_publishes_and_serves(tmp_path, fake_ls, tiny_model_dir):
+    fake, url = fake_ls
+    fake.add_project(1)
+    ids = fake.add_tasks(1, TEXTS[:40])
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, retrain_delay=0.3)
+    app = create_app(settings)
+    client = app.test_client()
+    backend = app.extensions["al_backend"]
+    for n, task_id in enumerate(ids[:6]):  # a burst: annotation then webhook, as Label Studio does
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+        reply = client.post("/webhook", json=webhook(1, task_id))
+        assert reply.status_code == 200
+    assert backend.runner.join(timeout=120)
+    status = client.get("/status/1").json["projects"]["1"]
+    assert status["last_error"] is None, status
+    version = status["current_version"]
+    assert status["versions"] == [version]  # one retrain for the whole burst
+    meta = backend.store.meta(1, version)
+    assert sorted(meta["labeled_ids"], key=int) == [str(i) for i in ids[:6]]
+    published = fake.predictions_of(version)
+    assert sorted(p["task"] for p in published) == ids[6:]
+    assert all(0.0 <= p["score"] <= 1.0 for p in published)
+    assert fake.projects[1]["model_version"] == version
+    assert fake.projects[1]["sampling"] == "Uncertainty sampling"
+
+    assert client.post("/setup", json={"project": "1.17", "schema": CLS_CONFIG}).json == {
+        "model_version": version
+    }
+    tasks = [fake.tasks[i] for i in ids[10:15]]
+    answer = client.post(
+        "/predict", json={"project": "1.17", "tasks": tasks, "label_config": CLS_CONFIG}
+    ).json
+    assert [r["model_version"] for r in answer["results"]] == [version] * 5
+    assert all(r["result"][0]["value"]["choices"][0] in ("Positive", "Negative") for r in answer["results"])
+
+    # a restart: a new app on the same folder serves the promoted version at once
+    restarted = create_app(settings).test_client()
+    assert restarted.post("/setup", json={"project": "1.17", "schema": CLS_CONFIG}).json == {
+        "model_version": version
+    }
+    # a different label set in the request is not answered with the old model's labels
+    ner = restarted.post(
+        "/predict", json={"project": "1.17", "tasks": tasks[:1], "label_config": NER_CONFIG}
+    ).json
+    assert ner["results"][0]["model_version"] == "untrained"
+
+
+def test_tasks_list_is_read_across_pages(fake_ls):
+    from ml_backend.ls_gateway import LSGateway
+
+    fake, url = fake_ls
+    fake.add_project(4)
+    ids = fake.add_tasks(4, TEXTS[:23])
+    gateway = LSGateway(backend_settings(url, "unused", "unused", ls_page_size=7))
+    assert [t["id"] for t in gateway.list_tasks(4)] == ids
+    assert fake.count("GET", "/api/tasks") == 5  # 4 pages, then the 404 that ends the listing
+
+
+def test_ner_project_trains_and_publishes_character_spans(tmp_path, fake_ls, tiny_model_dir):
+    from ml_backend.jobs import run_retrain
+    from ml_backend.status import MemoryState
+
+    fake, url = fake_ls
+    fake.add_project(5, NER_CONFIG)
+    texts = [f"john smith was in {city} with mary" for city in ("paris", "london", "berlin", "france")] * 3
+    ids = fake.add_tasks(5, texts)
+    for task_id in ids[:4]:
+        text = fake.tasks[task_id]["data"]["text"]
+        city = text.split()[4]
+        start = text.index(city)
+        fake.annotate(
+            task_id,
+            [
+                {
+                    "from_name": "label",
+                    "to_name": "text",
+                    "type": "labels",
+                    "value": {"start": 0, "end": 10, "text": "john smith", "labels": ["PER"]},
+                },
+                {
+                    "from_name": "label",
+                    "to_name": "text",
+                    "type": "labels",
+                    "value": {"start": start, "end": start + len(city), "text": city, "labels": ["LOC"]},
+                },
+            ],
+        )
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, epochs=2)
+    summary = run_retrain(5, settings, MemoryState())
+    assert summary["status"] == "trained" and summary["n_labeled"] == 4
+    published = fake.predictions_of(summary["version"])
+    assert sorted(p["task"] for p in published) == ids[4:]
+    for prediction in published:
+        text = fake.tasks[prediction["task"]]["data"]["text"]
+        assert 0.0 < prediction["score"] <= 1.0  # exp(-mnlp)
+        for region in prediction["result"]:
+            value = region["value"]
+            assert region["type"] == "labels" and value["labels"][0] in ("PER", "LOC")
+            assert text[value["start"] : value["end"]] == value["text"]
+
+
+def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    from ml_backend.jobs import run_retrain, run_scoring
+    from ml_backend.status import MemoryState
+    from ml_backend.store import FileScoreCache, VersionStore
+
+    fake, url = fake_ls
+    fake.add_project(6)
+    ids = fake.add_tasks(6, TEXTS[:20])
+    for n, task_id in enumerate(ids[:4]):
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, warm_start=True)
+    first = run_retrain(6, settings, MemoryState())["version"]
+
+    new_ids = fake.add_tasks(6, ["a new good film", "a new bad film"])
+    new_tasks = [{"id": i, "data": fake.tasks[i]["data"]} for i in new_ids]
+    assert run_scoring(6, new_tasks, settings)["n_published"] == 2
+    assert sorted(p["task"] for p in fake.predictions_of(first)) == sorted(ids[4:] + new_ids)
+    cached = FileScoreCache(VersionStore(settings.model_dir).project_dir(6) / "scores.sqlite").get_many(
+        [str(i) for i in new_ids]
+    )
+    assert {c.model_version for c in cached.values()} == {first}
+
+    fake.choose(ids[4], "Positive")
+    second = run_retrain(6, settings, MemoryState())
+    assert second["status"] == "trained" and second["iteration"] == 1
+    assert VersionStore(settings.model_dir).meta(6, second["version"])["n_labeled"] == 5
+
+    # warm start begins from the promoted weights; the default begins from the pretrained ones
+    from ml_backend.jobs import _new_model
+
+    labels = ["Positive", "Negative"]
+    store = VersionStore(settings.model_dir)
+    warm = _new_model(settings, store, 6, "classification", labels)
+    cold = _new_model(settings.model_copy(update={"warm_start": False}), store, 6, "classification", labels)
+    assert warm.model_ is not None and not warm.config.from_scratch
+    assert cold.model_ is None and cold.config.from_scratch
+
+
+def test_webhook_answers_503_with_a_message_when_redis_is_down(tmp_path):
+    settings = backend_settings(None, tmp_path / "s", tmp_path / "m", redis_url="redis://127.0.0.1:1/0")
+    client = create_app(settings).test_client()
+    reply = client.post("/webhook", json=webhook(1, 1))
+    assert reply.status_code == 503 and "Redis is unavailable" in reply.json["error"]
+
+
+def test_quantized_inference_gives_the_same_answers_within_rounding(tmp_path, fake_ls, tiny_model_dir):
+    from ml_backend.jobs import run_retrain
+    from ml_backend.predictor import PredictorCache
+    from ml_backend.status import MemoryState
+    from ml_backend.store import VersionStore
+
+    fake, url = fake_ls
+    fake.add_project(8)
+    ids = fake.add_tasks(8, TEXTS[:12])
+    for n, task_id in enumerate(ids[:4]):
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, quantize_inference=False)
+    run_retrain(8, settings, MemoryState())
+    tasks = [fake.tasks[i] for i in ids[4:]]
+    store = VersionStore(settings.model_dir)
+    plain_predictor = PredictorCache(store, settings).get("8")
+    assert "quantized" not in type(plain_predictor.model.model_.classifier).__module__
+    plain = plain_predictor.predict(tasks)
+    quick_settings = settings.model_copy(update={"quantize_inference": True})
+    quick_predictor = PredictorCache(store, quick_settings).get("8")
+    assert "quantized" in type(quick_predictor.model.model_.classifier).__module__
+    quick = quick_predictor.predict(tasks)
+    assert [a["model_version"] for a in quick] == [a["model_version"] for a in plain]
+    assert [a["score"] for a in quick] == pytest.approx([a["score"] for a in plain], abs=0.05)

@@ -1,0 +1,576 @@
+"""plasm-export end to end with a tiny random model: sources, formats re-read by the readers, resume, errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from al_core.ls_format import parse_label_config, read_ls_export, task_to_example
+from al_core.readers import read_conll, read_csv, read_jsonl
+from plasm_export.cli import main
+from tests.conftest import ROOT, require_or_skip
+
+SAMPLES = ROOT.parent / "shared" / "label-studio" / "samples"
+REAL_EXPORT = SAMPLES / "16_other_webhook_actions" / "export_p1.json"
+
+# the configs of the real projects the samples were captured from
+CLS_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="Positive"/>
+    <Choice value="Negative"/>
+    <Choice value="Neutral"/>
+  </Choices>
+</View>"""
+NER_CONFIG = """<View>
+  <Labels name="label" toName="text">
+    <Label value="PER"/>
+    <Label value="ORG"/>
+    <Label value="LOC"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+
+# one task of a Label Studio 1.23.2 JSON export, in its real shape (see export_p1.json)
+TASK_TEMPLATE = {
+    "id": 0,
+    "annotations": [],
+    "drafts": [],
+    "predictions": [],
+    "data": {"text": ""},
+    "meta": {},
+    "created_at": "2026-11-22T03:43:13.712265Z",
+    "updated_at": "2026-11-22T03:47:48.704244Z",
+    "allow_skip": True,
+    "inner_id": 0,
+    "total_annotations": 0,
+    "cancelled_annotations": 0,
+    "total_predictions": 0,
+    "comment_count": 0,
+    "unresolved_comment_count": 0,
+    "last_comment_updated_at": None,
+    "project": 1,
+    "updated_by": 1,
+    "comment_authors": [],
+}
+ANNOTATION_TEMPLATE = {
+    "id": 0,
+    "completed_by": 1,
+    "result": [],
+    "was_cancelled": False,
+    "ground_truth": False,
+    "created_at": "2026-11-22T03:47:48.678491Z",
+    "updated_at": "2026-11-22T03:47:48.678541Z",
+    "draft_created_at": None,
+    "lead_time": 3.2,
+    "prediction": {},
+    "result_count": 1,
+    "task": 0,
+    "project": 1,
+}
+
+POSITIVE = "good great excellent fun love best".split()
+NEGATIVE = "bad awful terrible boring hate worst".split()
+NEUTRAL = "the movie film plot story actor".split()
+NAMES, PLACES, COMPANIES = (
+    ["john", "mary", "smith"],
+    ["paris", "london", "berlin"],
+    ["google", "apple", "microsoft"],
+)
+
+
+def make_task(task_id: int, text: str, result: list | None) -> dict:
+    task = copy.deepcopy(TASK_TEMPLATE)
+    task.update(id=task_id, inner_id=task_id, data={"text": text})
+    if result is not None:
+        annotation = copy.deepcopy(ANNOTATION_TEMPLATE)
+        annotation.update(id=1000 + task_id, task=task_id, result=result)
+        task.update(annotations=[annotation], total_annotations=1)
+    return task
+
+
+def classification_export(n_gold: int = 24, n_pool: int = 16, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    classes = [("Positive", POSITIVE), ("Negative", NEGATIVE), ("Neutral", NEUTRAL)]
+    tasks = []
+    for i in range(n_gold + n_pool):
+        label, words = classes[i % 3]
+        text = " ".join(rng.sample(words, 3) + rng.sample(NEUTRAL, 2))
+        result = [
+            {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+        ]
+        tasks.append(make_task(i + 1, text, result if i < n_gold else None))
+    return tasks
+
+
+def ner_export(n_gold: int = 12, n_pool: int = 8) -> list[dict]:
+    tasks = []
+    for i in range(n_gold + n_pool):
+        name, place, company = NAMES[i % 3], PLACES[(i + 1) % 3], COMPANIES[(i + 2) % 3]
+        text = f"{name} said in {place} that {company} won."
+        spans = [(name, "PER"), (place, "LOC"), (company, "ORG")]
+        result = [
+            {
+                "id": f"r{k}",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {
+                    "start": text.index(word),
+                    "end": text.index(word) + len(word),
+                    "text": word,
+                    "labels": [lab],
+                },
+            }
+            for k, (word, lab) in enumerate(spans)
+        ]
+        tasks.append(make_task(i + 1, text, result if i < n_gold else None))
+    return tasks
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def run_cli(tiny_model_dir, *args) -> int:
+    training = [
+        "--epochs",
+        "5",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--no-progress",
+    ]
+    return main(["--teacher", str(tiny_model_dir), *training, *map(str, args)])
+
+
+def read_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "all_tasks.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture()
+def cls_files(tmp_path):
+    return write(tmp_path / "export.json", classification_export()), write(
+        tmp_path / "config.xml", CLS_CONFIG
+    )
+
+
+# -- classification ----------------------------------------------------------------------------
+
+
+def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files):
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            export,
+            "--label-config",
+            config_file,
+            "--out",
+            out,
+            "--filter",
+            "tracin",
+            "--format",
+            "all",
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "all_tasks.jsonl",
+        "label_studio_import.json",
+        "report.json",
+        "report.md",
+        "train.csv",
+    ]
+    report = json.loads((out / "report.json").read_text())
+    rows = read_rows(out)
+    assert len(rows) == 40 and [r["id"] for r in rows] == [str(i) for i in range(1, 41)]
+    gold, pseudo = [r for r in rows if r["source"] == "gold"], [r for r in rows if r["source"] == "pseudo"]
+    assert len(gold) == 24 and len(pseudo) == 16
+    assert all(r["kept"] and r["teacher_confidence"] is None for r in gold)
+    assert sum(r["heldout"] for r in gold) == round(0.2 * 24) == report["teacher"]["n_heldout"]
+    assert all(r["label"] in ("Positive", "Negative", "Neutral") for r in rows)
+    assert all(0 < r["teacher_confidence"] <= 1 and r["filter_score"] >= 0 for r in pseudo)
+    assert all(r["teacher_model"] == str(tiny_model_dir) and r["teacher_version"] for r in rows)
+    # the fraction rule: 1 - the teacher's held-out accuracy, and the highest TracIn scores go
+    fraction = 1 - report["teacher"]["heldout_score"]
+    assert report["drop_fraction"] == pytest.approx(fraction)
+    dropped = [r for r in pseudo if not r["kept"]]
+    assert len(dropped) == round(fraction * 16) == report["tasks"]["pseudo_dropped"]
+    if dropped:
+        assert min(r["filter_score"] for r in dropped) >= max(r["filter_score"] for r in pseudo if r["kept"])
+    # counts per class and source add up
+    assert sum(c["gold"] for c in report["per_class"].values()) == 24
+    assert sum(c["pseudo_kept"] + c["pseudo_dropped"] for c in report["per_class"].values()) == 16
+    assert "Teacher:" in (out / "report.md").read_text() and report["timings_s"]["teacher_fit_s"] > 0
+
+    # JSONL and CSV re-read by the engine's readers
+    again = read_jsonl(out / "all_tasks.jsonl", id_field="id")
+    assert [e.label for e in again.examples] == [r["label"] for r in rows]
+    assert again.examples[0].meta["source"] == rows[0]["source"]
+    train = read_csv(out / "train.csv", "text", "label", id_column="id")
+    assert [e.id for e in train.examples] == [r["id"] for r in rows if r["kept"]]
+    assert [e.label for e in train.examples] == [r["label"] for r in rows if r["kept"]]
+
+    # the Label Studio import: gold as annotations, every pseudo-label as a prediction of the teacher
+    config = parse_label_config(CLS_CONFIG)
+    imported = json.loads((out / "label_studio_import.json").read_text())
+    dataset = read_ls_export(out / "label_studio_import.json", config)
+    assert {e.id: e.label for e in dataset.labeled()} == {r["id"]: r["label"] for r in gold}
+    by_id = {str(t["id"]): t for t in imported}
+    for row in pseudo:
+        task = by_id[row["id"]]
+        prediction = task["predictions"][0]
+        assert prediction["model_version"] == row["teacher_version"]
+        assert prediction["score"] == pytest.approx(row["teacher_confidence"])
+        assert task["data"]["plasm_kept"] == row["kept"]
+        assert (
+            task_to_example(task, config, annotation={"result": prediction["result"]}).label == row["label"]
+        )
+
+
+def test_given_fraction_with_the_uncertainty_filter(tiny_model_dir, tmp_path, cls_files):
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            export,
+            "--label-config",
+            config_file,
+            "--out",
+            out,
+            "--filter",
+            "uncertainty",
+            "--drop-fraction",
+            "0.25",
+        )
+        == 0
+    )
+    pseudo = [r for r in read_rows(out) if r["source"] == "pseudo"]
+    kept, dropped = [r for r in pseudo if r["kept"]], [r for r in pseudo if not r["kept"]]
+    assert len(dropped) == 4  # 25% of 16
+    assert max(r["teacher_confidence"] for r in dropped) <= min(r["teacher_confidence"] for r in kept)
+    assert all(r["filter_score"] == pytest.approx(1 - r["teacher_confidence"], abs=1e-6) for r in pseudo)
+    report = json.loads((out / "report.json").read_text())
+    assert report["drop_fraction_rule"] == "given" and report["fraction_dropped"] == 0.25
+
+
+def test_check_successor_compares_on_heldout_gold(tiny_model_dir, tmp_path, cls_files):
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            export,
+            "--label-config",
+            config_file,
+            "--out",
+            out,
+            "--filter",
+            "none",
+            "--check-successor",
+            tiny_model_dir,
+        )
+        == 0
+    )
+    check = json.loads((out / "report.json").read_text())["successor_check"]
+    assert check["n_heldout"] == 5 and check["gold_only"]["n_train"] == 19
+    assert check["with_pseudo"]["n_train"] == 19 + 16  # filter none keeps every pseudo-label
+    better = "with_pseudo" if check["with_pseudo"]["score"] > check["gold_only"]["score"] else "gold_only"
+    assert check["better"] == better
+    assert "Successor check" in (out / "report.md").read_text()
+
+
+def test_the_real_captured_export_file(tiny_model_dir, tmp_path):
+    require_or_skip(REAL_EXPORT.exists(), f"the captured Label Studio export is not at {REAL_EXPORT}")
+    out = tmp_path / "out"
+    # no --label-config: kind and labels are guessed from the annotations
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            REAL_EXPORT,
+            "--out",
+            out,
+            "--filter",
+            "uncertainty",
+            "--format",
+            "jsonl,csv",
+        )
+        == 0
+    )
+    rows = read_rows(out)
+    real = json.loads(REAL_EXPORT.read_text())
+    assert [r["id"] for r in rows] == [str(t["id"]) for t in real]
+    assert [r["label"] for r in rows] == [
+        t["annotations"][0]["result"][0]["value"]["choices"][0] for t in real
+    ]
+    assert all(r["source"] == "gold" for r in rows)
+
+
+# -- tagging -----------------------------------------------------------------------------------
+
+
+def test_ner_export_sentences_spans_and_conll(tiny_model_dir, tmp_path):
+    export = write(tmp_path / "ner.json", ner_export())
+    config_file = write(tmp_path / "ner.xml", NER_CONFIG)
+    out = tmp_path / "out"
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            export,
+            "--label-config",
+            config_file,
+            "--out",
+            out,
+            "--filter",
+            "tracin",
+            "--drop-fraction",
+            "0.25",
+            "--format",
+            "all",
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "all_tasks.jsonl",
+        "label_studio_import.json",
+        "report.json",
+        "report.md",
+        "train.conll",
+    ]
+    rows = read_rows(out)
+    assert len(rows) == 20
+    for row in rows:  # one row per sentence, spans agree with the word tags
+        assert len(row["words"]) == len(row["tags"])
+        assert [s["label"] for s in row["spans"]] == [t[2:] for t in row["tags"] if t.startswith("B-")]
+        assert all(row["text"][s["start"] : s["end"]] == s["text"] for s in row["spans"])
+    gold = [r for r in rows if r["source"] == "gold"]
+    assert all(r["spans"] and {s["label"] for s in r["spans"]} == {"PER", "LOC", "ORG"} for r in gold)
+    pseudo = [r for r in rows if r["source"] == "pseudo"]
+    assert sum(not r["kept"] for r in pseudo) == 2  # 25% of 8 sentences
+    conll = read_conll(out / "train.conll")
+    kept = [r for r in rows if r["kept"]]
+    assert [e.words for e in conll.examples] == [r["words"] for r in kept]
+    assert [e.tags for e in conll.examples] == [r["tags"] for r in kept]
+    imported = read_ls_export(out / "label_studio_import.json", parse_label_config(NER_CONFIG))
+    assert {e.id: e.tags for e in imported.labeled()} == {r["id"]: r["tags"] for r in gold}
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["metric"] == "span_f1"
+    assert report["per_class"]["PER"]["gold"] == 12
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_files, monkeypatch):
+    import plasm_export.writers as writers
+    from al_core.models import TransformerClassifier
+
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    args = ["--export", export, "--label-config", config_file, "--out", out, "--filter", "tracin"]
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(writers, "write_outputs", killed)
+        assert run_cli(tiny_model_dir, *args) == 130
+    assert not out.exists()
+    assert (tmp_path / "out.work" / "teacher").is_dir()
+    assert json.loads((tmp_path / "out.work" / "state.json").read_text())["teacher_score"] >= 0
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("the teacher was trained again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TransformerClassifier, "fit", no_training)
+        assert run_cli(tiny_model_dir, *args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["resumed"] is True
+    assert len(read_rows(out)) == 40
+
+    # other settings of the teacher: the saved one does not match, so it trains again
+    fits = []
+    original_fit = TransformerClassifier.fit
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            TransformerClassifier, "fit", lambda self, *a, **k: fits.append(1) or original_fit(self, *a, **k)
+        )
+        assert run_cli(tiny_model_dir, *args, "--holdout", "0.3", "--overwrite") == 0
+    assert fits and json.loads((out / "report.json").read_text())["teacher"]["resumed"] is False
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def _error_case(tmp_path, name):
+    tasks = classification_export(6, 4)
+    config = CLS_CONFIG
+    if name == "no annotations":
+        tasks = classification_export(0, 6)
+    elif name == "label outside the config":
+        tasks[2]["annotations"][0]["result"][0]["value"]["choices"] = ["Sarcastic"]
+    elif name == "unreadable config":
+        config = '<View><Image name="img" value="$image"/><Choices name="c" toName="img"><Choice value="A"/></Choices></View>'
+    elif name == "two controls":
+        config = CLS_CONFIG.replace(
+            "</View>", '<Labels name="l" toName="text"><Label value="X"/></Labels></View>'
+        )
+    elif name == "multiple choice":
+        config = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
+    return write(tmp_path / "export.json", tasks), write(tmp_path / "config.xml", config)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no annotations", "no task has an annotation"),
+        ("label outside the config", "'Sarcastic' is not in the label config"),
+        ("unreadable config", "<Image> is not supported"),
+        ("two controls", "several control tags"),
+        ("multiple choice", "allows several choices"),
+    ],
+)
+def test_clear_errors_and_nothing_written(tiny_model_dir, tmp_path, capsys, case, message):
+    export, config_file = _error_case(tmp_path, case)
+    out = tmp_path / "out"
+    assert run_cli(tiny_model_dir, "--export", export, "--label-config", config_file, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plasm-export: error: ") and message in err and "Traceback" not in err
+    assert not out.exists()
+    assert not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())
+
+
+def test_more_errors(tiny_model_dir, tmp_path, capsys, cls_files):
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    assert run_cli(tiny_model_dir, "--export", tmp_path / "missing.json", "--out", out) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--export",
+            export,
+            "--label-config",
+            config_file,
+            "--out",
+            out,
+            "--format",
+            "conll",
+        )
+        == 2
+    )
+    assert "does not fit a classification project" in capsys.readouterr().err
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--drop-fraction", "1.5") == 2
+    assert "--drop-fraction must be between 0 and 1" in capsys.readouterr().err
+    write(tmp_path / "broken.json", '[{"id": 1, "data": {"text": "a"}},')
+    assert run_cli(tiny_model_dir, "--export", tmp_path / "broken.json", "--out", out) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+# -- reading a project through label-studio-sdk -------------------------------------------------
+
+
+class _FakeLabelStudio(BaseHTTPRequestHandler):
+    """Answers the two calls the exporter makes, in Label Studio 1.23's shapes."""
+
+    tasks: list[dict] = []
+    seen: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        type(self).seen.append(f"{self.headers.get('Authorization')} {self.path}")
+        if self.path.startswith("/api/projects/7/export"):
+            body = json.dumps(self.tasks).encode()
+        elif self.path.startswith("/api/projects/7"):
+            body = json.dumps({"id": 7, "title": "p", "label_config": CLS_CONFIG}).encode()
+        else:
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"detail": "Not found."}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def fake_label_studio():
+    _FakeLabelStudio.tasks = classification_export()
+    _FakeLabelStudio.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLabelStudio)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, fake_label_studio, capsys):
+    out = tmp_path / "out"
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--url",
+            fake_label_studio,
+            "--api-key",
+            "legacytoken123",
+            "--project",
+            7,
+            "--out",
+            out,
+            "--filter",
+            "uncertainty",
+        )
+        == 0
+    )
+    assert len(read_rows(out)) == 40
+    export_call = [s for s in _FakeLabelStudio.seen if "/export" in s][0]
+    assert export_call.startswith("Token legacytoken123 ") and "download_all_tasks=true" in export_call
+    assert (
+        run_cli(
+            tiny_model_dir,
+            "--url",
+            fake_label_studio,
+            "--api-key",
+            "k",
+            "--project",
+            8,
+            "--out",
+            tmp_path / "other",
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "project 8" in err and "404" in err and "Traceback" not in err

@@ -1,0 +1,319 @@
+"""The simulator end to end on tiny data and tiny random models: outputs, resume, repeatability."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from al_core.data import Example
+from al_core.readers import write_conll, write_jsonl
+from simulate.config import ConfigError, load_config, parse_config
+from simulate.report import write_report
+from simulate.runner import Simulation, overlap_with_previous_ranking
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+POSITIVE = "good great excellent fun love best".split()
+NEGATIVE = "bad awful terrible boring hate worst".split()
+FILLER = "the movie film plot story actor was very really".split()
+
+
+def _review(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 4) + rng.sample(POSITIVE if label == "positive" else NEGATIVE, 2)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def classification_files(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cls-data")
+    rng = random.Random(0)
+
+    def examples(n, prefix):
+        labels = ["positive", "negative"] * (n // 2)
+        return [Example(id=f"{prefix}{i}", text=_review(rng, y), label=y) for i, y in enumerate(labels)]
+
+    write_jsonl(examples(240, "p"), folder / "pool.jsonl")
+    write_jsonl(examples(60, "t"), folder / "test.jsonl")
+    return folder / "pool.jsonl", folder / "test.jsonl"
+
+
+def _config(tmp_path: Path, pool: Path, test: Path, **changes) -> dict:
+    config = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "out"),
+        "dataset": {"pool_path": str(pool), "test_path": str(test), "options": {"id_field": "id"}},
+        "acquisition": {"name": "tiny-acq", "model": None},
+        "successors": [{"name": "tfidf", "kind": "tfidf_lr"}, {"name": "matched", "kind": "acquisition"}],
+        "strategy": "lc",
+        "scoring": {"mode": "ups", "full_first": 1, "full_every": 0},
+        "seed_set": {"count": 20},
+        "batch": {"count": 10},
+        "iterations": 2,
+        "seeds": [0, 1],
+        "training": {"epochs": 1, "batch_size": 16, "max_length": 16, "device": "cpu"},
+    }
+    config.update(changes)
+    return config
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_model_dir, classification_files):
+    pool, test = classification_files
+    data = _config(tmp_path, pool, test)
+    data["acquisition"]["model"] = str(tiny_model_dir)
+    return data
+
+
+def _read(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def _outcome(records: list[dict]) -> list[tuple]:
+    """What must repeat exactly with the same seeds (timings may not)."""
+    keys = (
+        "seed",
+        "iteration",
+        "successor",
+        "labeled_size",
+        "query_ids",
+        "n_scored",
+        "successor_score",
+        "acquisition_score",
+    )
+    return sorted(tuple(json.dumps(r[k]) for k in keys) for r in records)
+
+
+def test_run_writes_every_record_and_repeats(tiny_config, tmp_path):
+    config = parse_config(tiny_config)
+    folder = Simulation(config, progress=False).run()
+    records = _read(folder)
+    # 2 seeds x 3 evaluation points (seed set + 2 queries) x 2 successors
+    assert len(records) == 2 * 3 * 2
+    by_key = {(r["seed"], r["iteration"], r["successor"]): r for r in records}
+    first, second, last = (by_key[(0, t, "tfidf")] for t in range(3))
+    assert [first["labeled_size"], second["labeled_size"], last["labeled_size"]] == [20, 30, 40]
+    assert len(first["query_ids"]) == 10 and not set(first["query_ids"]) & set(first["labeled_ids_before"])
+    assert second["labeled_ids_before"] == first["labeled_ids_before"] + first["query_ids"]
+    assert last["query_ids"] == [] and last["n_scored"] == 0
+    # iteration 0 scores the whole pool; iteration 1 is a UPS iteration: a subset
+    assert first["n_scored"] == first["pool_size"] == 220 and first["full_scoring"]
+    assert 0 < second["n_scored"] < second["pool_size"] and not second["full_scoring"]
+    assert first["overlap"] is None and set(second["overlap"]) == {"10", "20", "30", "40", "50"}
+    assert 0.0 <= first["successor_score"] <= 1.0
+    assert by_key[(0, 1, "matched")]["successor_score"] == second["acquisition_score"]
+    for r in records:
+        assert r["acq_fit_s"] >= 0 and r["inference_s"] >= 0 and r["successor_fit_s"] >= 0
+    assert (folder / "results.csv").read_text().splitlines()[0].count(",") > 10
+    # the two seeds draw different seed sets
+    assert by_key[(0, 0, "tfidf")]["labeled_ids_before"] != by_key[(1, 0, "tfidf")]["labeled_ids_before"]
+
+    summary = write_report([folder], tmp_path / "report").read_text()
+    for name in ("curves-tfidf", "curves-matched", "curves-acquisition_models"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
+        assert (tmp_path / "report" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    assert "| 1 | 30 |" in summary  # the timing row of iteration 1: 30 labeled
+    assert "top-k% / iteration" not in summary  # iteration 1 was a UPS iteration: no full-scoring overlap
+    assert "| tiny | tfidf | 2 | 40 |" in summary
+
+    again = tiny_config | {"output_dir": str(tmp_path / "again")}
+    assert _outcome(_read(Simulation(parse_config(again), progress=False).run())) == _outcome(records)
+
+
+def test_interrupted_run_resumes_to_the_same_results(tiny_config, tmp_path):
+    whole = Simulation(parse_config(tiny_config), progress=False).run()
+    cut = tiny_config | {"output_dir": str(tmp_path / "cut")}
+    folder = Simulation(parse_config(cut), progress=False).run(stop_after=2)  # killed after 2 iterations
+    assert len(_read(folder)) == 2 * 2
+    # a kill in the middle of a write leaves half a line: it is dropped and that iteration runs again
+    with (folder / "results.jsonl").open("a") as out:
+        out.write('{"seed": 0, "iteration": 2, "succ')
+    Simulation(parse_config(cut), progress=False).run()
+    assert _outcome(_read(folder)) == _outcome(_read(whole))
+
+
+def test_resume_refuses_a_changed_config(tiny_config):
+    Simulation(parse_config(tiny_config), progress=False).run(stop_after=1)
+    changed = tiny_config | {"strategy": "entropy"}
+    with pytest.raises(ConfigError, match="different config"):
+        Simulation(parse_config(changed), progress=False).run()
+
+
+def test_tagging_with_word_budget_and_bilstm(tmp_path, tiny_model_dir):
+    rng = random.Random(1)
+    names, places = ["john", "mary", "smith"], ["paris", "london", "berlin"]
+
+    def sentence(i):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 7)):
+            choice = rng.random()
+            if choice < 0.2:
+                word, tag = rng.choice(names).title(), "B-PER"
+            elif choice < 0.4:
+                word, tag = rng.choice(places).title(), "B-LOC"
+            else:
+                word, tag = rng.choice(FILLER), "O"
+            words.append(word)
+            tags.append(tag)
+        return Example(id=str(i), text=" ".join(words), words=words, tags=tags)
+
+    train = [sentence(i) for i in range(150)]
+    write_conll(train, tmp_path / "train.conll")
+    write_conll([sentence(i) for i in range(40)], tmp_path / "test.conll")
+    budget = round(0.05 * sum(len(e.words) for e in train))
+    glove = tmp_path / "glove"
+    glove.mkdir()
+    vocab = names + places + FILLER
+    (glove / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    np.save(glove / "vectors.npy", np.random.default_rng(0).normal(size=(len(vocab), 8)).astype(np.float32))
+    config = parse_config(
+        {
+            "name": "tiny-ner",
+            "output_dir": str(tmp_path / "out"),
+            "dataset": {
+                "pool_path": str(tmp_path / "train.conll"),
+                "test_path": str(tmp_path / "test.conll"),
+            },
+            "acquisition": {"model": str(tiny_model_dir)},
+            "successors": [
+                {
+                    "name": "bilstm",
+                    "kind": "glove_bilstm",
+                    "params": {"vectors_dir": str(glove), "epochs": 3, "hidden": 8},
+                }
+            ],
+            "strategy": "mnlp",
+            "scoring": {"mode": "full"},
+            "seed_set": {"word_fraction": 0.05},
+            "batch": {"word_fraction": 0.05},
+            "iterations": 1,
+            "seeds": [3],
+            "training": {"epochs": 1, "max_length": 16, "device": "cpu", "learning_rate": 5e-5},
+        }
+    )
+    records = _read(Simulation(config, progress=False).run())
+    assert [r["iteration"] for r in records] == [0, 1]
+    assert records[0]["labeled_words"] >= budget  # the seed set reaches the word budget
+    added = records[1]["labeled_words"] - records[0]["labeled_words"]
+    assert 0 < added <= budget  # the query never exceeds it
+    assert records[0]["metric"] == "span_f1" and 0.0 <= records[1]["successor_score"] <= 1.0
+
+
+def test_overlap_counts_the_share_of_the_query_in_the_previous_top():
+    previous = {str(i): float(100 - i) for i in range(100)}  # id 0 most uncertain
+    overlap = overlap_with_previous_ranking(previous, ["0", "5", "15", "95"], [10, 20, 50])
+    assert overlap == {"10": 0.5, "20": 0.75, "50": 0.75}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"batch": {"count": 5, "fraction": 0.1}}, "exactly one"),
+        ({"successors": [{"kind": "transformer"}]}, "needs `model`"),
+        ({"training": {"epochz": 3}}, "unknown training setting"),
+        ({"scoring": {"mode": "sometimes"}}, "scoring.mode"),
+    ],
+)
+def test_config_errors_name_the_problem(tmp_path, change, message):
+    data = _config(tmp_path, tmp_path / "p.jsonl", tmp_path / "t.jsonl", **change)
+    data["acquisition"]["model"] = "some-model"
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_cli_reports_a_bad_config_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "iterations": -1}))
+    done = subprocess.run(
+        [sys.executable, "-m", "simulate.cli", "run", str(bad)], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "iterations" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_cli_report_without_results_fails_cleanly(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "simulate.cli", "report", str(tmp_path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "no results found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ready_configs_are_valid():
+    folder = Path(__file__).resolve().parents[2] / "simulate" / "configs"
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) >= 6
+    for path in paths:
+        config = load_config(path)
+        assert len(config.seeds) >= 3, path
+
+
+@pytest.mark.parametrize("label_filter", ["uncertainty", "tracin"])
+def test_plasm_trains_each_successor_with_and_without_pseudo_labels(tiny_config, label_filter):
+    tiny_config.update(
+        seeds=[0],
+        iterations=1,
+        successors=[{"name": "tfidf", "kind": "tfidf_lr"}],
+        plasm={
+            "teacher": {"name": "teacher", "model": tiny_config["acquisition"]["model"]},
+            "filter": label_filter,
+            "holdout_fraction": 0.25,
+        },
+    )
+    records = _read(Simulation(parse_config(tiny_config), progress=False).run())
+    assert sorted((r["iteration"], r["successor"]) for r in records) == [
+        (0, "tfidf"),
+        (0, "tfidf+plasm"),
+        (1, "tfidf"),
+        (1, "tfidf+plasm"),
+    ]
+    for r in (r for r in records if r["pseudo_labels"]):
+        assert r["n_pseudo"] == r["pool_size"]
+        # the share dropped is 1 - the teacher's score on the held-out gold labels
+        assert r["drop_fraction"] == pytest.approx(1 - r["teacher_holdout_score"])
+        assert r["n_pseudo_kept"] == r["n_pseudo"] - round(r["drop_fraction"] * r["n_pseudo"])
+        assert 0.0 <= r["pseudo_accuracy_kept"] <= 1.0 and r["teacher_fit_s"] >= 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"acquisition": {"model": "/nonexistent/model"}}, "does not exist"),
+        ({"strategy": "mnlp"}, "does not apply to classification"),
+        (
+            {
+                "successors": [
+                    {"name": "lstm", "kind": "glove_bilstm", "params": {"vectors_dir": "/nonexistent"}}
+                ]
+            },
+            "no GloVe vectors",
+        ),
+    ],
+)
+def test_run_refuses_what_cannot_work_before_writing_anything(tiny_config, change, message):
+    tiny_config.update(change)
+    with pytest.raises(ConfigError, match=message):
+        Simulation(parse_config(tiny_config), progress=False).run()
+    assert not Path(tiny_config["output_dir"]).exists()
+
+
+def test_more_iterations_extend_a_finished_run(tiny_config, tmp_path):
+    short = tiny_config | {"seeds": [0], "iterations": 1}
+    folder = Simulation(parse_config(short), progress=False).run()
+    longer = Simulation(parse_config(short | {"iterations": 2}), progress=False).run()
+    assert longer == folder
+    reference = tiny_config | {"seeds": [0], "output_dir": str(tmp_path / "reference")}
+    assert _outcome(_read(folder)) == _outcome(
+        _read(Simulation(parse_config(reference), progress=False).run())
+    )

@@ -1,0 +1,129 @@
+"""The replay's Label Studio routes, read by the backend's own SDK client, and a replay against the backend."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from al_core.data import Example
+from simulate.replay import TOKEN, FakeLabelStudio, Replay, label_config_xml
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+
+def _examples(n: int) -> list[Example]:
+    words = {"positive": "good great fun love best", "negative": "bad awful boring hate worst"}
+    return [
+        Example(
+            id=f"e{i}",
+            text=f"the movie was {words[y].split()[i % 5]} really {words[y].split()[(i + 2) % 5]}",
+            label=y,
+        )
+        for i, y in enumerate(["positive", "negative"] * (n // 2))
+    ]
+
+
+def test_label_configs_parse_back():
+    from al_core.ls_format import parse_label_config
+
+    cls = parse_label_config(label_config_xml("classification", ["positive", "negative"]))
+    assert cls.kind == "classification" and cls.labels == ["positive", "negative"]
+    ner = parse_label_config(label_config_xml("tagging", ["O", "B-PER", "I-PER", "B-LOC"]))
+    assert ner.kind == "tagging" and sorted(ner.labels) == ["LOC", "PER"]
+
+
+def test_backend_gateway_reads_and_writes_through_the_replay_routes(tmp_path):
+    from ml_backend.ls_gateway import LabelStudioError, LSGateway, split_tasks
+    from ml_backend.settings import Settings
+
+    replay = Replay(_examples(30), "classification", ["positive", "negative"], "http://unused")
+    with FakeLabelStudio(replay.project) as ls:
+        # annotate two tasks without a backend: the webhook is not sent here
+        for task_id in (1, 2):
+            replay.project.tasks[task_id]["annotations"].append(
+                {
+                    "id": task_id,
+                    "result": [
+                        {
+                            "from_name": "label",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": [replay.by_task[task_id].label]},
+                        }
+                    ],
+                    "was_cancelled": False,
+                }
+            )
+        settings = Settings(
+            label_studio_url=ls.url,
+            label_studio_api_key=TOKEN,
+            ls_page_size=7,
+            ls_retries=0,
+            model_dir=str(tmp_path),
+        )
+        gateway = LSGateway(settings)
+        assert gateway.get_project(1)["label_config"] == replay.project.label_config
+        tasks = gateway.list_tasks(1)  # 30 tasks over 5 pages of 7
+        assert sorted(t["id"] for t in tasks) == list(range(1, 31))
+        labeled, unlabeled = split_tasks(tasks)
+        assert [t["id"] for t in labeled] == [1, 2] and len(unlabeled) == 28
+        with pytest.raises(
+            LabelStudioError, match="400"
+        ):  # Label Studio refuses a version with no predictions
+            gateway.activate_version(1, "v1")
+        sent = gateway.publish_predictions(
+            1, "v1", [{"task": t["id"], "result": [], "score": t["id"] / 100} for t in unlabeled]
+        )
+        assert sent == 28
+        gateway.activate_version(1, "v1")
+        assert replay.project.model_version == "v1" and replay.project.sampling == "Uncertainty sampling"
+        assert replay.next_batch("v1", 3) == [3, 4, 5]  # lowest score first
+        bad = LSGateway(
+            Settings(
+                label_studio_url=ls.url, label_studio_api_key="wrong", ls_retries=0, model_dir=str(tmp_path)
+            )
+        )
+        with pytest.raises(LabelStudioError, match="401"):
+            bad.get_project(1)
+
+
+@pytest.mark.slow
+def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
+    """The whole protocol against the real backend app (in-process server, embedded retrain runner)."""
+    from werkzeug.serving import make_server
+
+    from ml_backend.app import create_app
+    from ml_backend.settings import Settings
+
+    replay = Replay(
+        _examples(24), "classification", ["positive", "negative"], "http://placeholder", timeout=120
+    )
+    with FakeLabelStudio(replay.project) as ls:
+        settings = Settings(
+            label_studio_url=ls.url,
+            label_studio_api_key=TOKEN,
+            model_dir=str(tmp_path / "models"),
+            acquisition_model=str(tiny_model_dir),
+            epochs=1,
+            max_length=16,
+            retrain_delay=0.1,
+            device="cpu",
+            ups_full_first=1,
+            ups_full_every=0,
+        )
+        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            replay.backend = f"http://127.0.0.1:{server.server_port}"
+            records = list(replay.run([1, 2, 3, 4], batch_size=3, iterations=1, progress=False))
+        finally:
+            server.shutdown()
+    assert [r["labeled"] for r in records] == [4, 7]
+    assert [r["predict_tasks"] for r in records] == [20, 17]  # one /predict result per unlabeled task
+    assert all(r["published"] == r["predict_tasks"] for r in records)  # a score published for every task
+    assert records[0]["version"] != records[1]["version"]
+    assert all(r["webhook_max_s"] > 0 and r["retrain_latency_s"] > 0 for r in records)
+    assert replay.project.sampling == "Uncertainty sampling" and not replay.project.unknown_calls
