@@ -6,13 +6,17 @@ For gunicorn: `gunicorn -w 1 --threads 8 -b 0.0.0.0:9090 'ml_backend.app:create_
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from al_core.exceptions import ModelLoadError
 from ml_backend.backend import Backend
 from ml_backend.errors import BadRequest
 from ml_backend.settings import Settings, get_settings
@@ -25,6 +29,7 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     settings = settings or get_settings()
     app = Flask("ml_backend")
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 2**20)
     backend = Backend(settings, redis=redis)
     if not (settings.label_studio_url and settings.label_studio_api_key):
         log.warning(
@@ -39,10 +44,17 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     app.extensions["al_backend"] = backend
 
     def body():
-        data = request.get_json(silent=True)
-        if data is None and request.get_data():
-            raise BadRequest("the request body is not valid JSON")
-        return data
+        """The request's JSON, whatever its Content-Type (None for an empty body)."""
+        raw = request.get_data()
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
+            raise BadRequest(f"the request body is not valid JSON: {str(error)[:200]}") from None
+
+    if settings.basic_auth_user and settings.basic_auth_password:
+        app.before_request(basic_auth_check(settings.basic_auth_user, settings.basic_auth_password))
 
     @app.get("/health")
     @app.get("/")
@@ -63,7 +75,9 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
 
     @app.post("/train")
     def train():  # the legacy training route: treated as START_TRAINING
-        data = body() or {}
+        data = body()
+        if not isinstance(data, dict):
+            raise BadRequest("/train expects a JSON object with 'project'")
         project = data.get("project")
         return jsonify(backend.webhook({"action": "START_TRAINING", "project": project}))
 
@@ -85,7 +99,20 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     @app.errorhandler(RedisError)
     def redis_down(error):
         log.error("Redis error on %s: %s", request.path, error)
-        return jsonify({"error": f"Redis is unavailable ({settings.redis_url}): {error}"}), 503
+        return jsonify(
+            {"error": f"Redis is unavailable ({without_password(settings.redis_url)}): {error}"}
+        ), 503
+
+    @app.errorhandler(ModelLoadError)
+    def model_unavailable(error):
+        log.error("cannot load a model on %s: %s", request.path, error)
+        return jsonify({"error": f"the promoted model version cannot be loaded: {error}"}), 503
+
+    @app.errorhandler(413)
+    def too_large(error):
+        return jsonify(
+            {"error": f"the request body is larger than {settings.max_request_mb:g} MB (AL_MAX_REQUEST_MB)"}
+        ), 413
 
     @app.errorhandler(HTTPException)
     def http_error(error):
@@ -94,6 +121,43 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     @app.errorhandler(Exception)
     def server_error(error):
         log.exception("unhandled error on %s", request.path)
-        return jsonify({"error": f"{type(error).__name__}: {error}"}), 500
+        message = f"{type(error).__name__}: {error}"
+        if settings.label_studio_api_key:
+            message = message.replace(settings.label_studio_api_key, "***")
+        return jsonify({"error": message}), 500
 
     return app
+
+
+def basic_auth_check(user: str, password: str):
+    """A before_request hook: HTTP basic auth on every route but /health (and /)."""
+    expected = (user.encode(), password.encode())
+
+    def check():
+        if request.path in ("/health", "/"):
+            return None
+        auth = request.authorization
+        given = (
+            ((auth.username or "").encode(), (auth.password or "").encode())
+            if auth is not None and auth.type == "basic"
+            else (b"", b"")
+        )
+        # compare both fields in constant time, whatever the first comparison says
+        user_ok = hmac.compare_digest(given[0], expected[0])
+        password_ok = hmac.compare_digest(given[1], expected[1])
+        if user_ok and password_ok:
+            return None
+        response = jsonify({"error": "authentication required: HTTP basic auth (AL_BASIC_AUTH_USER)"})
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
+        return response
+
+    return check
+
+
+def without_password(url: str | None) -> str:
+    """A URL fit for messages: redis://:secret@host/0 -> redis://***@host/0."""
+    parts = urlsplit(url or "")
+    if parts.password is None and parts.username is None:
+        return url or ""
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))

@@ -15,17 +15,19 @@ from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
 from ml_backend.settings import Settings
 from ml_backend.status import MemoryState, RedisState
-from ml_backend.store import UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore
+from ml_backend.store import PROJECT_RE, UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore
 
 log = logging.getLogger(__name__)
 
 
 def project_from_ls(value: Any) -> str:
     """Label Studio names the project "<id>.<created timestamp>" in /setup and /predict."""
-    text = str(value) if value is not None else ""
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     head = text.split(".", 1)[0]
-    if not head.isdigit():
-        raise BadRequest(f"invalid project {value!r}: expected '<id>.<timestamp>' as Label Studio sends it")
+    if not PROJECT_RE.match(head):  # ASCII digits only: "²" or "١" pass str.isdigit()
+        raise BadRequest(
+            f"invalid project {str(value)[:80]!r}: expected '<id>.<timestamp>' as Label Studio sends it"
+        )
     return str(int(head))
 
 

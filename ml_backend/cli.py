@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from ml_backend.settings import Settings, env_name
+
+SECRETS = {"label_studio_api_key", "basic_auth_password"}
 
 
 def _default_text(field) -> str:
@@ -80,6 +84,17 @@ def serve(settings: Settings) -> None:
     Server().run()
 
 
+def model_dir_problem(folder: Path) -> str | None:
+    """Why the model folder cannot hold versions, or None (created when missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create {folder}: {error.strerror}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -90,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.print_settings:
         for name, value in settings.model_dump().items():
-            shown = "***" if name == "label_studio_api_key" and value else value
+            shown = "***" if name in SECRETS and value else value
             print(f"{env_name(name)}={'' if shown is None else shown}")
         return 0
+    problem = model_dir_problem(Path(settings.model_dir))
+    if problem:
+        print(f"ml-backend: invalid settings: MODEL_DIR: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 from al_core.exceptions import UnsupportedConfigError
 from ml_backend.errors import BadRequest
+from ml_backend.store import PROJECT_RE
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,24 @@ def project_of(body: dict[str, Any]) -> str:
                 break
     if isinstance(project, str) and "." in project:  # "<id>.<timestamp>" as in /setup
         project = project.split(".", 1)[0]
-    if project is None or not str(project).isdigit():
-        raise BadRequest(f"webhook {body.get('action')!r} names no project id (expected project.id)")
+    if isinstance(project, bool) or not isinstance(project, (int, str)) or not PROJECT_RE.match(str(project)):
+        raise BadRequest(
+            f"webhook {body.get('action')!r} names no valid project id (expected project.id, "
+            f"got {str(project)[:80]!r})"
+        )
     return str(int(project))
+
+
+def tasks_of(body: dict[str, Any]) -> list:
+    """The event's list of tasks (TASKS_CREATED / TASKS_DELETED)."""
+    tasks = body.get("tasks")
+    if tasks is None:
+        return []
+    if not isinstance(tasks, list):
+        raise BadRequest(
+            f"webhook {body.get('action')!r}: 'tasks' must be a list, got {type(tasks).__name__}"
+        )
+    return tasks
 
 
 def handle_event(body: Any, backend) -> dict[str, Any]:
@@ -54,8 +70,8 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
         project = project_of(body)
         tasks = [
             {"id": t["id"], "data": t.get("data")}
-            for t in body.get("tasks") or []
-            if isinstance(t, dict) and isinstance(t.get("id"), int)
+            for t in tasks_of(body)
+            if isinstance(t, dict) and isinstance(t.get("id"), int) and not isinstance(t.get("id"), bool)
         ]
         scheduled = False
         if tasks and backend.store.current_version(project) and not backend.retrainer.pending(project):
@@ -70,7 +86,11 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
         }
     if action == "TASKS_DELETED":
         project = project_of(body)
-        ids = [str(t["id"]) for t in body.get("tasks") or [] if isinstance(t, dict) and "id" in t]
+        ids = [
+            str(t["id"])
+            for t in tasks_of(body)
+            if isinstance(t, dict) and isinstance(t.get("id"), (int, str))
+        ]
         if ids:
             backend.score_cache(project).delete_many(ids)
         return {"status": "ok", "action": action, "project": project, "forgotten": len(ids)}

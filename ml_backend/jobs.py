@@ -211,7 +211,8 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     store.save_version(project_id, version, iteration, write, meta)
     lap("save_s")
 
-    predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config)
+    previous = latest_results(unlabeled_tasks)
+    predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
     lap("predictions_s")
     published = 0
     if predictions:
@@ -246,9 +247,24 @@ def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: s
     return build_model(kind, settings.acquisition_model, labels, config)
 
 
-def pool_predictions(pool, scores: dict, probs: dict, strategy: str, labels: list[str], config) -> list[dict]:
+def latest_results(tasks: list[dict]) -> dict[str, list]:
+    """Each task's newest non-empty prediction regions, as Label Studio listed them."""
+    out = {}
+    for task in tasks:
+        found = [p for p in task.get("predictions") or [] if isinstance(p, dict) and p.get("result")]
+        if found:
+            newest = max(found, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0))
+            out[str(task["id"])] = newest["result"]
+    return out
+
+
+def pool_predictions(
+    pool, scores: dict, probs: dict, strategy: str, labels: list[str], config, previous: dict | None = None
+) -> list[dict]:
     """A scored prediction for every pool task: regions where fresh probabilities exist
-    (the re-scored subset), the score alone for the tasks whose score came from the cache."""
+    (the re-scored subset); for the tasks whose score came from the cache, the regions of
+    their latest earlier prediction (`previous`), so the labeling page keeps a pre-annotation."""
+    previous = previous or {}
     scored = [e for e in pool if e.id in scores]
     if not scored:
         return []
@@ -259,7 +275,7 @@ def pool_predictions(pool, scores: dict, probs: dict, strategy: str, labels: lis
         out.append(
             {
                 "task": int(example.id),
-                "result": regions(example, fresh, labels, config) if fresh is not None else [],
+                "result": regions(example, fresh, labels, config) if fresh is not None else previous.get(example.id, []),
                 "score": round(float(score), 6),
             }
         )

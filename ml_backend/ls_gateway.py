@@ -46,6 +46,11 @@ class LSGateway:
         self.settings = settings
         self._client = client
 
+    def _redact(self, text: str) -> str:
+        """The text with the API key masked (a proxy or Label Studio may echo the request)."""
+        key = self.settings.label_studio_api_key
+        return text.replace(key, "***") if key else text
+
     @property
     def client(self) -> LabelStudio:
         if self._client is None:
@@ -63,15 +68,16 @@ class LSGateway:
             try:
                 return fn()
             except (ApiError, httpx.HTTPError) as error:
-                if attempt < retries and _retryable(error):
-                    delay = min(0.5 * 2**attempt, 10.0)
-                    log.warning("Label Studio %s failed (%s); retry in %.1f s", what, error, delay)
-                    time.sleep(delay)
-                    continue
-                detail = (
+                detail = self._redact(
                     f"HTTP {error.status_code}: {error.body}" if isinstance(error, ApiError) else str(error)
                 )
-                raise LabelStudioError(f"Label Studio {what} failed: {detail}") from error
+                if attempt < retries and _retryable(error):
+                    delay = min(0.5 * 2**attempt, 10.0)
+                    log.warning("Label Studio %s failed (%s); retry in %.1f s", what, detail, delay)
+                    time.sleep(delay)
+                    continue
+                # not chained: the original error (and a traceback of it) may quote the API key
+                raise LabelStudioError(f"Label Studio {what} failed: {detail}") from None
         raise AssertionError("unreachable")
 
     # --- reading ---

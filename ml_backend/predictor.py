@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from al_core.data import CLASSIFICATION, Example
+from al_core.exceptions import DataFormatError
 from al_core.ls_format import (
     LabelConfig,
     model_labels,
@@ -51,6 +52,16 @@ def training_config(settings: Settings) -> TrainingConfig:
         eval_batch_size=settings.eval_batch_size,
         from_scratch=not settings.warm_start,
     )
+
+
+def check_encodable(example: Example) -> None:
+    """Refuse text the tokenizer cannot take: JSON may carry lone UTF-16 surrogates ("\\ud800")."""
+    try:
+        example.text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataFormatError(
+            f"task {example.id}: the text is not valid Unicode ({error.reason} at character {error.start})"
+        ) from None
 
 
 def untrained_answer(n_tasks: int) -> list[dict]:
@@ -126,6 +137,8 @@ class Predictor:
         """The answers and the strategy's own informativeness per task (what the score cache holds)."""
         config = config or self.config
         examples = [task_to_example({"id": t.get("id"), "data": t.get("data")}, config) for t in tasks]
+        for example in examples:
+            check_encodable(example)
         if not examples:
             return [], np.zeros(0)
         with self._lock:

@@ -83,14 +83,7 @@ class RQRunner:
         self.queue = Queue(settings.rq_queue, connection=redis)
 
     def submit_retrain(self, project: str) -> None:
-        self.queue.enqueue(
-            "ml_backend.jobs.retrain",
-            int(project),
-            job_timeout=self.settings.job_timeout,
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            description=f"retrain project {project}",
-        )
+        enqueue_retrain(self.queue, project, self.settings.job_timeout)
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
         self.queue.enqueue(
@@ -102,6 +95,41 @@ class RQRunner:
             failure_ttl=7 * 24 * 3600,
             description=f"score {len(tasks)} new tasks of project {project}",
         )
+
+
+def enqueue_retrain(queue, project: str | int, job_timeout: int) -> None:
+    """A retrain job on an RQ queue. Should its worker die (SIGKILL, OOM), rq's registry cleanup
+    calls `retrain_abandoned`, which clears the running flag and queues the retrain again."""
+    from rq import Callback
+
+    queue.enqueue(
+        "ml_backend.jobs.retrain",
+        int(project),
+        job_timeout=job_timeout,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"retrain project {project}",
+        on_failure=Callback("ml_backend.queue.retrain_abandoned"),
+    )
+
+
+def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
+    """rq failure callback. A job that raised has recorded its error itself; one whose worker
+    died never finished its run, so the project would look busy for ever: mark the run ended
+    and queue the retrain again (annotations live in Label Studio, so nothing is lost)."""
+    from rq import Queue
+    from rq.exceptions import AbandonedJobError
+
+    from ml_backend.status import RedisState
+
+    if exc_type is not AbandonedJobError:
+        return
+    project = str(job.args[0])
+    state = RedisState(connection)
+    state.finish_run(project, None, None, "the retrain was interrupted (its worker died); queued again")
+    if state.claim_pending(project, ttl=int(job.timeout or 3600) + 60):
+        enqueue_retrain(Queue(job.origin, connection=connection), project, int(job.timeout or 3600))
+    log.warning("project %s: retrain job %s was abandoned by its worker; queued again", project, job.id)
 
 
 class Retrainer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
     port: int = Field(9090, ge=1, le=65535, description="HTTP port (Label Studio's usual ML backend port).")
     server_threads: int = Field(8, ge=1, description="Request threads of the HTTP server.")
+    max_request_mb: float = Field(
+        64.0, gt=0, description="Largest request body in MB (larger ones are refused with 413)."
+    )
+    basic_auth_user: str | None = Field(
+        None, description="When set with AL_BASIC_AUTH_PASSWORD, every route but /health asks for basic auth."
+    )
+    basic_auth_password: str | None = Field(None, description="Password of AL_BASIC_AUTH_USER.")
     log_level: str = Field(
         "INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"), description="Python logging level."
     )
@@ -144,6 +151,20 @@ class Settings(BaseSettings):
         if value not in known:
             raise ValueError(f"unknown strategy {value!r}; expected one of {', '.join(known)}")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+        if value.strip().upper() not in levels:
+            raise ValueError(f"unknown log level {value!r}; expected one of {', '.join(levels)}")
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> Settings:
+        if bool(self.basic_auth_user) != bool(self.basic_auth_password):
+            raise ValueError("AL_BASIC_AUTH_USER and AL_BASIC_AUTH_PASSWORD must be set together")
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from al_core.ls_format import parse_label_config, task_to_example
-from ml_backend.jobs import pool_predictions
+from ml_backend.jobs import latest_results, pool_predictions
 from ml_backend.ls_gateway import annotated, split_tasks
 from ml_backend.predictor import regions, untrained_answer
 from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG
@@ -92,6 +92,27 @@ def test_every_pool_task_gets_a_prediction_fresh_ones_with_regions():
     assert [p["score"] for p in out] == pytest.approx([0.0, 1.0, 0.5])
     assert out[0]["result"][0]["value"]["choices"] == ["Positive"]
     assert out[1]["result"] == [] and out[2]["result"] == []
+
+
+def test_cached_tasks_keep_the_regions_of_their_latest_prediction():
+    old = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Negative"]}}]
+    older = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
+    listed = [
+        {"id": 2, "predictions": [
+            {"id": 10, "created_at": "2026-01-01T00:00:00Z", "result": older},
+            {"id": 11, "created_at": "2026-01-02T00:00:00Z", "result": old},
+            {"id": 12, "created_at": "2026-01-03T00:00:00Z", "result": []},  # a score-only prediction
+        ]},
+        {"id": 3, "predictions": []},
+    ]
+    previous = latest_results(listed)
+    assert previous == {"2": old}
+    pool = [task_to_example(task(i, "good film"), CLS) for i in (1, 2, 3)]
+    out = pool_predictions(
+        pool, {"1": 0.5, "2": 0.0, "3": 0.25}, {"1": np.array([0.5, 0.5])}, "lc", ["Positive", "Negative"], CLS, previous
+    )
+    assert out[1]["result"] == old and out[2]["result"] == []
+    assert out[0]["result"][0]["value"]["choices"] == ["Positive"]
 
 
 def test_untrained_answer_is_one_empty_item_per_task():
