@@ -231,3 +231,13 @@ TEXTS = [
     for b in ("good", "bad", "great", "awful")
     for c in ("fun", "boring", "the best", "the worst")
 ]
+
+
+def annotation_webhook(project_id: int, task_id: int) -> dict:
+    """The ANNOTATION_CREATED webhook Label Studio sends for one annotation (fields the backend reads)."""
+    return {
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": task_id, "task": task_id, "project": project_id},
+        "task": {"id": task_id, "project": project_id},
+        "project": {"id": project_id, "label_config": CLS_CONFIG},
+    }

@@ -8,18 +8,9 @@ from rq import Queue
 from ml_backend.app import create_app
 from ml_backend.store import RedisScoreCache
 from tests.integration.conftest import REDIS_URL
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, backend_settings
+from tests.integration.fake_ls import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 
 pytestmark = pytest.mark.integration
-
-
-def annotation_webhook(project_id: int, task_id: int) -> dict:
-    return {
-        "action": "ANNOTATION_CREATED",
-        "annotation": {"id": task_id, "task": task_id, "project": project_id},
-        "task": {"id": task_id, "project": project_id},
-        "project": {"id": project_id, "label_config": CLS_CONFIG},
-    }
 
 
 def annotate_with_webhooks(fake, client, project_id: int, task_ids: list[int]) -> list[str]:

@@ -23,7 +23,7 @@ from rq.registry import StartedJobRegistry
 from ml_backend.app import create_app
 from tests.conftest import require_or_skip
 from tests.integration.conftest import REDIS_URL, ROOT, RQ, worker_env
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, backend_settings
+from tests.integration.fake_ls import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 
 pytestmark = pytest.mark.integration
 ML_BACKEND = Path(sys.executable).with_name("ml-backend")
@@ -52,15 +52,6 @@ def wait_until(condition, timeout: float = 60.0, every: float = 0.1) -> bool:
             return True
         time.sleep(every)
     return False
-
-
-def annotation_event(project_id: int, task_id: int) -> dict:
-    return {
-        "action": "ANNOTATION_CREATED",
-        "annotation": {"id": task_id, "task": task_id, "project": project_id},
-        "task": {"id": task_id, "project": project_id},
-        "project": {"id": project_id, "label_config": CLS_CONFIG},
-    }
 
 
 class Processes:
@@ -121,7 +112,7 @@ def test_redis_down_at_start_the_backend_serves_and_webhooks_get_a_clear_503(tmp
     settings = backend_settings(None, tmp_path / "store", tiny_model_dir, redis_url=closed)
     process, url = processes.backend(settings)
 
-    code, answer = http("POST", url + "/webhook", annotation_event(1, 1))
+    code, answer = http("POST", url + "/webhook", annotation_webhook(1, 1))
     assert code == 503 and "Redis is unavailable" in answer["error"], answer
     assert http("GET", url + "/status")[0] == 503
     code, answer = http("POST", url + "/predict", {"project": "1.2", "tasks": [{"id": 1, "data": {"text": "x"}}]})
@@ -141,13 +132,13 @@ def test_a_worker_killed_during_training_leaves_the_old_version_serving_and_the_
     client = app.test_client()
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-        client.post("/webhook", json=annotation_event(1, task_id))
+        client.post("/webhook", json=annotation_webhook(1, task_id))
     assert run_worker(settings).returncode == 0
     v1 = client.get("/status/1").json["projects"]["1"]["current_version"]
     assert v1
 
     fake.choose(ids[4], "Positive")
-    assert client.post("/webhook", json=annotation_event(1, ids[4])).json["retrain"] == "queued"
+    assert client.post("/webhook", json=annotation_webhook(1, ids[4])).json["retrain"] == "queued"
     slow = settings.model_copy(update={"min_steps": 100000})  # a retrain that runs until it is killed
     worker = processes.start(
         [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(slow)
@@ -259,14 +250,14 @@ def test_a_restarted_backend_recovers_versions_state_and_score_cache(
     process, url = processes.backend(settings)
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-        assert http("POST", url + "/webhook", annotation_event(4, task_id))[0] == 200
+        assert http("POST", url + "/webhook", annotation_webhook(4, task_id))[0] == 200
     assert run_worker(settings).returncode == 0
     v1 = http("GET", url + "/status/4")[1]["projects"]["4"]["current_version"]
     cached = RedisScoreCache(redis_conn, 4).all()
     assert len(cached) == 36
 
     fake.choose(ids[4], "Negative")  # an annotation arrives, then the web process dies
-    assert http("POST", url + "/webhook", annotation_event(4, ids[4]))[1]["retrain"] == "queued"
+    assert http("POST", url + "/webhook", annotation_webhook(4, ids[4]))[1]["retrain"] == "queued"
     processes.kill(process)
     process, url = processes.backend(settings)
 
@@ -319,12 +310,12 @@ def test_redis_lost_during_a_job_promotes_nothing_and_the_loop_recovers_when_it_
     client = create_app(settings).test_client()
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-        client.post("/webhook", json=annotation_event(5, task_id))
+        client.post("/webhook", json=annotation_webhook(5, task_id))
     assert run_worker(settings).returncode == 0
     v1 = client.get("/status/5").json["projects"]["5"]["current_version"]
 
     fake.choose(ids[4], "Negative")
-    assert client.post("/webhook", json=annotation_event(5, ids[4])).json["retrain"] == "queued"
+    assert client.post("/webhook", json=annotation_webhook(5, ids[4])).json["retrain"] == "queued"
     waiting = settings.model_copy(update={"retrain_delay": 3.0})  # the job holds still 3 s once started
     worker = processes.start(
         [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(waiting)
@@ -333,7 +324,7 @@ def test_redis_lost_during_a_job_promotes_nothing_and_the_loop_recovers_when_it_
     assert wait_until(lambda: registry.count == 1, timeout=60)
     processes.kill(redis_server)  # Redis goes away while the job runs
 
-    reply = client.post("/webhook", json=annotation_event(5, ids[5]))
+    reply = client.post("/webhook", json=annotation_webhook(5, ids[5]))
     assert reply.status_code == 503 and "Redis is unavailable" in reply.json["error"]
     task = {"id": ids[10], "data": fake.tasks[ids[10]]["data"]}
     served = client.post("/predict", json={"project": "5.1", "tasks": [task], "label_config": CLS_CONFIG}).json
@@ -342,7 +333,7 @@ def test_redis_lost_during_a_job_promotes_nothing_and_the_loop_recovers_when_it_
     assert client.get("/versions?project=5").json == {"versions": [v1]}  # ... and promoted nothing
 
     start_redis()  # back, empty: the queue and the state were in memory only
-    assert client.post("/webhook", json=annotation_event(5, ids[4])).json["retrain"] == "queued"
+    assert client.post("/webhook", json=annotation_webhook(5, ids[4])).json["retrain"] == "queued"
     assert run_worker(settings).returncode == 0
     status = client.get("/status/5").json["projects"]["5"]
     assert status["current_version"] != v1 and status["last_error"] is None

@@ -11,8 +11,8 @@ from rq import Queue
 
 from ml_backend.app import create_app
 from tests.integration.conftest import REDIS_URL, RQ, worker_env
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, backend_settings
-from tests.integration.test_faults import Processes, annotation_event, wait_until
+from tests.integration.fake_ls import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
+from tests.integration.test_faults import Processes, wait_until
 
 pytestmark = pytest.mark.integration
 N_EVENTS = 1000
@@ -36,7 +36,7 @@ def test_a_burst_of_1000_webhooks_gives_at_most_two_retrains_holding_every_annot
         def annotate_and_send(n: int) -> tuple[int, str]:
             task_id = ids[n]
             fake.choose(task_id, "Positive" if n % 2 else "Negative")  # Label Studio saves, then calls
-            reply = app.test_client().post("/webhook", json=annotation_event(7, task_id))
+            reply = app.test_client().post("/webhook", json=annotation_webhook(7, task_id))
             return reply.status_code, reply.json.get("retrain")
 
         started = time.monotonic()
