@@ -189,6 +189,23 @@ class _TransformerModel:
         raise NotImplementedError
 
 
+# Tokenizing a whole 10 MB text only to keep its first max_length tokens costs seconds of CPU.
+# A sub-token covers at most about 100 characters (WordPiece turns longer words into [UNK]), so
+# the text is cut there first; only a text padded with long runs of whitespace could lose
+# tokens it would otherwise have kept.
+CHARS_PER_TOKEN = 100
+
+
+def _clip_text(text: str, max_length: int) -> str:
+    return text[: max_length * CHARS_PER_TOKEN]
+
+
+def _clip_words(words: list[str], max_length: int) -> list[str]:
+    """The words that can reach the first max_length sub-tokens (a word gives at least one,
+    except a word of characters the tokenizer drops: twice as many are kept for those)."""
+    return [w[: max_length * CHARS_PER_TOKEN] for w in words[: max_length * 2]]
+
+
 class TransformerClassifier(_TransformerModel):
     """Sequence classification: one label per text."""
 
@@ -196,7 +213,8 @@ class TransformerClassifier(_TransformerModel):
     _auto_class = AutoModelForSequenceClassification
 
     def _encode(self, examples, with_labels):
-        enc = self.tokenizer_([e.text for e in examples], truncation=True, max_length=self.config.max_length)
+        limit = self.config.max_length
+        enc = self.tokenizer_([_clip_text(e.text, limit) for e in examples], truncation=True, max_length=limit)
         features = [{key: enc[key][i] for key in enc} for i in range(len(examples))]
         if with_labels:
             for feature, example in zip(features, examples, strict=True):
@@ -236,7 +254,10 @@ class TransformerTagger(_TransformerModel):
 
     def _encode(self, examples, with_labels):
         words = [self.words_of(e) for e in examples]
-        enc = self.tokenizer_(words, is_split_into_words=True, truncation=True, max_length=self.config.max_length)
+        limit = self.config.max_length
+        enc = self.tokenizer_(
+            [_clip_words(w, limit) for w in words], is_split_into_words=True, truncation=True, max_length=limit
+        )
         features = []
         for i, example in enumerate(examples):
             feature = {key: enc[key][i] for key in enc}

@@ -241,17 +241,37 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
     return lines
 
 
-def bench_loop(tmp: Path, pool: int, labels: int, full: bool, threads: int) -> list[str]:
+LOOP_HEADER = [
+    "| embeddings | round | labels | pool | re-scored | annotation -> ordering | webhook reply | read LS s | fit s "
+    "| score s | save+promote s | build+publish s | PATCH s | /health+/setup during it, p99 / max | accuracy |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def held_out_accuracy(settings, project: int, rows: list[tuple[str, str]]) -> float:
+    """Accuracy of the promoted version on unlabeled pool rows (never trained on)."""
+    from al_core.data import Example
+    from al_core.models import load_model
+    from ml_backend.store import VersionStore
+
+    store = VersionStore(settings.model_dir)
+    model = load_model(store.version_dir(project, store.current_version(project)))
+    predicted = model.predict([Example(id=str(i), text=t) for i, (t, _) in enumerate(rows)])
+    return sum(p == y for p, (_, y) in zip(predicted, rows, strict=True)) / len(rows)
+
+
+def bench_loop(tmp: Path, pool: int, labels: int, full: bool, threads: int, freeze: bool) -> list[str]:
     fake = FakeLabelStudio()
     url = fake.start()
     settings = settings_for(
         url,
-        tmp / "loop",
+        tmp / f"loop-{freeze}",
         MODELS / "minilm-l3",
         retrain_delay=0,
         torch_threads=threads,
         ups_full_first=1 if full else 0,
         ups_full_every=0,
+        freeze_embeddings=freeze,
     )
     data = ag_news(pool + labels + 1)
     fake.add_project(1, AG_CONFIG)
@@ -303,21 +323,17 @@ def bench_loop(tmp: Path, pool: int, labels: int, full: bool, threads: int) -> l
             last = backend.status("1")["projects"]["1"]["last_round"]
             t = last["timings"]
             kind = "full scoring (first iteration)" if full and round_no == 0 else "UPS round (cache filled)"
+            accuracy = held_out_accuracy(settings, 1, data[labels + 1 : labels + 1001])
             rows.append(
-                f"| {kind} | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} | {total:.1f} s | "
+                f"| {'fixed' if freeze else 'trained'} | {kind} | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} | {total:.1f} s | "
                 f"{reply_ms:.0f} ms | {t['read_s']:.1f} | {t['fit_s']:.1f} | {t['inference_s']:.1f} | "
                 f"{t['save_s']:.1f} | {t['predictions_s'] + t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} | "
-                f"{percentile(during, 99):.0f} / {max(during):.0f} ms |"
+                f"{percentile(during, 99):.0f} / {max(during):.0f} ms | {accuracy:.3f} |"
             )
     finally:
         served.close()
         fake.stop()
-    return [
-        "| round | labels | pool | re-scored | annotation -> ordering | webhook reply | read LS s | fit s | score s "
-        "| save+promote s | build+publish s | PATCH s | /health+/setup during it, p99 / max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]
+    return rows
 
 
 def main(argv=None) -> None:
@@ -337,6 +353,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (AL_TORCH_THREADS)")
     parser.add_argument(
         "--full", action="store_true", help="loop: also time the full-scoring first iteration"
+    )
+    parser.add_argument(
+        "--freeze-embeddings",
+        choices=["on", "off", "both"],
+        default="both",
+        help="loop: word embeddings fixed (the default setting), trained, or both side by side",
     )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -370,7 +392,12 @@ def main(argv=None) -> None:
                     "max_length 128, AL_RETRAIN_DELAY 0 (the default adds 1 s), UPS gamma 0.1, T 0.01; "
                     "Label Studio is the in-process fake (publishing to a real server is measured end to end).",
                     "",
-                    *bench_loop(tmp, args.pool, args.labels, args.full, args.threads),
+                    *LOOP_HEADER,
+                    *[
+                        row
+                        for freeze in {"on": [True], "off": [False], "both": [True, False]}[args.freeze_embeddings]
+                        for row in bench_loop(tmp, args.pool, args.labels, args.full, args.threads, freeze)
+                    ],
                 ],
             )
 

@@ -105,10 +105,23 @@ class Backend:
             self.check_config(schema)
         except UnsupportedConfigError as error:
             raise BadRequest(f"unsupported label config: {error}") from error
+        self._recover_lost_run(project)
         version = self.store.current_version(project)
         if version is not None:
             self.predictors.warm(project)
         return {"model_version": version or UNTRAINED}
+
+    def _recover_lost_run(self, project: str) -> None:
+        """Best effort on /setup: Label Studio calls it before every predict batch, so a retrain
+        lost with its worker is queued again soon; an unreachable Redis must not fail /setup."""
+        if self.redis is None:
+            return
+        from redis.exceptions import RedisError
+
+        try:
+            self.retrainer.recover_lost_run(project)
+        except RedisError as error:
+            log.warning("project %s: could not check for a lost retrain: %s", project, error)
 
     def predict(self, body: Any) -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
@@ -144,6 +157,7 @@ class Backend:
         projects = [project] if project else sorted(set(self.store.projects()) | set(self.state.projects()))
         out = {}
         for p in projects:
+            self.retrainer.recover_lost_run(p)
             state = self.state.status(p)
             out[p] = {
                 "current_version": self.store.current_version(p),

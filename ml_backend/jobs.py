@@ -73,12 +73,33 @@ def _redis(settings: Settings):
 
 
 def retrain(project_id: int) -> dict:
-    """RQ job: one retrain of a project (settings from the worker's environment)."""
-    from ml_backend.status import RedisState
+    """RQ job: one retrain of a project (settings from the worker's environment), one at a time
+    per project whatever the number of workers."""
+    from rq import get_current_job
+
+    from ml_backend.queue import rq_job_alive
+    from ml_backend.status import RedisState, RunLockTimeout
 
     settings = get_settings()
     redis = _redis(settings)
-    return run_retrain(int(project_id), settings, RedisState(redis), redis=redis)
+    state = RedisState(redis)
+    job = get_current_job()
+    if job is None:  # called outside a worker
+        return run_retrain(int(project_id), settings, state, redis=redis)
+    project = check_project(project_id)
+    try:
+        with state.exclusive_run(
+            project,
+            job.id,
+            wait=settings.job_timeout,
+            owner_alive=lambda holder: rq_job_alive(redis, holder),
+            ttl=settings.job_timeout + 60,
+        ):
+            return run_retrain(int(project_id), settings, state, redis=redis, job_id=job.id)
+    except RunLockTimeout as error:
+        state.release_pending(project)
+        state.record_error(project, str(error))
+        raise
 
 
 def score_new_tasks(project_id: int, tasks: list[dict]) -> dict:
@@ -91,7 +112,12 @@ def score_new_tasks(project_id: int, tasks: list[dict]) -> dict:
 
 
 def run_retrain(
-    project_id: int, settings: Settings, state, redis=None, gateway: LSGateway | None = None
+    project_id: int,
+    settings: Settings,
+    state,
+    redis=None,
+    gateway: LSGateway | None = None,
+    job_id: str | None = None,
 ) -> dict:
     """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting')."""
     project = check_project(project_id)
@@ -99,7 +125,7 @@ def run_retrain(
     try:
         if settings.retrain_delay:
             time.sleep(settings.retrain_delay)  # later events of a burst still merge into this run
-        generation = state.start_run(project)
+        generation = state.start_run(project, job_id)
         started = True
         summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings))
         state.finish_run(project, generation, summary, None)
@@ -129,6 +155,7 @@ def _examples(tasks: list[dict], config) -> list:
 
 def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> dict[str, Any]:
     timings: dict[str, float] = {}
+    started_at = time.time()
     clock = time.perf_counter()
     t0 = clock
 
@@ -201,6 +228,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "labeled_ids": [e.id for e in labeled],
         "n_pool": len(pool),
         "n_scored": n_scored,
+        "started_at": started_at,
         "created_at": time.time(),
     }
 
@@ -229,6 +257,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "n_pool": len(pool),
         "n_scored": n_scored,
         "n_published": published,
+        "started_at": started_at,
         "timings": timings,
     }
     log.info("project %s: %s", project_id, summary)

@@ -51,6 +51,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         device=settings.device,
         eval_batch_size=settings.eval_batch_size,
         from_scratch=not settings.warm_start,
+        freeze_embeddings=settings.freeze_embeddings,
     )
 
 

@@ -61,6 +61,9 @@ class EmbeddedRunner:
         self._jobs.put((run_scoring, (int(project), tasks, self.settings)))
         self._ensure_thread()
 
+    def job_alive(self, job_id: str) -> bool:
+        return True  # its jobs run in this process: they cannot outlive it unnoticed
+
     def join(self, timeout: float | None = None) -> bool:
         """Waits until every submitted job is done (tests and benchmarks); True when idle."""
         done = threading.Event()
@@ -80,7 +83,11 @@ class RQRunner:
         from rq import Queue
 
         self.settings = settings
+        self.redis = redis
         self.queue = Queue(settings.rq_queue, connection=redis)
+
+    def job_alive(self, job_id: str) -> bool:
+        return rq_job_alive(self.redis, job_id)
 
     def submit_retrain(self, project: str) -> None:
         enqueue_retrain(self.queue, project, self.settings.job_timeout)
@@ -95,6 +102,23 @@ class RQRunner:
             failure_ttl=7 * 24 * 3600,
             description=f"score {len(tasks)} new tasks of project {project}",
         )
+
+
+def rq_job_alive(redis, job_id: str) -> bool:
+    """False once rq has given the job up (failed, stopped, gone) or finished it, or when the
+    worker running it stopped sending heartbeats (a SIGKILLed worker's key expires)."""
+    from rq import Worker
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(job_id, connection=redis)
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        return False
+    if status == JobStatus.STARTED and job.worker_name:
+        return bool(redis.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def enqueue_retrain(queue, project: str | int, job_timeout: int) -> None:
@@ -126,10 +150,14 @@ def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
         return
     project = str(job.args[0])
     state = RedisState(connection)
-    state.finish_run(project, None, None, "the retrain was interrupted (its worker died); queued again")
+    if not state.end_lost_run(project, job.id, LOST_RUN):
+        return
     if state.claim_pending(project, ttl=int(job.timeout or 3600) + 60):
         enqueue_retrain(Queue(job.origin, connection=connection), project, int(job.timeout or 3600))
     log.warning("project %s: retrain job %s was abandoned by its worker; queued again", project, job.id)
+
+
+LOST_RUN = "the retrain was interrupted (its worker or work horse died); queued again"
 
 
 class Retrainer:
@@ -143,6 +171,7 @@ class Retrainer:
     def request(self, project: str, force: bool = False) -> str:
         """Record an event; returns "queued", "merged" (a retrain is already pending) or "recorded"
         (counted, but the trigger settings do not call for a retrain yet)."""
+        self.recover_lost_run(project)
         _, events = self.state.note_event(project)
         if not force:
             if self.settings.retrain_trigger != "annotation" or events < self.settings.retrain_every:
@@ -158,6 +187,25 @@ class Retrainer:
             self.state.release_pending(project)
             raise
         return "queued"
+
+    def recover_lost_run(self, project: str) -> bool:
+        """A run marked running whose job rq has given up (a work horse killed by the OOM killer
+        is failed without any callback) is ended and queued again; True when that happened.
+        Called where the project is looked at anyway: events, /setup, the status route."""
+        status = self.state.status(project)
+        job_id = status.get("job_id")
+        if not status.get("running") or not job_id or self.runner.job_alive(job_id):
+            return False
+        if not self.state.end_lost_run(project, job_id, LOST_RUN):
+            return False
+        log.warning("project %s: retrain job %s died without finishing; queued again", project, job_id)
+        if self.state.claim_pending(project, ttl=self.settings.job_timeout + 60):
+            try:
+                self.runner.submit_retrain(project)
+            except Exception:
+                self.state.release_pending(project)
+                raise
+        return True
 
     def pending(self, project: str) -> bool:
         return bool(self.state.status(project).get("pending"))

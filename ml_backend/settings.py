@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         3, ge=1, description="Training epochs per retrain (CPU-friendly; the paper uses more)."
     )
     min_steps: int = Field(0, ge=0, description="Minimum optimizer steps per retrain.")
+    freeze_embeddings: bool = Field(
+        True,
+        description="Keep the word embeddings fixed while training: about a third less time per step on "
+        "a CPU for a small model (its embedding matrix is most of its weights), same accuracy within noise "
+        "(BENCHMARKS.md, backend loop).",
+    )
     max_length: int = Field(128, ge=8, description="Longest input in sub-word tokens.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(64, ge=1, description="Inference batch size.")

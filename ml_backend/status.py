@@ -15,7 +15,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+
+class RunLockTimeout(RuntimeError):
+    """Another retrain of the project held the run lock for longer than a job may run."""
+
+
+# Deletes the key only while it still holds the caller's value (a lock released by its owner only).
+_DELETE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 class MemoryState:
@@ -49,7 +62,7 @@ class MemoryState:
         with self._lock:
             self._get(project)["pending"] = False
 
-    def start_run(self, project: str) -> int:
+    def start_run(self, project: str, job_id: str | None = None) -> int:
         """Clear pending and mark running; returns the generation the run covers (at least)."""
         with self._lock:
             state = self._get(project)
@@ -72,6 +85,9 @@ class MemoryState:
                 state["last_round"] = result
                 if generation is not None:
                     state["trained_generation"] = generation
+
+    def end_lost_run(self, project: str, job_id: str, error: str) -> bool:
+        return False  # in-process runs die with the process that would report them
 
     def record_error(self, project: str, error: str) -> None:
         with self._lock:
@@ -111,14 +127,65 @@ class RedisState:
     def release_pending(self, project: str) -> None:
         self.redis.delete(self._key(project, "pending"))
 
-    def start_run(self, project: str) -> int:
+    def start_run(self, project: str, job_id: str | None = None) -> int:
         pipe = self.redis.pipeline()  # MULTI: clearing pending and reading the generation happen together
         pipe.sadd(f"{self.prefix}:projects", str(project))
         pipe.delete(self._key(project, "pending"))
         pipe.set(self._key(project, "events"), 0)
-        pipe.hset(self._key(project, "status"), mapping={"running": 1, "running_since": time.time()})
+        key = self._key(project, "status")
+        pipe.hset(key, mapping={"running": 1, "running_since": time.time()})
+        if job_id:  # lets the web process tell a live run from one whose worker died
+            pipe.hset(key, "job_id", job_id)
+        else:
+            pipe.hdel(key, "job_id")
         pipe.get(self._key(project, "generation"))
         return int(pipe.execute()[-1] or 0)
+
+    @contextmanager
+    def exclusive_run(
+        self, project: str, owner: str, wait: float, owner_alive: Callable[[str], bool], ttl: int
+    ) -> Iterator[None]:
+        """One retrain of a project at a time across workers: with several `rq worker`s, a second
+        retrain would otherwise run beside the first, and the older of the two could finish last
+        and promote a model trained on fewer annotations. A holder whose job is no longer alive
+        (its worker was killed) loses the lock at once; the TTL is the last safety net."""
+        key = self._key(project, "run-lock")
+        release = self.redis.register_script(_DELETE_IF_OWNER)
+        deadline = time.monotonic() + wait
+        while not self.redis.set(key, owner, nx=True, ex=max(1, int(ttl))):
+            holder = _text(self.redis.get(key) or b"")
+            if holder and not owner_alive(holder):
+                release(keys=[key], args=[holder])
+                continue
+            if time.monotonic() > deadline:
+                raise RunLockTimeout(
+                    f"another retrain of project {project} (job {holder}) still runs after {wait:.0f} s"
+                )
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            release(keys=[key], args=[owner])
+
+    def end_lost_run(self, project: str, job_id: str, error: str) -> bool:
+        """Marks the run of job `job_id` ended with `error`, unless another run has started since;
+        True when this call ended it."""
+        from redis.exceptions import WatchError
+
+        key = self._key(project, "status")
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                running, current = pipe.hmget(key, "running", "job_id")
+                if _text(running or b"") != "1" or _text(current or b"") != job_id:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping={"running": 0, "last_error": error, "last_error_at": time.time()})
+                pipe.hdel(key, "running_since", "job_id")
+                pipe.execute()
+                return True
+            except WatchError:  # the run's own state changed meanwhile: it is not lost
+                return False
 
     def finish_run(
         self, project: str, generation: int | None, result: dict | None, error: str | None
@@ -126,7 +193,7 @@ class RedisState:
         key = self._key(project, "status")
         pipe = self.redis.pipeline()
         pipe.hset(key, "running", 0)
-        pipe.hdel(key, "running_since")
+        pipe.hdel(key, "running_since", "job_id")
         if error:
             pipe.hset(key, mapping={"last_error": error, "last_error_at": time.time()})
         else:
@@ -162,6 +229,8 @@ class RedisState:
                 out[name] = float(fields[name])
         if "last_error" in fields:
             out["last_error"] = fields["last_error"]
+        if "job_id" in fields:
+            out["job_id"] = fields["job_id"]
         if "trained_generation" in fields:
             out["trained_generation"] = int(fields["trained_generation"])
         if "last_round" in fields:

@@ -95,6 +95,9 @@ class PlasmConfig(_Strict):
     filter: Literal["tracin", "uncertainty", "none"] = "uncertainty"
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     drop_fraction: float | None = Field(default=None, ge=0, lt=1)
+    # PLASM runs once annotation ends, so the last iteration is what it is judged on; every k-th
+    # iteration as well when every > 0 (for curves), at the cost of a teacher per iteration
+    every: int = Field(default=1, ge=0)
 
 
 class ScoringConfig(_Strict):

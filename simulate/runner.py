@@ -288,12 +288,14 @@ class Simulation:
     # -- resume --------------------------------------------------------------------------
     def _finished(self, records: list[dict]) -> dict[int, dict[int, list[dict]]]:
         """seed -> iteration -> records, complete iterations only (all successors present)."""
-        expected = set(self.successor_names())
+        with_plasm = set(self.successor_names())
+        without_plasm = {n for n in with_plasm if not n.endswith("+plasm")}
         grouped: dict[int, dict[int, list[dict]]] = {}
         for r in records:
             grouped.setdefault(r["seed"], {}).setdefault(r["iteration"], []).append(r)
 
         def done(t: int, rs: list[dict]) -> bool:
+            expected = with_plasm if self.config.plasm and self._plasm_at(t) else without_plasm
             if not {r["successor"] for r in rs} >= expected:
                 return False
             # the last iteration of a shorter run queried nothing: with more iterations it runs again
@@ -435,7 +437,7 @@ class Simulation:
             records.append(
                 {**base, **self._train_successor(spec, labeled, iteration_seed, base), "pseudo_labels": False}
             )
-        if config.plasm is not None:
+        if config.plasm is not None and self._plasm_at(t):
             training_set, plasm_info = self._plasm_training_set(labeled, pool, seed, t)
             for spec in config.successors:
                 if spec.kind == "acquisition":
@@ -444,6 +446,10 @@ class Simulation:
                 row["successor"] = f"{spec.name}+plasm"
                 records.append({**base, **row, **plasm_info, "pseudo_labels": True})
         return records
+
+    def _plasm_at(self, t: int) -> bool:
+        every = self.config.plasm.every
+        return t == self.config.iterations or (every > 0 and t % every == 0)
 
     def _train_successor(self, spec, train: list[Example], iteration_seed: int, base: dict) -> dict:
         if spec.kind == "acquisition":  # the matched pair: the acquisition model is its own successor

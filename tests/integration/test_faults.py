@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from rq import Queue
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from ml_backend.app import create_app
 from tests.conftest import require_or_skip
@@ -169,6 +169,47 @@ def test_a_worker_killed_during_training_leaves_the_old_version_serving_and_the_
     assert sorted(store.meta(1, v2)["labeled_ids"], key=int) == [str(i) for i in ids[:5]]
 
 
+def test_a_work_horse_killed_alone_is_noticed_and_its_retrain_queued_again(
+    tmp_path, redis_conn, fake_ls, run_worker, processes, tiny_model_dir
+):
+    """The out-of-memory killer picks the work horse: rq fails the job without a callback, so the
+    backend itself notices (here on the status route) that the run it marked running is gone."""
+    fake, ls_url = fake_ls
+    fake.add_project(1)
+    ids = fake.add_tasks(1, TEXTS[:30])
+    settings = make_settings(tmp_path, ls_url, tiny_model_dir)
+    app = create_app(settings)
+    client = app.test_client()
+    for n, task_id in enumerate(ids[:3]):
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+        client.post("/webhook", json=annotation_webhook(1, task_id))
+    slow = settings.model_copy(update={"min_steps": 100000})  # a retrain that runs until it is killed
+    worker = processes.start(
+        [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(slow)
+    )
+    assert wait_until(lambda: client.get("/status/1").json["projects"]["1"]["running_retrain"], timeout=60)
+    time.sleep(1.0)
+    horses = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
+    assert len(horses) == 1, horses
+    os.kill(int(horses[0]), signal.SIGKILL)
+
+    queue = Queue(settings.rq_queue, connection=redis_conn)
+    failed = FailedJobRegistry(queue=queue)
+    assert wait_until(lambda: failed.count == 1, timeout=30), "rq did not fail the job of the killed horse"
+    processes.kill(worker)  # so that the retrain queued again runs in a worker with normal settings
+    assert worker.poll() is not None and queue.count == 0
+
+    status = client.get("/status/1").json["projects"]["1"]
+    assert not status["running_retrain"] and status["pending_retrain"], status
+    assert "interrupted" in status["last_error"] and queue.count == 1
+    assert client.get("/status/1").json["projects"]["1"]["pending_retrain"] and queue.count == 1  # once
+
+    assert run_worker(settings).returncode == 0
+    status = client.get("/status/1").json["projects"]["1"]
+    assert status["last_error"] is None and not status["running_retrain"] and not status["pending_retrain"]
+    assert status["current_version"] and status["last_round"]["n_labeled"] == 3
+
+
 def test_label_studio_down_while_publishing_is_retried_with_backoff_then_reported(
     tmp_path, fake_ls, tiny_model_dir
 ):
@@ -198,6 +239,40 @@ def test_label_studio_down_while_publishing_is_retried_with_backoff_then_reporte
     assert "import" in status["last_error"] and "503" in status["last_error"], status
     assert not status["running_retrain"] and not status["pending_retrain"]
     assert fake.projects[2]["model_version"] == "backend-title"  # never pointed at unpublished scores
+
+
+def test_label_studio_down_while_reading_tasks_is_retried_and_the_retrain_completes(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    fake, ls_url = fake_ls
+    fake.add_project(3)
+    ids = fake.add_tasks(3, TEXTS[:12])
+    for n, task_id in enumerate(ids[:4]):
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    handler_class = fake.server.RequestHandlerClass
+    serve_get = handler_class.do_GET
+    refused: list[str] = []
+
+    def restarting(handler):  # Label Studio restarting: its first two reads answer 503
+        if len(refused) < 2:
+            refused.append(handler.path)
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        serve_get(handler)
+
+    handler_class.do_GET = restarting
+    app = create_app(backend_settings(ls_url, tmp_path / "store", tiny_model_dir, ls_retries=3))
+    client = app.test_client()
+    assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 3}}).status_code == 200
+    assert app.extensions["al_backend"].runner.join(timeout=120)
+
+    assert len(refused) == 2
+    status = client.get("/status/3").json["projects"]["3"]
+    assert status["last_error"] is None and status["current_version"], status
+    assert status["last_round"]["n_labeled"] == 4
+    assert fake.projects[3]["model_version"] == status["current_version"]
 
 
 def test_a_failed_model_write_promotes_nothing(tmp_path, fake_ls, tiny_model_dir, monkeypatch):

@@ -48,6 +48,36 @@ def test_min_steps_extends_training(tiny_model_dir):
     assert len(model.train_losses_) == 7
 
 
+def test_max_steps_caps_training(tiny_model_dir):
+    config = FAST.replace(epochs=50, min_steps=0, max_steps=5)
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], config).fit(sentiment_examples(1))
+    assert len(model.train_losses_) == 5
+
+
+def test_frozen_embeddings_stay_while_the_rest_learns(tiny_model_dir):
+    reference = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST)
+    reference._load(tiny_model_dir, fresh_head=True)
+    before = reference.model_.get_input_embeddings().weight.detach().clone()
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST.replace(freeze_embeddings=True))
+    model.fit(sentiment_examples())
+    assert np.mean(model.train_losses_[-3:]) < 0.6 * np.mean(model.train_losses_[:3])
+    np.testing.assert_array_equal(model.model_.get_input_embeddings().weight.detach().numpy(), before.numpy())
+
+
+def test_a_huge_text_is_cut_before_tokenizing(tiny_model_dir):
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST.replace(max_length=16))
+    model.fit(sentiment_examples(1))
+    short = "great movie " * 8
+    huge = short + "terrible " * 1_200_000  # about 10 MB
+    features = model._encode([Example(id="huge", text=huge)], with_labels=False)
+    assert len(features[0]["input_ids"]) == 16
+    np.testing.assert_allclose(
+        model.predict_proba([Example(id="h", text=huge)]),
+        model.predict_proba([Example(id="s", text=short + "terrible " * 20)]),
+        atol=1e-6,
+    )
+
+
 def test_checkpoint_callback_runs_every_epoch(tiny_model_dir):
     seen = []
     TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST.replace(epochs=3)).fit(

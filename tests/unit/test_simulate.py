@@ -213,6 +213,31 @@ def test_overlap_counts_the_share_of_the_query_in_the_previous_top():
     assert overlap == {"10": 0.5, "20": 0.75, "50": 0.75}
 
 
+def test_plasm_every_zero_runs_only_at_the_last_iteration(tiny_config, tmp_path):
+    tiny_config.update(
+        seeds=[0],
+        iterations=2,
+        output_dir=str(tmp_path / "out"),
+        successors=[{"name": "tfidf", "kind": "tfidf_lr"}],
+        plasm={
+            "teacher": {"name": "teacher", "model": tiny_config["acquisition"]["model"]},
+            "filter": "uncertainty",
+            "every": 0,
+        },
+    )
+    config = parse_config(tiny_config)
+    records = _read(Simulation(config, progress=False).run())
+    assert sorted((r["iteration"], r["successor"]) for r in records) == [
+        (0, "tfidf"),
+        (1, "tfidf"),
+        (2, "tfidf"),
+        (2, "tfidf+plasm"),
+    ]
+    # a finished run is recognised as finished: running it again adds nothing
+    again = _read(Simulation(config, progress=False).run())
+    assert len(again) == len(records)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
