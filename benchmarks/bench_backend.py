@@ -6,7 +6,7 @@ backend-predict and backend-loop, each as soon as its part ends).
 http:    /webhook reply p50/p99 (embedded, and Redis when reachable) and /health + /setup p99,
          from the shipped `ml-backend` server (a new connection per call, as Label Studio makes).
 predict: /predict of 100 tasks from a warm minilm-l6 version (p50/p95), and one of --big tasks,
-         in full precision and with int8 dynamic quantization (AL_QUANTIZE_INFERENCE).
+         in full precision, int8 and bf16 (AL_INFERENCE_PRECISION).
 loop:    annotation -> refreshed ordering on a pool of --pool tasks with --labels labels and
          minilm-l3: webhook, retrain, UPS scoring, promote, publish every score, PATCH the
          project; time split by step. By default the steady-state round (the score cache already
@@ -215,9 +215,12 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
     fake.stop()
     tasks = [{"id": 10_000 + i, "data": {"text": t}} for i, (t, _) in enumerate(data[120:])]
     lines = ["| request | p50 | p95 | calls |", "|---|---|---|---|"]
-    for quantized in (False, True):
-        served = Served(settings.model_copy(update={"quantize_inference": quantized}))
-        label = f"warm {model}, AL_QUANTIZE_INFERENCE={'true (default)' if quantized else 'false'}"
+    from ml_backend.predictor import inference_precision
+
+    default = inference_precision("auto", "cpu")
+    for precision in ("fp32", "int8", "bf16"):
+        served = Served(settings.model_copy(update={"inference_precision": precision}))
+        label = f"warm {model}, AL_INFERENCE_PRECISION={precision}" + (" (auto here)" if precision == default else "")
         try:
 
             def predict(batch, url=served.url):

@@ -95,6 +95,25 @@ def load_strategy_state(strategy, folder: Path) -> None:
             strategy.centroids_, strategy.precision_ = state["centroids"], state["precision"]
 
 
+def cpu_has_amx_bf16() -> bool:
+    """True on CPUs with AMX bfloat16 tiles (Linux flag amx_bf16), where bf16 matrix products are fast."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+def inference_precision(requested: str, device_type: str) -> str:
+    """The precision /predict runs in: on a GPU the model's own (mixed precision), on a CPU the
+    requested one, `auto` choosing bf16 with AMX and int8 elsewhere (bf16 is slow without it)."""
+    if device_type != "cpu":
+        return "fp32"
+    if requested != "auto":
+        return requested
+    return "bf16" if cpu_has_amx_bf16() else "int8"
+
+
 def quantize_linear_layers(model) -> None:
     """int8 dynamic quantization of the model's Linear layers, for faster CPU inference."""
     import warnings
@@ -117,8 +136,13 @@ class Predictor:
         self.version: str = meta["version"]
         self.config = parse_label_config(meta["label_config"])
         self.model = load_model(folder, training_config(settings))
-        if settings.quantize_inference and self.model.device_.type == "cpu":
+        self.precision = inference_precision(settings.inference_precision, self.model.device_.type)
+        if self.precision == "int8":
             quantize_linear_layers(self.model)
+        elif self.precision == "bf16":
+            import torch
+
+            self.model.model_ = self.model.model_.to(torch.bfloat16)
         self.labels = list(self.model.labels)
         self.strategy = get_strategy(meta["strategy"], seed=settings.seed)
         load_strategy_state(self.strategy, folder)

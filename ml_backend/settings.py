@@ -110,10 +110,12 @@ class Settings(BaseSettings):
     device: str | None = Field(
         None, description="Torch device; default: cuda with mixed precision if available, else cpu."
     )
-    quantize_inference: bool = Field(
-        True,
-        description="On CPU, answer /predict (and score new tasks) with int8 dynamic quantization of the linear "
-        "layers: 2.5-3x faster, probabilities within about 0.005 of full precision. Retrains are unaffected.",
+    inference_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
+        "auto",
+        description="Precision of /predict and of scoring new tasks on a CPU: int8 (dynamic quantization of the "
+        "linear layers, probabilities within about 0.01), bf16 (weights in bfloat16, within about 0.001; fast only "
+        "on CPUs with AMX), fp32; auto: bf16 where the CPU has AMX, else int8. Retrains and their pool scoring "
+        "always run in full precision.",
     )
     torch_threads: int = Field(0, ge=0, description="Torch CPU threads (0: torch's default).")
 

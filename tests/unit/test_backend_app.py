@@ -206,7 +206,16 @@ def test_webhook_answers_503_with_a_message_when_redis_is_down(tmp_path):
     assert reply.status_code == 503 and "Redis is unavailable" in reply.json["error"]
 
 
-def test_quantized_inference_gives_the_same_answers_within_rounding(tmp_path, fake_ls, tiny_model_dir):
+def _layer_kind(layer) -> str:
+    if "quantized" in type(layer).__module__:
+        return "int8"
+    return "bf16" if str(layer.weight.dtype) == "torch.bfloat16" else "fp32"
+
+
+@pytest.mark.parametrize("precision, tolerance", [("int8", 0.05), ("bf16", 0.01)])
+def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
+    tmp_path, fake_ls, tiny_model_dir, precision, tolerance
+):
     from ml_backend.jobs import run_retrain
     from ml_backend.predictor import PredictorCache
     from ml_backend.status import MemoryState
@@ -217,16 +226,27 @@ def test_quantized_inference_gives_the_same_answers_within_rounding(tmp_path, fa
     ids = fake.add_tasks(8, TEXTS[:12])
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, quantize_inference=False)
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, inference_precision="fp32")
     run_retrain(8, settings, MemoryState())
     tasks = [fake.tasks[i] for i in ids[4:]]
     store = VersionStore(settings.model_dir)
     plain_predictor = PredictorCache(store, settings).get("8")
-    assert "quantized" not in type(plain_predictor.model.model_.classifier).__module__
+    assert plain_predictor.precision == "fp32" == _layer_kind(plain_predictor.model.model_.classifier)
     plain = plain_predictor.predict(tasks)
-    quick_settings = settings.model_copy(update={"quantize_inference": True})
+    quick_settings = settings.model_copy(update={"inference_precision": precision})
     quick_predictor = PredictorCache(store, quick_settings).get("8")
-    assert "quantized" in type(quick_predictor.model.model_.classifier).__module__
+    assert _layer_kind(quick_predictor.model.model_.classifier) == precision
     quick = quick_predictor.predict(tasks)
     assert [a["model_version"] for a in quick] == [a["model_version"] for a in plain]
-    assert [a["score"] for a in quick] == pytest.approx([a["score"] for a in plain], abs=0.05)
+    assert [a["score"] for a in quick] == pytest.approx([a["score"] for a in plain], abs=tolerance)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
+    from ml_backend import predictor
+
+    monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: True)
+    assert predictor.inference_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: False)
+    assert predictor.inference_precision("auto", "cpu") == "int8"
+    assert predictor.inference_precision("fp32", "cpu") == "fp32"
+    assert predictor.inference_precision("auto", "cuda") == "fp32"  # mixed precision there instead
