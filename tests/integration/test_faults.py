@@ -107,6 +107,18 @@ def make_settings(tmp_path, url, model, **overrides):
     return backend_settings(url, tmp_path / "store", model, redis_url=REDIS_URL, rq_queue="al-faults", **overrides)
 
 
+def start_endless_retrain(processes: Processes, settings, client) -> subprocess.Popen:
+    """A real `rq worker` running project 1's queued retrain with steps enough to run until it is
+    killed; returns once the retrain is well inside its training steps."""
+    slow = settings.model_copy(update={"min_steps": 100000})
+    worker = processes.start(
+        [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(slow)
+    )
+    assert wait_until(lambda: client.get("/status/1").json["projects"]["1"]["running_retrain"], timeout=60)
+    time.sleep(1.0)
+    return worker
+
+
 def test_redis_down_at_start_the_backend_serves_and_webhooks_get_a_clear_503(tmp_path, processes, tiny_model_dir):
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     settings = backend_settings(None, tmp_path / "store", tiny_model_dir, redis_url=closed)
@@ -139,12 +151,7 @@ def test_a_worker_killed_during_training_leaves_the_old_version_serving_and_the_
 
     fake.choose(ids[4], "Positive")
     assert client.post("/webhook", json=annotation_webhook(1, ids[4])).json["retrain"] == "queued"
-    slow = settings.model_copy(update={"min_steps": 100000})  # a retrain that runs until it is killed
-    worker = processes.start(
-        [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(slow)
-    )
-    assert wait_until(lambda: client.get("/status/1").json["projects"]["1"]["running_retrain"], timeout=60)
-    time.sleep(1.0)  # well inside the training steps
+    worker = start_endless_retrain(processes, settings, client)
     processes.kill(worker)  # the worker and its work horse, without warning
 
     task = {"id": ids[20], "data": fake.tasks[ids[20]]["data"]}
@@ -183,12 +190,7 @@ def test_a_work_horse_killed_alone_is_noticed_and_its_retrain_queued_again(
     for n, task_id in enumerate(ids[:3]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
         client.post("/webhook", json=annotation_webhook(1, task_id))
-    slow = settings.model_copy(update={"min_steps": 100000})  # a retrain that runs until it is killed
-    worker = processes.start(
-        [str(RQ), "worker", "--url", settings.redis_url, settings.rq_queue], worker_env(slow)
-    )
-    assert wait_until(lambda: client.get("/status/1").json["projects"]["1"]["running_retrain"], timeout=60)
-    time.sleep(1.0)
+    worker = start_endless_retrain(processes, settings, client)
     horses = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
     assert len(horses) == 1, horses
     os.kill(int(horses[0]), signal.SIGKILL)
