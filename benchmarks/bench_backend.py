@@ -245,10 +245,15 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
 
 
 LOOP_HEADER = [
-    "| embeddings | round | labels | pool | re-scored | annotation -> ordering | webhook reply | read LS s | fit s "
+    "| embeddings | batches | round | labels | pool | re-scored | annotation -> ordering | webhook reply | read LS s | fit s "
     "| score s | save+promote s | build+publish s | PATCH s | /health+/setup during it, p99 / max | accuracy |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
+# (AL_FREEZE_EMBEDDINGS, AL_GROUP_BY_LENGTH) of each loop run; the first is the default
+LOOP_VARIANTS = {
+    "default": [(True, True)],
+    "all": [(True, True), (True, False), (False, False)],
+}
 
 
 def held_out_accuracy(settings, project: int, rows: list[tuple[str, str]]) -> float:
@@ -263,18 +268,21 @@ def held_out_accuracy(settings, project: int, rows: list[tuple[str, str]]) -> fl
     return sum(p == y for p, (_, y) in zip(predicted, rows, strict=True)) / len(rows)
 
 
-def bench_loop(tmp: Path, pool: int, labels: int, full: bool, threads: int, freeze: bool) -> list[str]:
+def bench_loop(
+    tmp: Path, pool: int, labels: int, full: bool, threads: int, freeze: bool, group: bool
+) -> list[str]:
     fake = FakeLabelStudio()
     url = fake.start()
     settings = settings_for(
         url,
-        tmp / f"loop-{freeze}",
+        tmp / f"loop-{freeze}-{group}",
         MODELS / "minilm-l3",
         retrain_delay=0,
         torch_threads=threads,
         ups_full_first=1 if full else 0,
         ups_full_every=0,
         freeze_embeddings=freeze,
+        group_by_length=group,
     )
     data = ag_news(pool + labels + 1)
     fake.add_project(1, AG_CONFIG)
@@ -328,7 +336,7 @@ def bench_loop(tmp: Path, pool: int, labels: int, full: bool, threads: int, free
             kind = "full scoring (first iteration)" if full and round_no == 0 else "UPS round (cache filled)"
             accuracy = held_out_accuracy(settings, 1, data[labels + 1 : labels + 1001])
             rows.append(
-                f"| {'fixed' if freeze else 'trained'} | {kind} | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} | {total:.1f} s | "
+                f"| {'fixed' if freeze else 'trained'} | {'by length' if group else 'random'} | {kind} | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} | {total:.1f} s | "
                 f"{reply_ms:.0f} ms | {t['read_s']:.1f} | {t['fit_s']:.1f} | {t['inference_s']:.1f} | "
                 f"{t['save_s']:.1f} | {t['predictions_s'] + t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} | "
                 f"{percentile(during, 99):.0f} / {max(during):.0f} ms | {accuracy:.3f} |"
@@ -358,10 +366,11 @@ def main(argv=None) -> None:
         "--full", action="store_true", help="loop: also time the full-scoring first iteration"
     )
     parser.add_argument(
-        "--freeze-embeddings",
-        choices=["on", "off", "both"],
-        default="both",
-        help="loop: word embeddings fixed (the default setting), trained, or both side by side",
+        "--loop-variants",
+        choices=sorted(LOOP_VARIANTS),
+        default="all",
+        help="loop: the default settings only, or side by side with random batches (AL_GROUP_BY_LENGTH=false) "
+        "and with trained embeddings as well (AL_FREEZE_EMBEDDINGS=false)",
     )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -398,8 +407,8 @@ def main(argv=None) -> None:
                     *LOOP_HEADER,
                     *[
                         row
-                        for freeze in {"on": [True], "off": [False], "both": [True, False]}[args.freeze_embeddings]
-                        for row in bench_loop(tmp, args.pool, args.labels, args.full, args.threads, freeze)
+                        for freeze, group in LOOP_VARIANTS[args.loop_variants]
+                        for row in bench_loop(tmp, args.pool, args.labels, args.full, args.threads, freeze, group)
                     ],
                 ],
             )

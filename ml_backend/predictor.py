@@ -52,6 +52,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         eval_batch_size=settings.eval_batch_size,
         from_scratch=not settings.warm_start,
         freeze_embeddings=settings.freeze_embeddings,
+        group_by_length=settings.group_by_length,
     )
 
 

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         "a CPU for a small model (its embedding matrix is most of its weights), same accuracy within noise "
         "(BENCHMARKS.md, backend loop).",
     )
+    group_by_length: bool = Field(
+        True,
+        description="Train on batches of texts of similar length: much less padding per step on short, "
+        "varied texts, same accuracy within noise (BENCHMARKS.md, backend loop).",
+    )
     max_length: int = Field(128, ge=8, description="Longest input in sub-word tokens.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(64, ge=1, description="Inference batch size.")
