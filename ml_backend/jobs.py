@@ -7,7 +7,8 @@ runner calls `run_retrain` / `run_scoring` directly with the web process's setti
 A retrain reads Label Studio at its start (so every annotation made before it started is
 in its training set), trains the acquisition model, scores the UPS subset of the pool,
 promotes the new version, publishes a scored prediction for every unlabeled task under it
-and points the project's ordering at it.
+(the freshly scored subset, then the project's ordering is pointed at the version, then the
+cached scores of the rest).
 """
 
 from __future__ import annotations
@@ -242,12 +243,10 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     previous = latest_results(unlabeled_tasks)
     predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
     lap("predictions_s")
-    published = 0
     if predictions:
-        published = gateway.publish_predictions(project_id, version, predictions)
-        lap("publish_s")
-        gateway.activate_version(project_id, version)
-        lap("activate_s")
+        fresh = [p for p in predictions if str(p["task"]) in probs]
+        rest = [p for p in predictions if str(p["task"]) not in probs]
+        timings.update(gateway.publish_version(project_id, version, fresh, rest))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     summary = {
         "status": "trained",
@@ -256,7 +255,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "n_labeled": len(labeled),
         "n_pool": len(pool),
         "n_scored": n_scored,
-        "n_published": published,
+        "n_published": len(predictions),
         "started_at": started_at,
         "timings": timings,
     }

@@ -115,6 +115,30 @@ class LSGateway:
             sent += len(batch)
         return sent
 
+    def publish_version(
+        self, project_id: int, model_version: str, fresh: Sequence[dict[str, Any]], rest: Sequence[dict[str, Any]] = ()
+    ) -> dict[str, float]:
+        """Publishes a version and points the project's ordering at it; returns each step's seconds.
+
+        Label Studio serves only tasks holding a prediction of the project's version, so the
+        freshly scored tasks go first: once the version is activated the next task already comes
+        from them (where UPS takes its query), while the cached scores of the `rest` follow.
+        """
+        if not fresh:  # nothing re-scored: the version needs some prediction before it is activated
+            fresh, rest = rest, ()
+        timings = {}
+        start = time.perf_counter()
+        self.publish_predictions(project_id, model_version, fresh)
+        timings["publish_s"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+        self.activate_version(project_id, model_version)
+        timings["activate_s"] = round(time.perf_counter() - start, 3)
+        if rest:
+            start = time.perf_counter()
+            self.publish_predictions(project_id, model_version, rest)
+            timings["publish_rest_s"] = round(time.perf_counter() - start, 3)
+        return timings
+
     def activate_version(
         self, project_id: int, model_version: str, sampling: str = UNCERTAINTY_SAMPLING
     ) -> None:

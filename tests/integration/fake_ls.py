@@ -2,7 +2,8 @@
 
 GET/PATCH /api/projects/<id>/, GET /api/tasks/ (paged, 404 past the last page as LS does),
 POST /api/projects/<id>/import/predictions. PATCHing model_version to a version with no
-predictions answers 400, as the real server does. Every call is logged in `calls`.
+predictions answers 400, as the real server does. Every call is logged in `calls`, and
+`activated_with[version]` keeps how many predictions the version held when it was activated.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class FakeLabelStudio:
         self.tasks: dict[int, dict] = {}
         self.predictions: list[dict] = []
         self.calls: list[tuple[str, str]] = []
+        self.activated_with: dict[str, int] = {}
         self._next_task = 1
         self._next_annotation = 1
         self.server: ThreadingHTTPServer | None = None
@@ -172,6 +174,8 @@ class FakeLabelStudio:
                         },
                     )
                 with fake.lock:
+                    if version is not None:
+                        fake.activated_with[version] = sum(p.get("model_version") == version for p in fake.predictions)
                     fake.projects[int(match[1])].update(changes)
                     return self._send(200, fake.projects[int(match[1])])
 

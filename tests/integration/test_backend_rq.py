@@ -102,6 +102,9 @@ def test_next_ups_iteration_rescores_only_the_subset_and_reuses_the_cache(
     assert by_version == {v2: n_scored, v1: n_pool - n_scored}
     published = fake.predictions_of(v2)
     assert sorted(p["task"] for p in published) == ids[7:]  # every unlabeled task, cached or fresh
+    # the re-scored subset was published first, and the project pointed at v2 before the rest came
+    assert fake.activated_with[v2] == n_scored
+    assert fake.projects[2]["model_version"] == v2
     # fresh regions where re-scored; elsewhere the regions of the task's v1 prediction carry over
     fresh_ids = {int(i) for i, entry in cache.items() if entry.model_version == v2}
     v1_results = {p["task"]: p["result"] for p in fake.predictions_of(v1)}
