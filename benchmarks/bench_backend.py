@@ -5,8 +5,9 @@ backend-predict and backend-loop, each as soon as its part ends).
 
 http:    /webhook reply p50/p99 (embedded, and Redis when reachable) and /health + /setup p99,
          from the shipped `ml-backend` server (a new connection per call, as Label Studio makes).
-predict: /predict of 100 tasks from a warm minilm-l6 version (p50/p95), and one of --big tasks,
-         in full precision, int8 and bf16 (AL_INFERENCE_PRECISION).
+predict: /predict of 100 tasks from a warm --predict-model version (p50/p95), and one of --big
+         tasks, in full precision, int8 and bf16 (AL_INFERENCE_PRECISION), with the default
+         inference batch size and with 64.
 loop:    annotation -> refreshed ordering on a pool of --pool tasks with --labels labels and
          minilm-l3: webhook, retrain, UPS scoring, promote, publish every score, PATCH the
          project; time split by step. By default the steady-state round (the score cache already
@@ -218,9 +219,15 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
     from ml_backend.predictor import inference_precision
 
     default = inference_precision("auto", "cpu")
-    for precision in ("fp32", "int8", "bf16"):
-        served = Served(settings.model_copy(update={"inference_precision": precision}))
-        label = f"warm {model}, AL_INFERENCE_PRECISION={precision}" + (" (auto here)" if precision == default else "")
+    default_batch = settings.eval_batch_size
+    for precision, batch_size in [(p, b) for p in ("fp32", "int8", "bf16") for b in (default_batch, 64)]:
+        served = Served(settings.model_copy(update={"inference_precision": precision, "eval_batch_size": batch_size}))
+        label = (
+            f"warm {model}, AL_INFERENCE_PRECISION={precision}"
+            + (" (auto here)" if precision == default else "")
+            + f", AL_EVAL_BATCH_SIZE={batch_size}"
+            + (" (default)" if batch_size == default_batch else "")
+        )
         try:
 
             def predict(batch, url=served.url):
@@ -246,8 +253,9 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
 
 LOOP_HEADER = [
     "| embeddings | batches | round | labels | pool | re-scored | annotation -> ordering | webhook reply | read LS s | fit s "
-    "| score s | save+promote s | build+publish s | PATCH s | /health+/setup during it, p99 / max | accuracy |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| score s | save+promote s | build s | publish subset s | PATCH s | publish rest s "
+    "| /health+/setup during it, p99 / max | accuracy |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 # (AL_FREEZE_EMBEDDINGS, AL_GROUP_BY_LENGTH) of each loop run; the first is the default
 LOOP_VARIANTS = {
@@ -338,7 +346,8 @@ def bench_loop(
             rows.append(
                 f"| {'fixed' if freeze else 'trained'} | {'by length' if group else 'random'} | {kind} | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} | {total:.1f} s | "
                 f"{reply_ms:.0f} ms | {t['read_s']:.1f} | {t['fit_s']:.1f} | {t['inference_s']:.1f} | "
-                f"{t['save_s']:.1f} | {t['predictions_s'] + t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} | "
+                f"{t['save_s']:.1f} | {t['predictions_s']:.1f} | {t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} | "
+                f"{t.get('publish_rest_s', 0):.1f} | "
                 f"{percentile(during, 99):.0f} / {max(during):.0f} ms | {accuracy:.3f} |"
             )
     finally:
