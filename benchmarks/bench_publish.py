@@ -1,8 +1,9 @@
 """Publishing scores for 10,000 tasks to a real Label Studio 1.23.2 (goal: <= 10 s per version).
 
-Times the backend's own publishing path (ml_backend.ls_gateway.LSGateway): the bulk import of
-one scored prediction per unlabeled task, then pointing the project at the version
-(model_version + uncertainty sampling), then the first "next task" Label Studio serves from it.
+Times the backend's own publishing path (ml_backend.ls_gateway.LSGateway.publish_version): the
+bulk import of the re-scored subset's predictions, pointing the project at the version
+(model_version + uncertainty sampling), the bulk import of the rest, then the first "next task"
+Label Studio serves.
 Compared: publish batch sizes, and Label Studio with and without its faster prediction import.
 
 Label Studio is started by the end-to-end harness (its own virtualenv and a copied template
@@ -38,8 +39,14 @@ def texts(count: int) -> tuple[list[str], object]:
     return [base[i % len(base)] + ("" if i < len(base) else f" ({i})") for i in range(count)], gold
 
 
+# The share of the pool a UPS round re-scores with the default gamma 0.1 and T 0.01.
+UPS_SHARE = 0.11
+
+
 def publish(gateway: LSGateway, ls: LabelStudioAPI, project: int, ids: list[int], version: str):
-    """One version: a prediction with a region and a score per task; returns the timings and the task served."""
+    """One version: a prediction with a region and a score per task, published as a UPS round is
+    (`LSGateway.publish_version`: the re-scored subset, the project pointed at the version, the
+    rest); returns the timings and the task served."""
     labels = ["World", "Sports", "Business", "Sci/Tech"]
     rng = random.Random(version)
     predictions = [
@@ -57,22 +64,20 @@ def publish(gateway: LSGateway, ls: LabelStudioAPI, project: int, ids: list[int]
         }
         for task_id in ids
     ]
-    start = time.perf_counter()
-    sent = gateway.publish_predictions(project, version, predictions)
-    publish_s = time.perf_counter() - start
-    start = time.perf_counter()
-    gateway.activate_version(project, version)
-    activate_s = time.perf_counter() - start
+    # the re-scored subset holds the tasks the model was least sure of: the lowest published scores
+    ranked = sorted(predictions, key=lambda p: p["score"])
+    cut = round(UPS_SHARE * len(ranked))
+    timings = gateway.publish_version(project, version, ranked[:cut], ranked[cut:])
     start = time.perf_counter()
     served = ls.next_task(project)
     next_s = time.perf_counter() - start
     scores = {p["task"]: p["score"] for p in predictions}
     stored = ls.model_versions(project).get(version)
-    assert sent == len(ids) and stored == len(ids), f"sent {sent}, stored {stored}, expected {len(ids)}"
+    assert stored == len(ids), f"stored {stored}, expected {len(ids)}"
     assert scores[served["id"]] == min(scores.values()), f"served {served['id']}, not the lowest score"
     # release the lock "next" took, so the next version's first task is served afresh
     ls.request("POST", f"/api/tasks/{served['id']}/annotations/", json={"result": [], "was_cancelled": True})
-    return publish_s, activate_s, next_s, served["id"]
+    return cut, timings, next_s, served["id"]
 
 
 # Label Studio 1.23.2 ships a faster prediction import behind a feature flag (off by default; an
@@ -104,12 +109,10 @@ def run_mode(venv, template, env: dict, texts_, gold, batch_sizes: list[int]) ->
                 settings = Settings(
                     label_studio_url=url, label_studio_api_key=token, publish_batch_size=batch
                 )
-                figures = publish(LSGateway(settings), ls, project, ids, f"bench-v{n}")
-                rows.append((batch, len(ids), *figures[:3]))
-                ids.remove(figures[-1])  # skipped to release its lock: no longer unlabeled
-                print(
-                    f"{env or 'default'} batch {batch}: publish {figures[0]:.2f} s, activate {figures[1]:.2f} s"
-                )
+                subset, timings, next_s, served = publish(LSGateway(settings), ls, project, ids, f"bench-v{n}")
+                rows.append((batch, len(ids), subset, timings, next_s))
+                ids.remove(served)  # skipped to release its lock: no longer unlabeled
+                print(f"{env or 'default'} batch {batch}: {timings}")
             return import_s, rows
         finally:
             process.stop()
@@ -131,10 +134,13 @@ def main(argv=None) -> int:
     lines, import_s = [], 0.0
     for name, env in MODES:
         import_s, rows = run_mode(venv, template, env, all_texts, gold, batch_sizes)
-        for batch, count, publish_s, activate_s, next_s in rows:
-            ok = "yes" if publish_s + activate_s <= GOAL_S else "NO"
+        for batch, count, subset, t, next_s in rows:
+            ordering_s = t["publish_s"] + t["activate_s"]
+            total_s = ordering_s + t["publish_rest_s"]
+            ok = "yes" if total_s <= GOAL_S else "NO"
             lines.append(
-                f"| {name} | {batch:,} | {count:,} | {publish_s:.2f} s | {activate_s:.2f} s | {next_s:.2f} s | {ok} |"
+                f"| {name} | {batch:,} | {count:,} | {subset:,} | {t['publish_s']:.2f} s | {t['activate_s']:.2f} s "
+                f"| **{ordering_s:.2f} s** | {t['publish_rest_s']:.2f} s | **{total_s:.2f} s** | {next_s:.2f} s | {ok} |"
             )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     default_batch = Settings.model_fields["publish_batch_size"].default
@@ -142,14 +148,16 @@ def main(argv=None) -> int:
     markdown = f"""## Publishing scores to Label Studio
 
 {machine_line()}Label Studio {harness.LS_VERSION} (SQLite, one process) on the same machine. One version = a scored prediction
-(with its region) for every unlabeled task, sent by `LSGateway.publish_predictions` in batches of
-`AL_PUBLISH_BATCH_SIZE` (default {default_batch:,}), then `LSGateway.activate_version`; "first next task" is
-`GET /api/projects/:id/next` right after (checked: the lowest score). Importing the {args.tasks:,} tasks took
-{import_s:.1f} s. Load average at the end (1, 5, 15 min): {load} (the machine is shared). Goal: publish +
-activate <= {GOAL_S:.0f} s.
+(with its region) for every unlabeled task, published as a UPS round publishes it (`LSGateway.publish_version`,
+in batches of `AL_PUBLISH_BATCH_SIZE`, default {default_batch:,}): the re-scored subset ({UPS_SHARE:.0%} of the
+tasks, the lowest scores), then the project pointed at the version (model_version + uncertainty sampling), from
+which moment Label Studio serves the next task from the subset, then the cached scores of the rest. "First next
+task" is `GET /api/projects/:id/next` after all of it (checked: the lowest score). Importing the {args.tasks:,}
+tasks took {import_s:.1f} s. Load average at the end (1, 5, 15 min): {load} (the machine is shared). Goal: every
+score published and the version activated <= {GOAL_S:.0f} s.
 
-| `{IMPORT_FLAG}` | batch | predictions | publish | activate | first next task | within goal |
-|---|---|---|---|---|---|---|
+| `{IMPORT_FLAG}` | batch | predictions | re-scored subset | subset published | activated | ordering refreshed | rest published | all published | first next task | within goal |
+|---|---|---|---|---|---|---|---|---|---|---|
 {table}
 """
     print(markdown)
