@@ -110,10 +110,10 @@ class Settings(BaseSettings):
     max_length: int = Field(128, ge=8, description="Longest input in sub-word tokens.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(
-        16,
+        32,
         ge=1,
         description="Inference batch size (rows sorted by length). On a CPU small batches pad less: /predict of "
-        "100 tasks is 1.4x (bf16) to 1.8x (fp32) faster than with 64 (BENCHMARKS.md); on a GPU use more.",
+        "100 tasks is 1.3x (bf16) to 1.5x (int8) faster than with 64 (BENCHMARKS.md); on a GPU use more.",
     )
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate.")
     seed: int = Field(42, description="Random seed of training and sampling.")

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--max-length", type=int, default=defaults.max_length)
     train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument(
+        "--group-by-length",
+        action="store_true",
+        help="train on batches of texts of similar length: less padding, faster on short varied texts",
+    )
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
 
     output = parser.add_argument_group("output")
@@ -151,6 +156,7 @@ def run(args, parser: argparse.ArgumentParser) -> Path:
         max_length=args.max_length,
         seed=args.seed,
         device=args.device,
+        group_by_length=args.group_by_length,
     )
     settings = ExportSettings(
         teacher=args.teacher,

@@ -261,6 +261,7 @@ def test_given_fraction_with_the_uncertainty_filter(tiny_model_dir, tmp_path, cl
             "uncertainty",
             "--drop-fraction",
             "0.25",
+            "--group-by-length",
         )
         == 0
     )
@@ -271,6 +272,7 @@ def test_given_fraction_with_the_uncertainty_filter(tiny_model_dir, tmp_path, cl
     assert all(r["filter_score"] == pytest.approx(1 - r["teacher_confidence"], abs=1e-6) for r in pseudo)
     report = json.loads((out / "report.json").read_text())
     assert report["drop_fraction_rule"] == "given" and report["fraction_dropped"] == 0.25
+    assert report["training"]["group_by_length"] is True
 
 
 def test_check_successor_compares_on_heldout_gold(tiny_model_dir, tmp_path, cls_files):
