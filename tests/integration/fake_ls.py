@@ -50,6 +50,15 @@ class FakeLabelStudio:
             self.projects[project_id] = project
             return project
 
+    def add_labeled_project(self, project_id: int, n_tasks: int, n_labeled: int = 4) -> list[int]:
+        """A classification project of TEXTS[:n_tasks] whose first `n_labeled` tasks are annotated
+        (Negative, Positive, ... in turn); returns the task ids."""
+        self.add_project(project_id)
+        ids = self.add_tasks(project_id, TEXTS[:n_tasks])
+        for n, task_id in enumerate(ids[:n_labeled]):
+            self.choose(task_id, "Positive" if n % 2 else "Negative")
+        return ids
+
     def add_tasks(self, project_id: int, texts: list[str]) -> list[int]:
         ids = []
         with self.lock:

@@ -212,21 +212,23 @@ def test_a_work_horse_killed_alone_is_noticed_and_its_retrain_queued_again(
     assert status["current_version"] and status["last_round"]["n_labeled"] == 3
 
 
+def answer_503(handler) -> None:
+    """The fake Label Studio's answer when it is overloaded or restarting."""
+    handler.send_response(503)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
 def test_label_studio_down_while_publishing_is_retried_with_backoff_then_reported(
     tmp_path, fake_ls, tiny_model_dir
 ):
     fake, ls_url = fake_ls
-    fake.add_project(2)
-    ids = fake.add_tasks(2, TEXTS[:12])
-    for n, task_id in enumerate(ids[:4]):
-        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    fake.add_labeled_project(2, 12)
     attempts: list[float] = []
 
     def unavailable(handler):  # the import route answers 503: Label Studio overloaded or restarting
         attempts.append(time.monotonic())
-        handler.send_response(503)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
+        answer_503(handler)
 
     fake.server.RequestHandlerClass.do_POST = unavailable
     app = create_app(backend_settings(ls_url, tmp_path / "store", tiny_model_dir, ls_retries=2))
@@ -243,14 +245,57 @@ def test_label_studio_down_while_publishing_is_retried_with_backoff_then_reporte
     assert fake.projects[2]["model_version"] == "backend-title"  # never pointed at unpublished scores
 
 
+def test_label_studio_down_after_the_subset_is_published_leaves_the_ordering_on_the_subset(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    fake, ls_url = fake_ls
+    ids = fake.add_labeled_project(4, 40)
+    settings = backend_settings(
+        ls_url, tmp_path / "store", tiny_model_dir, ls_retries=1, ups_full_first=1, ups_full_every=0
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    runner = app.extensions["al_backend"].runner
+
+    def retrain() -> dict:
+        assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 4}}).status_code == 200
+        assert runner.join(timeout=120)
+        return client.get("/status/4").json["projects"]["4"]
+
+    v1 = retrain()["current_version"]  # iteration 0 scores the whole pool: one part
+    fake.choose(ids[4], "Positive")
+    handler_class = fake.server.RequestHandlerClass
+    serve_post = handler_class.do_POST
+    imports: list[int] = []
+
+    def down_after_the_first_import(handler):  # Label Studio goes down between the two parts
+        imports.append(1)
+        if len(imports) == 1:
+            return serve_post(handler)
+        answer_503(handler)
+
+    handler_class.do_POST = down_after_the_first_import
+    status = retrain()
+    v2 = status["current_version"]
+    assert v2 != v1 and "import" in status["last_error"] and "503" in status["last_error"], status
+    assert len(imports) == 3  # the subset, then the rest: its first call and one retry
+    # the project points at v2 and Label Studio serves from its re-scored subset, the rest missing
+    subset = fake.predictions_of(v2)
+    assert fake.projects[4]["model_version"] == v2 and fake.activated_with[v2] == len(subset)
+    assert 0 < len(subset) < len(ids) - 5
+    assert not status["running_retrain"] and not status["pending_retrain"]
+
+    handler_class.do_POST = serve_post  # Label Studio is back: the next retrain publishes everything
+    status = retrain()
+    assert status["last_error"] is None
+    assert sorted(p["task"] for p in fake.predictions_of(status["current_version"])) == ids[5:]
+
+
 def test_label_studio_down_while_reading_tasks_is_retried_and_the_retrain_completes(
     tmp_path, fake_ls, tiny_model_dir
 ):
     fake, ls_url = fake_ls
-    fake.add_project(3)
-    ids = fake.add_tasks(3, TEXTS[:12])
-    for n, task_id in enumerate(ids[:4]):
-        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    fake.add_labeled_project(3, 12)
     handler_class = fake.server.RequestHandlerClass
     serve_get = handler_class.do_GET
     refused: list[str] = []
@@ -258,10 +303,7 @@ def test_label_studio_down_while_reading_tasks_is_retried_and_the_retrain_comple
     def restarting(handler):  # Label Studio restarting: its first two reads answer 503
         if len(refused) < 2:
             refused.append(handler.path)
-            handler.send_response(503)
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return
+            return answer_503(handler)
         serve_get(handler)
 
     handler_class.do_GET = restarting
@@ -283,10 +325,7 @@ def test_a_failed_model_write_promotes_nothing(tmp_path, fake_ls, tiny_model_dir
     from ml_backend.status import MemoryState
 
     fake, ls_url = fake_ls
-    fake.add_project(3)
-    ids = fake.add_tasks(3, TEXTS[:12])
-    for n, task_id in enumerate(ids[:4]):
-        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    ids = fake.add_labeled_project(3, 12)
     settings = backend_settings(ls_url, tmp_path / "store", tiny_model_dir)
     v1 = run_retrain(3, settings, MemoryState())["version"]
 

@@ -167,10 +167,7 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
     from ml_backend.store import FileScoreCache, VersionStore
 
     fake, url = fake_ls
-    fake.add_project(6)
-    ids = fake.add_tasks(6, TEXTS[:20])
-    for n, task_id in enumerate(ids[:4]):
-        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    ids = fake.add_labeled_project(6, 20)
     settings = backend_settings(url, tmp_path / "store", tiny_model_dir, warm_start=True)
     first = run_retrain(6, settings, MemoryState())["version"]
 
