@@ -126,17 +126,17 @@ class LSGateway:
         """
         if not fresh:  # nothing re-scored: the version needs some prediction before it is activated
             fresh, rest = rest, ()
-        timings = {}
-        start = time.perf_counter()
-        self.publish_predictions(project_id, model_version, fresh)
-        timings["publish_s"] = round(time.perf_counter() - start, 3)
-        start = time.perf_counter()
-        self.activate_version(project_id, model_version)
-        timings["activate_s"] = round(time.perf_counter() - start, 3)
-        if rest:
+        timings: dict[str, float] = {}
+
+        def timed(step: str, call: Callable[[], object]) -> None:
             start = time.perf_counter()
-            self.publish_predictions(project_id, model_version, rest)
-            timings["publish_rest_s"] = round(time.perf_counter() - start, 3)
+            call()
+            timings[step] = round(time.perf_counter() - start, 3)
+
+        timed("publish_s", lambda: self.publish_predictions(project_id, model_version, fresh))
+        timed("activate_s", lambda: self.activate_version(project_id, model_version))
+        if rest:
+            timed("publish_rest_s", lambda: self.publish_predictions(project_id, model_version, rest))
         return timings
 
     def activate_version(
