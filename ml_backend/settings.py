@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         32,
         ge=1,
         description="Inference batch size (rows sorted by length). On a CPU small batches pad less: /predict of "
-        "100 tasks is 1.3x (bf16) to 1.5x (int8) faster than with 64 (BENCHMARKS.md); on a GPU use more.",
+        "100 tasks was 1.2x to 1.6x faster than with 64 (BENCHMARKS.md); on a GPU use more.",
     )
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate.")
     seed: int = Field(42, description="Random seed of training and sampling.")
