@@ -1,7 +1,9 @@
 """One active-learning round: fit, subsample the pool, score the subset, select a batch.
 
 The live backend's retrain job and the simulator both call `run_round`, so what is
-measured offline is what runs behind Label Studio.
+measured offline is what runs behind Label Studio. The fit records the model's quality
+estimate (al_core.acquisition); a model whose scoring is a matrix product over cached
+vectors (`scores_whole_pool`, the frozen head) scores the whole pool every round.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
 from al_core.strategies import QueryStrategy, select_batch
@@ -30,6 +33,7 @@ class RoundResult:
     fresh_ids: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     probs: dict[str, object] = field(default_factory=dict)
+    quality: QualityEstimate | None = None
 
     @property
     def n_scored(self) -> int:
@@ -48,21 +52,24 @@ def run_round(
     count: int | None = None,
     word_budget: int | None = None,
     fit: bool = True,
+    acquisition: AcquisitionConfig | None = None,
 ) -> RoundResult:
     """Runs one round; the query is taken from the freshly scored subset only."""
     if not pool:
         raise EmptyPoolError("the pool is empty: nothing left to query")
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if fit:
-        model.fit(labeled)
+    quality = fit_with_estimate(model, labeled, acquisition or AcquisitionConfig()) if fit else None
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     pool_ids = [e.id for e in pool]
     cached = cache.get_many(pool_ids)
-    chosen = set(subsampler.choose(pool_ids, cached, iteration))
-    subset = [e for e in pool if e.id in chosen]
+    if getattr(model, "scores_whole_pool", False):
+        subset = list(pool)
+    else:
+        chosen = set(subsampler.choose(pool_ids, cached, iteration))
+        subset = [e for e in pool if e.id in chosen]
     strategy.prepare(model, labeled)
     outputs = model.infer(subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
     fresh = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(subset))
@@ -81,4 +88,4 @@ def run_round(
     probs = {}
     if outputs.probs is not None:
         probs = {e.id: p for e, p in zip(subset, outputs.probs, strict=True)}
-    return RoundResult(model, selected, scores, [e.id for e in subset], timings, probs)
+    return RoundResult(model, selected, scores, [e.id for e in subset], timings, probs, quality)

@@ -52,6 +52,8 @@ def _quiet_transformers() -> None:
 class _TransformerModel:
     kind: str
     _auto_class: type
+    mode = "finetune"
+    scores_whole_pool = False  # scoring means a forward pass per task: UPS decides how many
 
     def __init__(self, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
         if not labels:
@@ -61,7 +63,7 @@ class _TransformerModel:
         self.model_name_or_path = str(model_name_or_path)
         self.labels = list(labels)
         self.label_to_id = {label: i for i, label in enumerate(self.labels)}
-        self.config = config or TrainingConfig()
+        self.config = (config or TrainingConfig()).for_kind(self.kind)
         self.device_ = resolve_device(self.config.device)
         self.model_: torch.nn.Module | None = None
         self.tokenizer_ = None
@@ -280,12 +282,17 @@ class TransformerTagger(_TransformerModel):
             features.append(feature)
         return features
 
-    def _probs_from_rows(self, rows, features):
+    def _fallback(self) -> np.ndarray:
+        """The probabilities of a word the model has not seen: "O" for sure (uniform without "O")."""
         k = len(self.labels)
         fallback = np.full(k, 1.0 / k, dtype=np.float32)
         if self._outside is not None:
             fallback = np.zeros(k, dtype=np.float32)
             fallback[self._outside] = 1.0
+        return fallback
+
+    def _probs_from_rows(self, rows, features):
+        fallback = self._fallback()
         result = []
         for token_probs, feature in zip(rows, features, strict=True):
             first = feature["first_token"]
@@ -304,13 +311,35 @@ class TransformerTagger(_TransformerModel):
 
 
 MODEL_CLASSES = {CLASSIFICATION: TransformerClassifier, TAGGING: TransformerTagger}
+# How an acquisition model learns: fine-tuning the whole transformer, or a head on frozen vectors.
+MODES = ("finetune", "frozen")
 
 
-def build_model(kind: str, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
-    """A new, unfitted model of the given task kind."""
-    if kind not in MODEL_CLASSES:
-        raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
-    return MODEL_CLASSES[kind](model_name_or_path, labels, config)
+def _classes(mode: str) -> dict:
+    if mode == "frozen":
+        from al_core.frozen import FROZEN_CLASSES
+
+        return FROZEN_CLASSES
+    if mode != "finetune":
+        raise ValueError(f"unknown model mode {mode!r}; expected one of {', '.join(MODES)}")
+    return MODEL_CLASSES
+
+
+def build_model(
+    kind: str,
+    model_name_or_path: str | Path,
+    labels: list[str],
+    config: TrainingConfig | None = None,
+    mode: str = "finetune",
+    embedding_cache=None,
+):
+    """A new, unfitted model of the given task kind and mode (`embedding_cache`: frozen mode only)."""
+    classes = _classes(mode)
+    if kind not in classes:
+        raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(classes)}")
+    if mode == "frozen":
+        return classes[kind](model_name_or_path, labels, config, embedding_cache)
+    return classes[kind](model_name_or_path, labels, config)
 
 
 def read_model_meta(folder: str | Path) -> dict:
@@ -323,9 +352,16 @@ def read_model_meta(folder: str | Path) -> dict:
         raise ModelLoadError(f"cannot read {path}: {error}") from error
     if not isinstance(meta, dict) or meta.get("kind") not in MODEL_CLASSES or not meta.get("labels"):
         raise ModelLoadError(f"{path} does not describe a model (kind and labels needed)")
+    if meta.get("mode", "finetune") not in MODES:
+        raise ModelLoadError(f"{path}: unknown model mode {meta.get('mode')!r}")
     return meta
 
 
-def load_model(folder: str | Path, config: TrainingConfig | None = None):
-    """Loads a model saved by `save`, of whichever kind it is."""
-    return MODEL_CLASSES[read_model_meta(folder)["kind"]].load(folder, config)
+def load_model(folder: str | Path, config: TrainingConfig | None = None, embedding_cache=None):
+    """Loads a model saved by `save`, of whichever kind and mode it is."""
+    meta = read_model_meta(folder)
+    mode = meta.get("mode", "finetune")
+    cls = _classes(mode)[meta["kind"]]
+    if mode == "frozen":
+        return cls.load(folder, config, embedding_cache)
+    return cls.load(folder, config)

@@ -1,52 +1,23 @@
-"""The fine-tuning loop shared by every transformer model: the paper's recipe as defaults.
+"""The fine-tuning loop shared by every transformer model.
 
 AdamW with weight decay, linear warm-up then linear decay, a number of epochs with a
 minimum number of steps, gradient clipping, dynamic padding, and a seed that makes a CPU
-run repeatable. Mixed precision is used on CUDA only.
+run repeatable. Mixed precision is used on CUDA only. Its settings, `TrainingConfig`, live in al_core.config.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from al_core.config import TrainingConfig
+
 # on_checkpoint(model_wrapper, step, learning_rate): called at the end of every epoch.
 CheckpointCallback = Callable[[object, int, float], None]
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Every knob of fine-tuning; the defaults are the paper's (SPEC.md)."""
-
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    epochs: int = 5
-    min_steps: int = 0
-    max_steps: int | None = None  # a cap, e.g. for large pseudo-labeled sets on a CPU
-    batch_size: int = 16
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 256
-    seed: int = 42
-    device: str | None = None
-    mixed_precision: bool = True
-    eval_batch_size: int = 64
-    from_scratch: bool = True
-    # Word embeddings fixed during fine-tuning: on a CPU about a third less time per step for a
-    # small model (its embedding matrix is most of its weights); off in the paper's recipe.
-    freeze_embeddings: bool = False
-    # Batches of similar lengths (shuffled within large chunks, then sorted): far less padding
-    # per step on short, varied texts; off in the paper's recipe.
-    group_by_length: bool = False
-
-    def replace(self, **changes) -> TrainingConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -115,10 +86,13 @@ def _optimizer(module: torch.nn.Module, config: TrainingConfig) -> torch.optim.O
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if config.learning_rate is None:
+        raise ValueError("the learning rate is not resolved: use TrainingConfig.for_kind(kind)")
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 def total_steps(n_examples: int, config: TrainingConfig) -> int:
+    """The schedule: `epochs` passes, at least `min_steps`, at most `max_steps` optimizer steps."""
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     steps = max(config.epochs * steps_per_epoch, config.min_steps)
     return min(steps, config.max_steps) if config.max_steps else steps

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
 from al_core.loop import run_round
 from al_core.ls_format import model_labels, parse_label_config, task_to_example
@@ -25,16 +26,10 @@ from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
 from ml_backend.ls_gateway import LSGateway, split_tasks
-from ml_backend.predictor import (
-    Predictor,
-    config_hash,
-    regions,
-    save_strategy_state,
-    training_config,
-)
+from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, get_settings
-from ml_backend.store import VersionStore, check_project, score_cache, version_name
+from ml_backend.store import VersionStore, check_project, embedding_cache, score_cache, version_name
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +184,8 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     version = version_name(project_id, iteration + 1)
     labels = model_labels(config)
     strategy = get_strategy(strategy_name(settings, config.kind), seed=settings.seed)
-    model = _new_model(settings, store, project_id, config.kind, labels)
+    mode = resolve_mode(settings.acquisition_config(), config.kind, len(labeled))
+    model = _new_model(settings, store, project_id, config.kind, labels, mode)
     cache = score_cache(settings, project_id, redis)
     cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
     lap("prepare_s")
@@ -208,11 +204,14 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
             ),
             seed=settings.seed,
         )
-        result = run_round(model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1)
+        result = run_round(
+            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1,
+            acquisition=settings.acquisition_config(),
+        )
         timings.update({k: round(v, 3) for k, v in result.timings.items()})
-        probs, scores, n_scored = result.probs, result.scores, result.n_scored
+        probs, scores, n_scored, quality = result.probs, result.scores, result.n_scored, result.quality
     else:
-        model.fit(labeled)
+        quality = fit_with_estimate(model, labeled, settings.acquisition_config())
         timings["fit_s"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
 
@@ -224,7 +223,10 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "label_config_hash": config_hash(label_config),
         "strategy": strategy.name,
         "base_model": settings.acquisition_model,
+        "acquisition_mode": mode,
         "warm_start": settings.warm_start,
+        "quality": quality.as_dict(),
+        "label_counts": label_counts(labeled, labels),
         "n_labeled": len(labeled),
         "labeled_ids": [e.id for e in labeled],
         "n_pool": len(pool),
@@ -244,8 +246,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
     lap("predictions_s")
     if predictions:
-        fresh = [p for p in predictions if str(p["task"]) in probs]
-        rest = [p for p in predictions if str(p["task"]) not in probs]
+        fresh, rest = split_first_publish(predictions, probs, settings.publish_first)
         timings.update(gateway.publish_version(project_id, version, fresh, rest))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     summary = {
@@ -256,6 +257,8 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "n_pool": len(pool),
         "n_scored": n_scored,
         "n_published": len(predictions),
+        "acquisition_mode": mode,
+        "quality": quality.as_dict(),
         "started_at": started_at,
         "timings": timings,
     }
@@ -263,16 +266,46 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     return summary
 
 
-def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str]):
-    """From the pretrained weights (the paper), or warm from the promoted version when asked."""
-    config = training_config(settings)
+def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
+    """From the pretrained weights (the paper), or warm from the promoted version when asked
+    (fine-tuning only: a frozen head is retrained from its cached vectors in milliseconds)."""
+    config = settings.training_config()
     current = store.current_version(project_id)
-    if settings.warm_start and current:
+    if mode == "finetune" and settings.warm_start and current:
         folder = store.version_dir(project_id, current)
         meta = read_model_meta(folder)
-        if meta["kind"] == kind and meta["labels"] == labels:
+        if meta["kind"] == kind and meta["labels"] == labels and meta.get("mode", "finetune") == mode:
             return load_model(folder, config)
-    return build_model(kind, settings.acquisition_model, labels, config)
+    return build_model(
+        kind, settings.acquisition_model, labels, config, mode, embedding_cache(settings, project_id)
+    )
+
+
+def label_counts(labeled, labels: list[str]) -> dict[str, int]:
+    """Labeled tasks per class (classification), or entity spans per type (tagging, IOB2 tags)."""
+    types = [t[2:] for t in labels if t.startswith("B-")]
+    counts = dict.fromkeys(types or labels, 0)
+    for example in labeled:
+        if example.tags is not None:
+            for tag in example.tags:
+                if tag.startswith("B-"):
+                    counts[tag[2:]] = counts.get(tag[2:], 0) + 1
+        elif example.label is not None:
+            counts[example.label] = counts.get(example.label, 0) + 1
+    return counts
+
+
+def split_first_publish(predictions: list[dict], probs: dict, first: int) -> tuple[list[dict], list[dict]]:
+    """The predictions published before the project is pointed at the new version, and the rest.
+
+    First go the freshly scored tasks (on a UPS round, where the method takes the query), at
+    most `first` of them, the most informative (lowest published score) first: Label Studio's
+    next task then already comes from fresh scores, and a frozen head, which re-scores the
+    whole pool, does not hold the ordering back while every task is written.
+    """
+    fresh = sorted((p for p in predictions if str(p["task"]) in probs), key=lambda p: p["score"])
+    rest = [p for p in predictions if str(p["task"]) not in probs]
+    return fresh[:first], fresh[first:] + rest
 
 
 def latest_results(tasks: list[dict]) -> dict[str, list]:

@@ -25,10 +25,9 @@ from al_core.ls_format import (
 )
 from al_core.models import load_model
 from al_core.strategies import get_strategy
-from al_core.training import TrainingConfig
 from ml_backend.scoring import published_scores
 from ml_backend.settings import Settings
-from ml_backend.store import UNTRAINED, VersionStore
+from ml_backend.store import UNTRAINED, VersionStore, embedding_cache
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +36,6 @@ STRATEGY_STATE = "strategy_state.npz"
 
 def config_hash(label_config: str) -> str:
     return hashlib.sha1(label_config.encode("utf-8")).hexdigest()[:16]
-
-
-def training_config(settings: Settings) -> TrainingConfig:
-    """The live loop's training settings (CPU-friendly defaults; see docs/backend.md)."""
-    return TrainingConfig(
-        learning_rate=settings.learning_rate,
-        epochs=settings.epochs,
-        min_steps=settings.min_steps,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        seed=settings.seed,
-        device=settings.device,
-        eval_batch_size=settings.eval_batch_size,
-        from_scratch=not settings.warm_start,
-        freeze_embeddings=settings.freeze_embeddings,
-        group_by_length=settings.group_by_length,
-    )
 
 
 def check_encodable(example: Example) -> None:
@@ -136,7 +118,7 @@ class Predictor:
         self.meta = meta
         self.version: str = meta["version"]
         self.config = parse_label_config(meta["label_config"])
-        self.model = load_model(folder, training_config(settings))
+        self.model = load_model(folder, settings.training_config(), embedding_cache(settings, meta.get("project")))
         self.precision = inference_precision(settings.inference_precision, self.model.device_.type)
         if self.precision == "int8":
             quantize_linear_layers(self.model)

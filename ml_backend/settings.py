@@ -14,6 +14,17 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from al_core.acquisition import AcquisitionConfig
+from al_core.config import TrainingConfig
+
+_TRAINING = TrainingConfig()
+_ACQUISITION = AcquisitionConfig()
+# Settings that are TrainingConfig fields of the same name (warm_start sets from_scratch).
+TRAINING_FIELDS = (
+    "learning_rate", "epochs", "min_steps", "max_steps", "batch_size", "max_length", "seed", "device",
+    "eval_batch_size", "freeze_embeddings", "group_by_length",
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -60,6 +71,14 @@ class Settings(BaseSettings):
         "are several times faster on a default Label Studio 1.23).",
     )
 
+    publish_first: int = Field(
+        1000,
+        ge=1,
+        description="Freshly scored predictions published before the project is pointed at a new version (the "
+        "most informative first); the rest follow. Bounds the time to a refreshed ordering when every task "
+        "was re-scored.",
+    )
+
     # --- queue ---
     redis_url: str | None = Field(
         None,
@@ -92,33 +111,42 @@ class Settings(BaseSettings):
     warm_start: bool = Field(
         False, description="Start each retrain from the previous version instead of the pretrained weights."
     )
-    epochs: int = Field(
-        3, ge=1, description="Training epochs per retrain (CPU-friendly; the paper uses more)."
+    # Training: the defaults are the engine's (al_core.training.TrainingConfig), the one source.
+    epochs: int = Field(_TRAINING.epochs, ge=1, description="Training epochs per retrain (see min_steps).")
+    min_steps: int = Field(
+        _TRAINING.min_steps,
+        ge=0,
+        description="Fewest optimizer steps per fine-tuning retrain: a few dozen labels at 3 epochs are a "
+        "handful of steps, too few to learn from (docs/backend.md, training schedule).",
     )
-    min_steps: int = Field(0, ge=0, description="Minimum optimizer steps per retrain.")
+    max_steps: int | None = Field(_TRAINING.max_steps, ge=1, description="Most optimizer steps per retrain.")
     freeze_embeddings: bool = Field(
-        True,
+        _TRAINING.freeze_embeddings,
         description="Keep the word embeddings fixed while training: about a third less time per step on "
         "a CPU for a small model (its embedding matrix is most of its weights), same accuracy within noise "
         "(BENCHMARKS.md, backend loop).",
     )
     group_by_length: bool = Field(
-        True,
+        _TRAINING.group_by_length,
         description="Train on batches of texts of similar length: much less padding per step on short, "
         "varied texts, same accuracy within noise (BENCHMARKS.md, backend loop).",
     )
-    max_length: int = Field(128, ge=8, description="Longest input in sub-word tokens.")
-    batch_size: int = Field(16, ge=1, description="Training batch size.")
+    max_length: int = Field(_TRAINING.max_length, ge=8, description="Longest input in sub-word tokens.")
+    batch_size: int = Field(_TRAINING.batch_size, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(
-        32,
+        _TRAINING.eval_batch_size,
         ge=1,
         description="Inference batch size (rows sorted by length). On a CPU small batches pad less: /predict of "
         "100 tasks was 1.2x to 1.6x faster than with 64 (BENCHMARKS.md); on a GPU use more.",
     )
-    learning_rate: float = Field(2e-5, gt=0, description="Learning rate.")
-    seed: int = Field(42, description="Random seed of training and sampling.")
+    learning_rate: float | None = Field(
+        _TRAINING.learning_rate,
+        gt=0,
+        description="Fine-tuning learning rate; unset: 5e-5 for classification, 3e-4 for tagging.",
+    )
+    seed: int = Field(_TRAINING.seed, description="Random seed of training and sampling.")
     device: str | None = Field(
-        None, description="Torch device; default: cuda with mixed precision if available, else cpu."
+        _TRAINING.device, description="Torch device; default: cuda with mixed precision if available, else cpu."
     )
     inference_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
         "auto",
@@ -128,6 +156,30 @@ class Settings(BaseSettings):
         "always run in full precision.",
     )
     torch_threads: int = Field(0, ge=0, description="Torch CPU threads (0: torch's default).")
+
+    # --- acquisition model: defaults from al_core.acquisition.AcquisitionConfig ---
+    acquisition_mode: Literal["auto", "frozen", "finetune"] = Field(
+        _ACQUISITION.mode,
+        description="frozen: a logistic regression on the encoder's cached vectors (retrains in milliseconds, "
+        "every task scored each time); finetune: the whole model fine-tuned; auto: frozen below "
+        "AL_FROZEN_BELOW_CLASSIFICATION / AL_FROZEN_BELOW_TAGGING labeled tasks, finetune from there on.",
+    )
+    frozen_below_classification: int = Field(
+        _ACQUISITION.frozen_below_classification, ge=0, description="auto: classification labels before fine-tuning."
+    )
+    frozen_below_tagging: int = Field(
+        _ACQUISITION.frozen_below_tagging, ge=0, description="auto: tagging labels before fine-tuning."
+    )
+    cv_folds: int = Field(
+        _ACQUISITION.cv_folds, ge=2, description="Quality estimate of a frozen head: k-fold cross-validation."
+    )
+    holdout_share: float = Field(
+        _ACQUISITION.holdout_share,
+        ge=0,
+        lt=1,
+        description="Quality estimate of a fine-tuned version: the share of labeled tasks held out of its "
+        "training (the same tasks every version, by a hash of their ids); 0: no estimate.",
+    )
 
     # --- active learning ---
     strategy: str = Field(
@@ -183,6 +235,21 @@ class Settings(BaseSettings):
         if bool(self.basic_auth_user) != bool(self.basic_auth_password):
             raise ValueError("AL_BASIC_AUTH_USER and AL_BASIC_AUTH_PASSWORD must be set together")
         return self
+
+    def training_config(self) -> TrainingConfig:
+        """The engine's training config these settings ask for."""
+        return TrainingConfig(
+            **{name: getattr(self, name) for name in TRAINING_FIELDS}, from_scratch=not self.warm_start
+        )
+
+    def acquisition_config(self) -> AcquisitionConfig:
+        return AcquisitionConfig(
+            mode=self.acquisition_mode,
+            frozen_below_classification=self.frozen_below_classification,
+            frozen_below_tagging=self.frozen_below_tagging,
+            cv_folds=self.cv_folds,
+            holdout_share=self.holdout_share,
+        )
 
     @property
     def embedded(self) -> bool:

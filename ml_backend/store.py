@@ -264,3 +264,13 @@ def score_cache(settings, project: int | str, redis=None):
         return RedisScoreCache(redis, project)
     store = VersionStore(settings.model_dir)
     return FileScoreCache(store.project_dir(project) / "scores.sqlite")
+
+
+def embedding_cache(settings, project: int | str | None):
+    """The frozen-encoder vectors of a project's tasks, in one file beside its versions (shared
+    by the web process and every worker, like the rest of MODEL_DIR)."""
+    from al_core.frozen import MemoryEmbeddingCache, SqliteEmbeddingCache
+
+    if project is None:
+        return MemoryEmbeddingCache()
+    return SqliteEmbeddingCache(VersionStore(settings.model_dir).project_dir(project) / "embeddings.sqlite")

@@ -229,6 +229,7 @@ def backend_settings(url: str | None, model_dir, model, **overrides):
         acquisition_model=str(model),
         retrain_delay=0,
         epochs=1,
+        min_steps=0,
         batch_size=8,
         max_length=32,
         torch_threads=1,

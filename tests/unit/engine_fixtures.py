@@ -8,7 +8,11 @@ from al_core.training import TrainingConfig
 POSITIVE = ["great movie love", "best story fun", "excellent film great", "love this fun movie"]
 NEGATIVE = ["awful film hate", "worst plot boring", "terrible movie bad", "hate this boring film"]
 
-FAST = TrainingConfig(learning_rate=5e-3, epochs=20, batch_size=8, seed=3, max_length=32, eval_batch_size=4)
+# The whole model trains, in plain random batches, for exactly `epochs` (no step floor).
+FAST = TrainingConfig(
+    learning_rate=5e-3, epochs=20, batch_size=8, seed=3, max_length=32, eval_batch_size=4,
+    min_steps=0, freeze_embeddings=False, group_by_length=False,
+)
 
 
 def sentiment_examples(repeat: int = 3) -> list[Example]:

@@ -168,7 +168,9 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
 
     fake, url = fake_ls
     ids = fake.add_labeled_project(6, 20)
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, warm_start=True)
+    settings = backend_settings(
+        url, tmp_path / "store", tiny_model_dir, warm_start=True, acquisition_mode="finetune"
+    )
     first = run_retrain(6, settings, MemoryState())["version"]
 
     new_ids = fake.add_tasks(6, ["a new good film", "a new bad film"])
@@ -190,8 +192,10 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
 
     labels = ["Positive", "Negative"]
     store = VersionStore(settings.model_dir)
-    warm = _new_model(settings, store, 6, "classification", labels)
-    cold = _new_model(settings.model_copy(update={"warm_start": False}), store, 6, "classification", labels)
+    warm = _new_model(settings, store, 6, "classification", labels, "finetune")
+    cold = _new_model(
+        settings.model_copy(update={"warm_start": False}), store, 6, "classification", labels, "finetune"
+    )
     assert warm.model_ is not None and not warm.config.from_scratch
     assert cold.model_ is None and cold.config.from_scratch
 
@@ -223,7 +227,9 @@ def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
     ids = fake.add_tasks(8, TEXTS[:12])
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, inference_precision="fp32")
+    settings = backend_settings(
+        url, tmp_path / "store", tiny_model_dir, inference_precision="fp32", acquisition_mode="finetune"
+    )
     run_retrain(8, settings, MemoryState())
     tasks = [fake.tasks[i] for i in ids[4:]]
     store = VersionStore(settings.model_dir)

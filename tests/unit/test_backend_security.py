@@ -157,7 +157,7 @@ def trained(tmp_path, tiny_model_dir):
     ids = fake.add_tasks(5, TEXTS[:6])
     for n, task_id in enumerate(ids[:4]):
         fake.choose(task_id, "Positive" if n % 2 else "Negative")
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir)
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, acquisition_mode="finetune")
     version = run_retrain(5, settings, MemoryState())["version"]
     fake.stop()
     return settings, version

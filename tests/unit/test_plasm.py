@@ -56,7 +56,8 @@ def tiny_config(**changes):
     from al_core.training import TrainingConfig
 
     base = dict(
-        learning_rate=3e-3, epochs=6, batch_size=8, warmup_ratio=0.0, max_length=32, seed=0, device="cpu"
+        learning_rate=3e-3, epochs=6, batch_size=8, warmup_ratio=0.0, max_length=32, seed=0, device="cpu",
+        min_steps=0, freeze_embeddings=False, group_by_length=False,
     )
     base.update(changes)
     return TrainingConfig(**base)

@@ -28,7 +28,7 @@ def test_an_epoch_takes_every_row_once_in_batches_no_larger_than_asked(lengths, 
 
 def test_without_grouping_an_epoch_is_one_permutation_cut_in_order():
     lengths = list(range(100))
-    batches = epoch_batches(lengths, TrainingConfig(batch_size=16), np.random.default_rng(7))
+    batches = epoch_batches(lengths, TrainingConfig(batch_size=16, group_by_length=False), np.random.default_rng(7))
     expected = np.random.default_rng(7).permutation(100)
     np.testing.assert_array_equal(np.concatenate(batches), expected)
 
@@ -36,7 +36,7 @@ def test_without_grouping_an_epoch_is_one_permutation_cut_in_order():
 def test_grouping_by_length_pads_far_less_and_still_mixes_the_set():
     rng = np.random.default_rng(0)
     lengths = list(rng.integers(10, 128, size=2000))
-    config = TrainingConfig(batch_size=16)
+    config = TrainingConfig(batch_size=16, group_by_length=False)
     plain = epoch_batches(lengths, config, np.random.default_rng(1))
     grouped = epoch_batches(lengths, config.replace(group_by_length=True), np.random.default_rng(1))
     assert padded_tokens(grouped, lengths) < 0.8 * padded_tokens(plain, lengths)

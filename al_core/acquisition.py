@@ -1,0 +1,115 @@
+"""Which acquisition model a round trains, and the estimate of its quality that each version records.
+
+`AcquisitionConfig` is the one source of these defaults (the backend's settings, the
+simulator's config and the benchmarks start from it):
+- mode `frozen`: a logistic regression on the frozen encoder's cached vectors (al_core.frozen);
+- mode `finetune`: the whole transformer fine-tuned with TrainingConfig's schedule;
+- mode `auto` (the default): `frozen` while a project has fewer labeled tasks than the
+  threshold of its kind, `finetune` from then on. The thresholds come from the learning
+  curves in BENCHMARKS.md: for classification the frozen head is within a point or two of
+  fine-tuning up to about a hundred labels at a thousandth of the cost; for tagging
+  fine-tuning is far better from the first few dozen sentences, so its threshold is 0.
+
+The quality estimate: k-fold cross-validation of the head in frozen mode (cheap: the
+vectors are cached); in finetune mode a fixed share of the labeled tasks (chosen by a hash
+of their ids, so the same tasks stay out across versions) is held out of training and the
+version is measured on it. Accuracy for classification, strict span F1 for tagging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from al_core.data import CLASSIFICATION, Example
+
+Mode = Literal["auto", "frozen", "finetune"]
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    mode: Mode = "auto"
+    # auto: the frozen head below this many labeled tasks, fine-tuning from it on
+    frozen_below_classification: int = 100
+    frozen_below_tagging: int = 0
+    # the quality estimate
+    cv_folds: int = 5
+    holdout_share: float = 0.1
+    min_estimate_labels: int = 10  # fewer labeled tasks: no estimate (and nothing held out)
+
+    def __post_init__(self):
+        if self.mode not in ("auto", "frozen", "finetune"):
+            raise ValueError(f"unknown acquisition mode {self.mode!r}; expected auto, frozen or finetune")
+        if not 0.0 <= self.holdout_share < 1.0:
+            raise ValueError(f"holdout_share must be within [0, 1), got {self.holdout_share}")
+        if self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
+
+    def frozen_below(self, kind: str) -> int:
+        return self.frozen_below_classification if kind == CLASSIFICATION else self.frozen_below_tagging
+
+
+def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int) -> str:
+    """`frozen` or `finetune` for a round with `n_labeled` labeled tasks."""
+    if config.mode != "auto":
+        return config.mode
+    return "frozen" if n_labeled < config.frozen_below(kind) else "finetune"
+
+
+@dataclass(frozen=True)
+class QualityEstimate:
+    metric: str  # accuracy | span_f1
+    value: float | None
+    method: str
+    n: int  # labeled tasks the estimate is measured on
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def metric_name(kind: str) -> str:
+    return "accuracy" if kind == CLASSIFICATION else "span_f1"
+
+
+def score_predictions(kind: str, gold: list[Example], predicted: list) -> float:
+    """Accuracy (labels) or strict span F1 (tag lists) of predictions against gold examples."""
+    from al_core.metrics import accuracy, span_f1
+
+    if kind == CLASSIFICATION:
+        return float(accuracy([e.label for e in gold], predicted))
+    return float(span_f1([e.tags for e in gold], predicted)["f1"])
+
+
+def _held_out(example: Example, share: float) -> bool:
+    digest = hashlib.sha1(str(example.id).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) -> QualityEstimate:
+    """Fits `model` on `labeled` and estimates its quality (see the module's docstring)."""
+    metric = metric_name(model.kind)
+    if len(labeled) < config.min_estimate_labels:
+        model.fit(labeled)
+        return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0)
+    if getattr(model, "mode", "finetune") == "frozen":
+        folds = min(config.cv_folds, len(labeled))
+        predicted = model.cross_validated_predictions(labeled, folds)
+        model.fit(labeled)
+        value = score_predictions(model.kind, labeled, predicted)
+        return QualityEstimate(metric, round(value, 4), f"{folds}-fold cross-validation", len(labeled))
+    held = [e for e in labeled if _held_out(e, config.holdout_share)]
+    train = [e for e in labeled if not _held_out(e, config.holdout_share)]
+    if not held or not train:
+        model.fit(labeled)
+        return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
+    model.fit(train)
+    value = score_predictions(model.kind, held, model.predict([_unlabeled(e) for e in held]))
+    share = f"{config.holdout_share:.0%}"
+    return QualityEstimate(metric, round(value, 4), f"held-out {share} of the labels", len(held))
+
+
+def _unlabeled(example: Example) -> Example:
+    from dataclasses import replace
+
+    return replace(example, label=None, tags=None)
