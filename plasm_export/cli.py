@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from al_core.config import TrainingConfig
 from al_core.exceptions import ALError
 from al_core.plasm import available_filters
-from al_core.training import TrainingConfig
 
 PROG = "plasm-export"
 
@@ -81,20 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train this successor with and without the pseudo-labels and compare on held-out gold",
     )
 
-    train = parser.add_argument_group("training (teacher and successor)")
+    train = parser.add_argument_group(
+        "training (teacher and successor; defaults: the engine's, the same as the live backend's)"
+    )
     defaults = TrainingConfig()
     train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--min-steps", type=int, default=defaults.min_steps)
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest optimizer steps")
+    train.add_argument("--max-steps", type=int, default=defaults.max_steps, help="most optimizer steps")
+    train.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate,
+        help="default: 5e-5 for classification, 3e-4 for tagging",
+    )
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--max-length", type=int, default=defaults.max_length)
+    train.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--group-by-length",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.group_by_length,
         help="train on batches of texts of similar length: less padding, faster on short varied texts",
     )
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    train.add_argument(
+        "--freeze-embeddings",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.freeze_embeddings,
+        help="keep the word embeddings fixed while training (faster on a CPU)",
+    )
+    train.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -119,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument("--no-progress", action="store_true", help="no progress bars or messages")
     return parser
+
+
+# Flags that are TrainingConfig fields of the same name (with - for _).
+TRAINING_FLAGS = (
+    "epochs", "min_steps", "max_steps", "learning_rate", "batch_size", "max_length", "eval_batch_size", "seed",
+    "group_by_length", "freeze_embeddings", "device",
+)
+
+
+def training_config(args) -> TrainingConfig:
+    """The engine's TrainingConfig with the values the flags gave (their defaults are its own)."""
+    return TrainingConfig(**{name: getattr(args, name) for name in TRAINING_FLAGS})
 
 
 def _load_project(args, parser: argparse.ArgumentParser):
@@ -148,16 +174,7 @@ def run(args, parser: argparse.ArgumentParser) -> Path:
         raise ALError(f"--drop-fraction must be between 0 and 1, got {args.drop_fraction}")
     project = _load_project(args, parser)
     formats = check_formats([f.strip() for f in args.format.split(",") if f.strip()], project.config.kind)
-    training = TrainingConfig(
-        epochs=args.epochs,
-        min_steps=args.min_steps,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        seed=args.seed,
-        device=args.device,
-        group_by_length=args.group_by_length,
-    )
+    training = training_config(args)
     settings = ExportSettings(
         teacher=args.teacher,
         filter=args.filter,

@@ -14,7 +14,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from al_core.acquisition import AcquisitionConfig
 from al_core.exceptions import ALError
+from al_core.ups import SubsamplingConfig
+
+_SCORING = SubsamplingConfig()
+_ACQUISITION = AcquisitionConfig()
 
 
 def expand_path(value: str) -> str:
@@ -101,13 +106,28 @@ class PlasmConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """How much of the pool is re-scored each iteration (al_core.ups.SubsamplingConfig)."""
+    """How much of the pool is re-scored each iteration; defaults from al_core.ups.SubsamplingConfig
+    (the live backend's)."""
 
-    mode: Literal["full", "ups", "random"] = "full"
-    gamma: float = Field(default=0.1, ge=0, le=1)
-    temperature: float = Field(default=0.01, ge=0)
-    full_first: int = Field(default=2, ge=0)
-    full_every: int = Field(default=4, ge=0)
+    mode: Literal["full", "ups", "random"] = _SCORING.mode
+    gamma: float = Field(default=_SCORING.gamma, ge=0, le=1)
+    temperature: float = Field(default=_SCORING.temperature, ge=0)
+    full_first: int = Field(default=_SCORING.full_first, ge=0)
+    full_every: int = Field(default=_SCORING.full_every, ge=0)
+
+
+class AcquisitionModeConfig(_Strict):
+    """How a transformer acquisition model learns each iteration; defaults from
+    al_core.acquisition.AcquisitionConfig (the live backend's): auto, frozen or finetune."""
+
+    mode: Literal["auto", "frozen", "finetune"] = _ACQUISITION.mode
+    frozen_below_classification: int = Field(default=_ACQUISITION.frozen_below_classification, ge=0)
+    frozen_below_tagging: int = Field(default=_ACQUISITION.frozen_below_tagging, ge=0)
+    cv_folds: int = Field(default=_ACQUISITION.cv_folds, ge=2)
+    holdout_share: float = Field(default=_ACQUISITION.holdout_share, ge=0, lt=1)
+
+    def engine(self) -> AcquisitionConfig:
+        return AcquisitionConfig(**self.model_dump())
 
 
 class Amount(_Strict):
@@ -152,6 +172,7 @@ class SimulationConfig(_Strict):
     plasm: PlasmConfig | None = None
     strategy: str = "lc"
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    acquisition_mode: AcquisitionModeConfig = Field(default_factory=AcquisitionModeConfig)
     seed_set: Amount
     batch: Amount
     iterations: int = Field(gt=0)
@@ -187,11 +208,9 @@ class SimulationConfig(_Strict):
 
 
 def _check_training_keys(where: str, values: dict) -> None:
-    import dataclasses
+    from al_core.config import TrainingConfig
 
-    from al_core.training import TrainingConfig
-
-    known = {f.name for f in dataclasses.fields(TrainingConfig)}
+    known = set(TrainingConfig.fields())
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown training setting(s) {unknown}; known: {sorted(known)}")

@@ -27,13 +27,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.data import CLASSIFICATION, Example
+from al_core.frozen import MemoryEmbeddingCache
 from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from simulate import successors as model_factory
 from simulate.config import ConfigError, SimulationConfig, expand_path
 
 RESULTS = "results.jsonl"
 CONFIG_COPY = "config.yaml"
+SETTINGS_FILE = "settings.json"  # the values in force, the engine's defaults included
 STATE_DIR = "state"
 
 
@@ -244,6 +247,21 @@ class Simulation:
         self.progress = progress
         self.store = ResultsStore(self.folder)
         self.data: SimulationData | None = None
+        self._embeddings = MemoryEmbeddingCache()  # frozen-encoder vectors: one pass per task per run
+
+    def settings_in_force(self) -> dict:
+        """Every training, scoring and acquisition value the run uses, defaults included."""
+        config = self.config
+        acquisition = {"model": config.acquisition.name, "mode": config.acquisition_mode.model_dump()}
+        if config.acquisition.kind == "transformer":
+            training = model_factory.training_config(config.acquisition, config.training, seed=0)
+            acquisition["training"] = {k: v for k, v in dataclasses.asdict(training).items() if k != "seed"}
+        return {
+            "acquisition": acquisition,
+            "scoring": dataclasses.asdict(self._subsampling()),
+            "strategy": config.strategy,
+            "training_overrides": config.training,
+        }
 
     # -- names and amounts ---------------------------------------------------------------
     def successor_names(self) -> list[str]:
@@ -311,6 +329,7 @@ class Simulation:
         self._check_fits_the_data()
         self.folder.mkdir(parents=True, exist_ok=True)  # only once the config, models and data are good
         (self.folder / CONFIG_COPY).write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        (self.folder / SETTINGS_FILE).write_text(json.dumps(self.settings_in_force(), indent=2), encoding="utf-8")
         records = self.store.load()
         finished = self._finished(records)
         complete = [r for r in records if r["iteration"] in finished.get(r["seed"], {})]
@@ -374,8 +393,10 @@ class Simulation:
         labeled = [data.gold[i] for i in labeled_ids]
         pool = [e for e in data.pool if e.id not in labeled_set]
         iteration_seed = _iteration_seed(seed, t)
+        modes = config.acquisition_mode.engine()
+        mode = resolve_mode(modes, data.kind, len(labeled)) if config.acquisition.kind == "transformer" else "finetune"
         acquisition = model_factory.build(
-            config.acquisition, data.kind, data.labels, config.training, iteration_seed
+            config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
         )
         base = {
             "config": config.name,
@@ -387,6 +408,7 @@ class Simulation:
             "acquisition": config.acquisition.name,
             "strategy": config.strategy,
             "scoring": config.scoring.mode,
+            "acquisition_mode": mode,
             "metric": "accuracy" if data.kind == CLASSIFICATION else "span_f1",
             "labeled_ids_before": list(labeled_ids),
         }
@@ -403,8 +425,10 @@ class Simulation:
                 cache,
                 iteration=t,
                 model_version=f"seed{seed}-it{t}",
+                acquisition=modes,
                 **self._query_size(),
             )
+            quality = result.quality
             self._last_query = list(result.selected_ids)
             base.update(
                 acq_fit_s=result.timings.get("fit_s", 0.0),
@@ -418,7 +442,7 @@ class Simulation:
             )
         else:  # the last iteration: the acquisition model is trained and evaluated, nothing is queried
             start = time.perf_counter()
-            acquisition.fit(labeled)
+            quality = fit_with_estimate(acquisition, labeled, modes)
             base.update(
                 acq_fit_s=time.perf_counter() - start,
                 inference_s=0.0,
@@ -428,6 +452,7 @@ class Simulation:
                 overlap=None,
             )
         base["query_ids"] = list(self._last_query)
+        base["quality_estimate"] = quality.value
         start = time.perf_counter()
         base["acquisition_score"] = evaluate(acquisition, data.test)
         base["acq_eval_s"] = time.perf_counter() - start

@@ -248,19 +248,28 @@ CLASSICAL = {
 }
 
 
-def build(spec, task_kind: str, labels: list[str], training: dict, seed: int):
+def training_config(spec, training: dict, seed: int):
+    """The engine's TrainingConfig defaults with the config-wide overrides, then the spec's own."""
+    from al_core.config import TrainingConfig
+
+    return TrainingConfig().replace(**{**training, **spec.training, "seed": seed})
+
+
+def build(
+    spec, task_kind: str, labels: list[str], training: dict, seed: int, mode: str = "finetune", embedding_cache=None
+):
     """A fresh, unfitted model for a config's ModelSpec.
 
     `training` is the config-wide TrainingConfig overrides; the spec's own `training` wins.
+    `mode` (finetune or frozen) applies to transformers; a classical model has one way to learn.
     """
     from simulate.config import expand_path
 
     if spec.kind == "transformer":
         from al_core.models import build_model
-        from al_core.training import TrainingConfig
 
-        config = TrainingConfig().replace(**{**training, **spec.training, "seed": seed})
-        return build_model(task_kind, expand_path(spec.model), labels, config)
+        config = training_config(spec, training, seed)
+        return build_model(task_kind, expand_path(spec.model), labels, config, mode, embedding_cache)
     if spec.kind not in CLASSICAL:
         raise ValueError(f"no model of kind {spec.kind!r}")
     cls, kind = CLASSICAL[spec.kind]

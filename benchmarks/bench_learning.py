@@ -1,0 +1,249 @@
+"""Learning curves of the live acquisition model: old defaults, the new schedule, the frozen head, auto.
+
+For each dataset, label count and seed, a random labeled set is drawn from the training
+pool and the acquisition model is trained as the live backend trains it (through
+al_core.acquisition.fit_with_estimate, so fine-tuning holds out its estimate share as the
+backend does), then measured on held-out gold:
+- old: the live defaults before the step floor (3 epochs, lr 2e-5, no minimum steps);
+- finetune: the engine's TrainingConfig defaults (at least 100 steps, lr by kind);
+- frozen: the logistic regression on the frozen encoder's vectors (embedded once, cached);
+- auto: what AL_ACQUISITION_MODE=auto picks at that count (frozen or finetune), read off the
+  two rows it chooses between (the same code path, not a separate run).
+With --al, active learning against random ordering with the auto default: from a random
+seed set, each round trains, scores the pool and queries the next batch (al_core.loop.run_round,
+the backend's round); the area under the learning curve is compared.
+
+Writes the "learning" section of BENCHMARKS.md. Needs the real models (fetch-models.sh) and
+../shared/data. Raw points go to a JSONL file (--results), so a run can be resumed.
+Run: .venv/bin/python -m benchmarks.bench_learning [--datasets sst2,agnews,conll2003] [--seeds 0,1,2] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import machine_line, write_section
+
+MODELS = Path.home() / ".cache" / "al-models"
+# pool split, held-out split (None: split off the pool)
+SPLITS = {"sst2": ("train", "test"), "agnews": ("test", None), "conll2003": ("train", "dev"), "trec": ("train", "test")}
+VARIANTS = ("old", "finetune", "frozen")
+
+
+def load(name: str, test_size: int):
+    from al_core.readers import shared_dataset
+
+    pool_split, test_split = SPLITS[name]
+    data = shared_dataset(name, pool_split)
+    examples = list(data.examples)
+    rng = np.random.default_rng(12345)
+    if test_split is None:
+        order = rng.permutation(len(examples))
+        test = [examples[i] for i in order[:test_size]]
+        pool = [examples[i] for i in order[test_size:]]
+    else:
+        test_all = shared_dataset(name, test_split).examples
+        test = [test_all[i] for i in rng.permutation(len(test_all))[:test_size]]
+        pool = examples
+    return data.kind, data.labels, pool, test
+
+
+def unlabeled(example):
+    return replace(example, label=None, tags=None)
+
+
+def training_for(variant: str):
+    from al_core.config import TrainingConfig
+
+    if variant == "old":
+        return TrainingConfig(epochs=3, learning_rate=2e-5, min_steps=0)
+    return TrainingConfig()
+
+
+def one_point(kind, labels, labeled, test, variant, model_path, cache, seed):
+    from al_core.acquisition import AcquisitionConfig, fit_with_estimate, score_predictions
+    from al_core.models import build_model
+
+    config = training_for(variant).replace(seed=seed)
+    mode = "frozen" if variant == "frozen" else "finetune"
+    model = build_model(kind, model_path, labels, config, mode, cache if mode == "frozen" else None)
+    start = time.perf_counter()
+    if variant == "old":
+        model.fit(labeled)
+        estimate = None
+    else:
+        estimate = fit_with_estimate(model, labeled, AcquisitionConfig(mode=mode)).value
+    fit_s = time.perf_counter() - start
+    value = score_predictions(kind, test, model.predict([unlabeled(e) for e in test]))
+    return {"value": value, "fit_s": fit_s, "estimate": estimate}
+
+
+def draw(pool, count: int, seed: int):
+    order = np.random.default_rng([seed, count]).permutation(len(pool))
+    return [pool[i] for i in order[:count]]
+
+
+def curves(args, done: dict, out) -> None:
+    from al_core.frozen import MemoryEmbeddingCache
+
+    for name in args.datasets:
+        kind, labels, pool, test = load(name, args.test_size)
+        cache = MemoryEmbeddingCache()  # vectors of a dataset are computed once for every point
+        model_path = str(MODELS / args.model)
+        start = time.perf_counter()
+        from al_core.models import build_model
+
+        warm = build_model(kind, model_path, labels, training_for("frozen"), "frozen", cache)
+        warm.vectors(test)
+        embed_s = time.perf_counter() - start
+        print(f"{name}: {len(test)} held-out tasks embedded in {embed_s:.1f} s", flush=True)
+        for count in args.counts:
+            for seed in args.seeds:
+                labeled = draw(pool, count, seed)
+                for variant in args.variants:
+                    key = (args.model, name, count, seed, variant)
+                    if key in done:
+                        continue
+                    point = one_point(kind, labels, labeled, test, variant, model_path, cache, seed)
+                    row = dict(zip(("model", "dataset", "count", "seed", "variant"), key, strict=True), **point)
+                    done[key] = row
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                    print(f"  {name} n={count} seed={seed} {variant}: {point['value']:.3f} "
+                          f"(fit {point['fit_s']:.1f} s)", flush=True)
+
+
+def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, float]]:
+    """(labels, held-out quality, seconds of the round) along one campaign with the auto default."""
+    from al_core.acquisition import AcquisitionConfig, resolve_mode, score_predictions
+    from al_core.frozen import MemoryEmbeddingCache
+    from al_core.loop import run_round
+    from al_core.models import build_model
+    from al_core.strategies import get_strategy
+    from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+
+    kind, labels, pool_all, test = load(name, args.test_size)
+    gold = draw(pool_all, args.al_pool, 999)
+    by_id = {e.id: e for e in gold}
+    pool = [unlabeled(e) for e in gold]
+    labeled_ids = [e.id for e in draw(gold, args.al_counts[0], seed)]
+    embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
+    strategy_name = ("lc" if kind == "classification" else "mnlp") if ordering == "al" else "random"
+    acquisition = AcquisitionConfig()
+    points = []
+    for iteration, count in enumerate(args.al_counts):
+        labeled = [by_id[i] for i in labeled_ids]
+        rest = [e for e in pool if e.id not in set(labeled_ids)]
+        mode = resolve_mode(acquisition, kind, len(labeled))
+        model = build_model(kind, str(MODELS / args.model), labels, training_for(mode).replace(seed=seed), mode,
+                            embeddings)
+        step = args.al_counts[iteration + 1] - count if iteration + 1 < len(args.al_counts) else 1
+        start = time.perf_counter()
+        result = run_round(model, labeled, rest, get_strategy(strategy_name, seed=seed),
+                           PoolSubsampler(SubsamplingConfig(), seed=seed), scores, iteration,
+                           f"v{iteration}", count=step, acquisition=acquisition)
+        round_s = time.perf_counter() - start
+        quality = score_predictions(kind, test, model.predict([unlabeled(e) for e in test]))
+        points.append((len(labeled), quality, round_s))
+        print(f"  AL {name} {ordering} seed={seed} n={len(labeled)} ({mode}): {quality:.3f}, "
+              f"round {round_s:.1f} s", flush=True)
+        labeled_ids += result.selected_ids
+    return points
+
+
+def mean_sd(values):
+    return (float(np.mean(values)), float(np.std(values))) if values else (float("nan"), 0.0)
+
+
+def curve_tables(args, done: dict) -> str:
+    from al_core.acquisition import AcquisitionConfig, resolve_mode
+
+    lines = []
+    for name in args.datasets:
+        kind = "tagging" if name in ("conll2003", "wnut17") else "classification"
+        metric = "span F1" if kind == "tagging" else "accuracy"
+        lines += [
+            f"**{name}**, {args.model}, {metric} on {args.test_size} held-out tasks, mean ± sd of seeds "
+            f"{','.join(map(str, args.seeds))}; fit seconds in brackets.",
+            "",
+            "| labels | old defaults | new schedule (finetune) | frozen head | auto (mode) | auto − best |",
+            "|---|---|---|---|---|---|",
+        ]
+        for count in args.counts:
+            cells, means = [], {}
+            for variant in VARIANTS:
+                rows = [r for k, r in done.items() if k[:3] == (args.model, name, count) and k[4] == variant]
+                if not rows:
+                    cells.append("–")
+                    continue
+                m, sd = mean_sd([r["value"] for r in rows])
+                means[variant] = m
+                cells.append(f"{m:.3f} ± {sd:.3f} ({np.mean([r['fit_s'] for r in rows]):.1f} s)")
+            mode = resolve_mode(AcquisitionConfig(), kind, count)
+            auto = means.get(mode)
+            best = max(means.values()) if means else None
+            gap = f"{auto - best:+.3f}" if auto is not None and best is not None else "–"
+            auto_cell = f"{auto:.3f} ({mode})" if auto is not None else f"– ({mode})"
+            lines.append(f"| {count} | " + " | ".join(cells) + f" | {auto_cell} | {gap} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="sst2,agnews,conll2003", type=lambda s: s.split(","))
+    parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--counts", default="20,40,100,200,500", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--variants", default=",".join(VARIANTS), type=lambda s: s.split(","))
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--results", default="results/learning.jsonl")
+    parser.add_argument("--al", default="", type=lambda s: [x for x in s.split(",") if x],
+                        help="datasets for active learning against random ordering (auto default)")
+    parser.add_argument("--al-counts", default="20,40,100,200", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--al-pool", type=int, default=2000)
+    parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    args.embedding_cache = {}
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            row = json.loads(line)
+            if "variant" in row:
+                done[(row["model"], row["dataset"], row["count"], row["seed"], row["variant"])] = row
+    with results.open("a") as out:
+        if not args.no_curves:
+            curves(args, done, out)
+    text = [machine_line(), curve_tables(args, done)]
+    for name in args.al:
+        runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in ("al", "random")}
+        text += [
+            f"**Active learning against random ordering**, {name}, {args.model}, auto default, pool "
+            f"{args.al_pool}, labels {args.al_counts}, seeds {args.seeds}: held-out quality (mean over seeds).",
+            "",
+            "| labels | " + " | ".join(str(c) for c in args.al_counts) + " | area (mean) | round s (mean) |",
+            "|---|" + "---|" * (len(args.al_counts) + 2),
+        ]
+        for ordering, per_seed in runs.items():
+            curve = np.mean([[q for _, q, _ in points] for points in per_seed], axis=0)
+            area = float(np.trapezoid(curve, args.al_counts) / (args.al_counts[-1] - args.al_counts[0]))
+            round_s = float(np.mean([[s for _, _, s in points] for points in per_seed]))
+            text.append(f"| {ordering} | " + " | ".join(f"{q:.3f}" for q in curve) + f" | {area:.3f} | {round_s:.1f} |")
+        text.append("")
+    report = "\n".join(text)
+    print(report)
+    if not args.no_write:
+        write_section("learning", "## Learning curves of the live acquisition model\n\n" + report)
+
+
+if __name__ == "__main__":
+    main()
