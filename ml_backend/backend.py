@@ -149,9 +149,21 @@ class Backend:
         return handle_event(body, self)
 
     def versions(self, project: str | None = None) -> dict:
+        """Label Studio reads `versions` (names); `details` says how each version learned and how well."""
         projects = [project] if project else self.store.projects()
-        versions = [v for p in projects for v in self.store.versions(p)]
-        return {"versions": versions}
+        pairs = [(p, v) for p in projects for v in self.store.versions(p)]
+        return {"versions": [v for _, v in pairs], "details": [self.version_summary(p, v) for p, v in pairs]}
+
+    def version_summary(self, project: str, version: str | None) -> dict | None:
+        """A version's mode, quality estimate and label counts, from its metadata (None if unreadable)."""
+        if version is None:
+            return None
+        try:
+            meta = self.store.meta(project, version)
+        except (OSError, ValueError, KeyError):
+            return None
+        keys = ("acquisition_mode", "quality", "n_labeled", "label_counts", "strategy", "created_at")
+        return {"version": version, **{k: meta.get(k) for k in keys}}
 
     def status(self, project: str | None = None) -> dict:
         projects = [project] if project else sorted(set(self.store.projects()) | set(self.state.projects()))
@@ -159,8 +171,10 @@ class Backend:
         for p in projects:
             self.retrainer.recover_lost_run(p)
             state = self.state.status(p)
+            current = self.store.current_version(p)
             out[p] = {
-                "current_version": self.store.current_version(p),
+                "current_version": current,
+                "current": self.version_summary(p, current),
                 "versions": self.store.versions(p),
                 "pending_retrain": state.get("pending", False),
                 "running_retrain": state.get("running", False),

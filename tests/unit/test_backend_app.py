@@ -253,3 +253,48 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
     assert predictor.inference_precision("auto", "cpu") == "int8"
     assert predictor.inference_precision("fp32", "cpu") == "fp32"
     assert predictor.inference_precision("auto", "cuda") == "fp32"  # mixed precision there instead
+
+
+def test_auto_mode_trains_a_frozen_head_then_fine_tunes_and_each_version_says_how_well(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    from ml_backend.jobs import run_retrain
+    from ml_backend.status import MemoryState
+
+    fake, url = fake_ls
+    ids = fake.add_labeled_project(9, 40, n_labeled=12)
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16)
+    state = MemoryState()
+    first = run_retrain(9, settings, state)
+    assert first["acquisition_mode"] == "frozen"
+    assert first["n_scored"] == 28  # a frozen head scores every unlabeled task, even on a UPS iteration
+    assert first["quality"]["method"] == "5-fold cross-validation" and first["quality"]["n"] == 12
+    for n, task_id in enumerate(ids[12:20]):
+        fake.choose(task_id, "Positive" if n % 2 else "Negative")
+    second = run_retrain(9, settings, state)
+    assert second["acquisition_mode"] == "finetune"  # 20 labels reach the threshold of 16
+    assert second["quality"]["method"] == "held-out 10% of the labels"
+
+    client = create_app(settings).test_client()
+    details = {d["version"]: d for d in client.get("/versions?project=9").json["details"]}
+    assert details[first["version"]]["acquisition_mode"] == "frozen"
+    assert details[second["version"]]["label_counts"] == {"Positive": 10, "Negative": 10}
+    current = client.get("/status/9").json["projects"]["9"]["current"]
+    assert current["version"] == second["version"] and current["quality"] == second["quality"]
+
+
+def test_a_frozen_round_publishes_the_most_informative_tasks_before_activating_the_version(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    from ml_backend.jobs import run_retrain
+    from ml_backend.status import MemoryState
+
+    fake, url = fake_ls
+    fake.add_labeled_project(10, 40, n_labeled=6)
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, publish_first=5)
+    summary = run_retrain(10, settings, MemoryState())
+    assert summary["acquisition_mode"] == "frozen" and summary["n_published"] == 34
+    published = fake.predictions_of(summary["version"])  # in the order Label Studio received them
+    assert fake.activated_with[summary["version"]] == 5  # five were in before the switch ...
+    lowest = sorted(p["score"] for p in published)[:5]
+    assert sorted(p["score"] for p in published[:5]) == lowest  # ... the five most informative

@@ -59,7 +59,8 @@ def _config(tmp_path: Path, pool: Path, test: Path, **changes) -> dict:
         "batch": {"count": 10},
         "iterations": 2,
         "seeds": [0, 1],
-        "training": {"epochs": 1, "batch_size": 16, "max_length": 16, "device": "cpu"},
+        "acquisition_mode": {"mode": "finetune"},
+        "training": {"epochs": 1, "min_steps": 0, "batch_size": 16, "max_length": 16, "device": "cpu"},
     }
     config.update(changes)
     return config
@@ -342,3 +343,23 @@ def test_more_iterations_extend_a_finished_run(tiny_config, tmp_path):
     assert _outcome(_read(folder)) == _outcome(
         _read(Simulation(parse_config(reference), progress=False).run())
     )
+
+
+def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_its_settings(tiny_config):
+    import dataclasses
+
+    from al_core.config import TrainingConfig
+
+    data = {**tiny_config, "acquisition_mode": {"mode": "frozen"}, "iterations": 1, "seeds": [0]}
+    folder = Simulation(parse_config(data), progress=False).run()
+    records = [r for r in _read(folder) if r["successor"] == "tfidf"]
+    assert [r["acquisition_mode"] for r in records] == ["frozen", "frozen"]
+    assert records[0]["n_scored"] == records[0]["pool_size"]  # a UPS config, yet every task is scored
+    assert all(r["quality_estimate"] is not None for r in records)
+    settings = json.loads((folder / "settings.json").read_text())
+    expected = TrainingConfig().replace(**tiny_config["training"])
+    assert settings["acquisition"]["training"] == {
+        k: v for k, v in dataclasses.asdict(expected).items() if k != "seed"
+    }
+    assert settings["acquisition"]["mode"]["mode"] == "frozen"
+    assert settings["scoring"]["mode"] == "ups"
