@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 STEP_COLORS = {"read": "#4c78a8", "fit": "#f58518", "score": "#54a24b", "publish": "#b279a2", "other": "#bab0ac"}
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
@@ -40,6 +41,13 @@ def thin(points: list, limit: int = MAX_BARS) -> list:
         return list(points)
     step = -(-len(points) // limit)
     return points[::-1][::step][::-1]
+
+
+def _integer_x(ax, x: list) -> None:
+    """Whole numbers on the x axis (versions, label counts), a margin around a single point."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if x and min(x) == max(x):
+        ax.set_xlim(min(x) - 1, max(x) + 1)
 
 
 def _svg(figure: Figure, salt: str) -> str:
@@ -68,6 +76,7 @@ def quality_svg(figures: dict) -> str:
         method = points[-1]["method"]
         left.set_title(f"quality estimate per version ({method})" if method else "quality estimate per version")
         left.set_xlabel("labeled tasks")
+        _integer_x(left, [p["n_labeled"] for p in points])
         left.grid(alpha=0.3)
     else:
         left.set_title("quality estimate per version")
@@ -79,6 +88,7 @@ def quality_svg(figures: dict) -> str:
         bars = right.barh(names, values, color=["#e45756" if v == 0 else "#72b7b2" for v in values])
         right.bar_label(bars, padding=2)
         right.set_xlim(0, max(values + [1]) * 1.2)
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         unit = "spans" if figures.get("kind") == "tagging" else "tasks"
         right.set_title(f"labeled {unit} per class")
     else:
@@ -103,6 +113,7 @@ def timeline_svg(figures: dict) -> str:
         ax.bar(x, heights, bottom=bottom, color=color, label=step, width=width)
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_xlabel("version")
+    _integer_x(ax, x)
     ax.set_ylabel("seconds")
     shown = "" if len(timeline) == len(figures["timeline"]) else f" ({len(timeline)} of {len(figures['timeline'])} retrains)"
     ax.set_title(f"retrain timeline: seconds per step, tasks re-scored{shown}")
@@ -138,6 +149,7 @@ def stability_svg(figures: dict) -> str:
         ax.plot(x[window - 1 :], means, color="#f58518", label=f"mean of last {window}")
     ax.axhline(stability["threshold"], color="#e45756", linestyle="--", label=f"stop at {stability['threshold']:g}")
     ax.set_xlabel("version")
+    _integer_x(ax, x)
     ax.set_ylabel("kappa")
     ax.set_ylim(min(0.0, min(kappas)) - 0.05, 1.05)
     ax.grid(alpha=0.3)
