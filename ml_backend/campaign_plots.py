@@ -55,7 +55,7 @@ def _svg(figure: Figure, salt: str) -> str:
     # text kept as text (small, selectable); a salt per plot keeps element ids distinct when
     # several plots are inlined in one page
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight")
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     return _PROLOGUE.sub("", buffer.getvalue(), count=1)
 
 
