@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from al_core.exceptions import ModelLoadError
 from ml_backend.backend import Backend
+from ml_backend.campaign_page import register_campaign_routes
 from ml_backend.errors import BadRequest
 from ml_backend.settings import Settings, get_settings
 from ml_backend.store import InvalidNameError, check_project
@@ -57,7 +58,6 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
         app.before_request(basic_auth_check(settings.basic_auth_user, settings.basic_auth_password))
 
     @app.get("/health")
-    @app.get("/")
     def health():
         return jsonify(backend.health())
 
@@ -90,6 +90,8 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     @app.get("/status/<project>")
     def status(project: str | None = None):
         return jsonify(backend.status(check_project(project) if project else None))
+
+    register_campaign_routes(app, backend)  # GET / and /campaign/...: the campaign page
 
     @app.errorhandler(BadRequest)
     @app.errorhandler(InvalidNameError)
@@ -130,11 +132,11 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
 
 
 def basic_auth_check(user: str, password: str):
-    """A before_request hook: HTTP basic auth on every route but /health (and /)."""
+    """A before_request hook: HTTP basic auth on every route but /health."""
     expected = (user.encode(), password.encode())
 
     def check():
-        if request.path in ("/health", "/"):
+        if request.path == "/health":
             return None
         auth = request.authorization
         given = (

@@ -25,6 +25,7 @@ from al_core.ls_format import model_labels, parse_label_config, task_to_example
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
+from ml_backend.history import record_retrain
 from ml_backend.ls_gateway import LSGateway, split_tasks
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.scoring import default_strategy, published_scores
@@ -262,6 +263,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "started_at": started_at,
         "timings": timings,
     }
+    record_retrain(settings, summary, meta, model, labeled, pool, probs, config)  # the campaign page's history
     log.info("project %s: %s", project_id, summary)
     return summary
 

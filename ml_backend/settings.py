@@ -199,6 +199,21 @@ class Settings(BaseSettings):
     ups_full_every: int = Field(
         4, ge=0, description="UPS: score the whole pool every N-th iteration (0: never)."
     )
+    stability_sample: int = Field(
+        200,
+        ge=0,
+        description="Stopping signal: unlabeled tasks (a fixed, hash-chosen sample) every version predicts, "
+        "so consecutive versions can be compared (0: off).",
+    )
+    stop_kappa: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="Stopping signal: mean Cohen's kappa between consecutive versions that says stop.",
+    )
+    stop_window: int = Field(
+        3, ge=1, description="Stopping signal: number of last consecutive-version pairs averaged."
+    )
 
     # --- retrain trigger ---
     retrain_trigger: Literal["annotation", "start_training"] = Field(

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from ml_backend.app import create_app
+from ml_backend.history import history_path, read_last
 from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 
 
@@ -82,6 +83,16 @@ def test_embedded_loop_trains_promotes_publishes_and_serves(tmp_path, fake_ls, t
     assert all(0.0 <= p["score"] <= 1.0 for p in published)
     assert fake.projects[1]["model_version"] == version
     assert fake.projects[1]["sampling"] == "Uncertainty sampling"
+    # the retrain left its record in the history, and the campaign page shows it
+    (entry,) = read_last(history_path(settings.model_dir, 1))
+    assert entry["version"] == version and entry["n_labeled"] == 6 and entry["n_published"] == len(published)
+    assert entry["label_counts"] == {"Positive": 3, "Negative": 3}
+    assert set(entry["stability"]["predictions"]) == {str(i) for i in ids[6:]}  # the pool is under the sample size
+    assert set(entry["stability"]["predictions"].values()) <= {0, 1}
+    assert {"read_s", "fit_s", "total_s", "publish_s"} <= set(entry["timings"])
+    figures = client.get("/campaign/1.json").json
+    assert figures["current_version"] == version and figures["label_counts"] == entry["label_counts"]
+    assert client.get("/campaign/1").status_code == 200
 
     assert client.post("/setup", json={"project": "1.17", "schema": CLS_CONFIG}).json == {
         "model_version": version
@@ -157,6 +168,11 @@ def test_ner_project_trains_and_publishes_character_spans(tmp_path, fake_ls, tin
             value = region["value"]
             assert region["type"] == "labels" and value["labels"][0] in ("PER", "LOC")
             assert text[value["start"] : value["end"]] == value["text"]
+    (entry,) = read_last(history_path(settings.model_dir, 5))
+    assert entry["label_counts"] == {"PER": 4, "LOC": 4} and entry["kind"] == "tagging"
+    tags = entry["stability"]["predictions"]
+    assert set(tags) == {str(i) for i in ids[4:]}
+    assert all(len(tags[str(i)]) == 7 for i in ids[4:])  # one tag index per word
 
 
 def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it(
@@ -186,6 +202,10 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
     second = run_retrain(6, settings, MemoryState())
     assert second["status"] == "trained" and second["iteration"] == 1
     assert VersionStore(settings.model_dir).meta(6, second["version"])["n_labeled"] == 5
+    history = read_last(history_path(settings.model_dir, 6))
+    assert [r["version"] for r in history] == [first, second["version"]]
+    stability = history[1]["stability"]
+    assert stability["n_compared"] == len(ids) - 5 and -1.0 <= stability["kappa"] <= 1.0
 
     # warm start begins from the promoted weights; the default begins from the pretrained ones
     from ml_backend.jobs import _new_model

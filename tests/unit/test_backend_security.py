@@ -31,6 +31,10 @@ ROUTES = [
     ("GET", "/versions", None),
     ("GET", "/status", None),
     ("GET", "/status/1", None),
+    ("GET", "/", None),
+    ("GET", "/campaign/1", None),
+    ("GET", "/campaign/1.json", None),
+    ("GET", "/campaign/1/stability.svg", None),
 ]
 
 

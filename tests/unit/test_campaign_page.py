@@ -1,0 +1,195 @@
+"""The campaign page, its plots and its JSON through Flask's test client, on made-up histories."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+
+import pytest
+
+from ml_backend.app import create_app
+from ml_backend.history import append_record, history_path
+from tests.integration.fake_ls import backend_settings
+
+CLASSES = ["World", "Sports", "Business"]
+
+
+def record(i: int, kappa: float | None, quality: float | None = None, **extra) -> dict:
+    return {
+        "version": f"7-v{i + 1}-20260101T0000{i % 60:02d}Z",
+        "iteration": i,
+        "started_at": 1_767_225_600.0 + 60 * i,
+        "finished_at": 1_767_225_600.0 + 60 * i + 5,
+        "kind": "classification",
+        "classes": CLASSES,
+        "n_labeled": 10 + i,
+        "n_pool": 1000 - i,
+        "n_scored": 100 + i % 7,
+        "n_published": 1000 - i,
+        "label_counts": {"World": 6 + i, "Sports": 4, "Business": 0},
+        "quality": None if quality is None else {"metric": "accuracy", "value": quality, "method": "5-fold cross-validation", "n": 10 + i},
+        "timings": {"read_s": 0.5, "prepare_s": 0.1, "fit_s": 2.0, "inference_s": 1.0, "save_s": 0.2,
+                    "publish_s": 0.3, "activate_s": 0.1, "publish_rest_s": 0.4, "total_s": 5.0, "stability_s": 0.2},
+        "publish": {"ok": True},
+        "stability": {"labels": CLASSES, "predictions": {}, "kappa": kappa, "n_compared": 200},
+        **extra,
+    }
+
+
+def write_history(settings, project, records):
+    path = history_path(settings.model_dir, project)
+    for r in records:
+        append_record(path, r)
+    return path
+
+
+@pytest.fixture
+def app_settings(tmp_path):
+    return backend_settings(None, tmp_path / "store", tmp_path / "model")
+
+
+def test_the_page_shows_plots_label_counts_the_stop_sentence_and_warnings(app_settings):
+    records = [record(0, None, 0.5)] + [record(i, k, 0.5 + i / 20) for i, k in enumerate([0.4, 0.8, 0.995, 1.0, 1.0], 1)]
+    write_history(app_settings, 7, records)
+    client = create_app(app_settings).test_client()
+    page = client.get("/campaign/7")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    for name in ("quality", "timeline", "stability"):
+        assert re.search(rf'<figure id="plot-{name}"><svg\b', html), name
+    assert html.count("<svg") == 3
+    assert "<script" not in html  # no JavaScript
+    # nothing loaded from elsewhere: links within the backend or the page, and an empty inline icon
+    # (without it the browser asks for /favicon.ico)
+    assert re.findall(r"<link[^>]*>", html) == ['<link rel="icon" href="data:,">']
+    assert not re.search(r'(src|href)="(?!/|#|data:,")', html)
+    counts = re.search(r'<table id="label-counts">(.*?)</table>', html, re.S).group(1)
+    assert "<td>World</td><td>11</td>" in counts.replace(' class=""', "")
+    assert '<td>Business</td><td class="zero">0</td>' in counts
+    sentence = re.search(r'<p class="stop" id="stop-sentence">(.*?)</p>', html).group(1)
+    assert sentence.startswith("Stop:") and "0.998" in sentence  # mean of 0.995, 1, 1
+    assert "over the last 3 pairs, reaches 0.99" in html  # the rule is stated
+    assert 'data-code="class_without_labels"' in html and "no label yet for Business" in html
+    assert "accuracy 0.750" in html  # the latest estimate
+
+
+def test_not_yet_and_no_estimate(app_settings):
+    write_history(app_settings, 7, [record(0, None), record(1, 0.3), record(2, 0.5), record(3, 0.6)])
+    client = create_app(app_settings).test_client()
+    html = client.get("/campaign/7").get_data(as_text=True)
+    assert re.search(r'<p class="go" id="stop-sentence">Keep annotating: the mean kappa of the last 3 comparisons is 0.467', html)
+    assert "no estimate" in html
+    figures = client.get("/campaign/7.json").json
+    assert figures["stability"]["stop"] is False and figures["stability"]["window_mean"] == pytest.approx(1.4 / 3)
+    assert [q["value"] for q in figures["quality"]] == [None] * 4
+    assert client.get("/campaign/8").status_code == 200  # a project with no history yet
+    assert "Not enough versions yet" in client.get("/campaign/8").get_data(as_text=True)
+
+
+def test_json_figures(app_settings):
+    write_history(app_settings, 7, [record(i, 0.9 if i else None, 0.6) for i in range(4)])
+    figures = create_app(app_settings).test_client().get("/campaign/7.json").json
+    assert figures["project"] == "7" and figures["retrains_shown"] == 4 and figures["read_limit"] == 500
+    assert figures["label_counts"] == {"World": 9, "Sports": 4, "Business": 0}
+    assert figures["classes"] == CLASSES
+    step = figures["timeline"][-1]
+    assert step["steps"] == {"read": 0.5, "fit": 2.0, "score": 1.2, "publish": 0.8, "other": 0.7}
+    assert step["n_scored"] == 103 and step["version"].startswith("7-v4-")
+    assert [p["kappa"] for p in figures["stability"]["points"]] == [None, 0.9, 0.9, 0.9]
+    assert figures["stability"]["window_mean"] == pytest.approx(0.9) and figures["stability"]["threshold"] == 0.99
+    assert figures["quality"][-1] == {
+        "version": step["version"], "iteration": 3, "n_labeled": 13, "metric": "accuracy", "value": 0.6,
+        "method": "5-fold cross-validation", "n": 13, "label_counts": figures["label_counts"],
+    }
+
+
+def test_warnings_from_status_skips_errors_and_failed_publishing(app_settings, monkeypatch):
+    write_history(app_settings, 7, [record(0, None), record(1, 1.0, publish={"ok": False, "error": "HTTP 500 from Label Studio"})])
+    app = create_app(app_settings)
+    backend = app.extensions["al_backend"]
+    real_status = backend.status
+
+    def status(project=None):
+        out = real_status(project)
+        out["projects"][project].update(
+            warnings=[{"code": "labels_changed", "message": "the label config changed <since> v1"}],
+            skipped={"empty annotation": 2},
+            last_error="ConnectionError: Label Studio is down",
+        )
+        return out
+
+    monkeypatch.setattr(backend, "status", status)
+    # a version promoted after the last record, with no retrain running: its publishing did not finish
+    monkeypatch.setattr(backend.store, "current", lambda project: {"version": "7-v3-20260101T000300Z", "iteration": 2})
+    client = app.test_client()
+    codes = [w["code"] for w in client.get("/campaign/7.json").json["warnings"]]
+    assert codes == ["labels_changed", "class_without_labels", "skipped", "last_error", "publish_failed", "publish_failed"]
+    html = client.get("/campaign/7").get_data(as_text=True)
+    assert "the label config changed &lt;since&gt; v1" in html  # verbatim, escaped
+    assert "2 annotation(s) skipped: empty annotation" in html
+    assert "last error: ConnectionError: Label Studio is down" in html
+    assert "failed to publish: HTTP 500 from Label Studio" in html
+    assert "7-v3-20260101T000300Z was saved but its retrain did not finish publishing" in html
+
+
+def test_the_index_lists_the_projects(app_settings):
+    write_history(app_settings, 7, [record(0, None)])
+    write_history(app_settings, 12, [record(0, None), record(1, 1.0)])
+    html = create_app(app_settings).test_client().get("/").get_data(as_text=True)
+    assert '<a href="/campaign/7">project 7</a>' in html and '<a href="/campaign/12">project 12</a>' in html
+    assert html.index("project 7<") < html.index("project 12<")  # numeric order
+
+
+def test_plots_as_files(app_settings):
+    write_history(app_settings, 7, [record(i, 1.0 if i else None, 0.7) for i in range(3)])
+    client = create_app(app_settings).test_client()
+    for name in ("quality", "timeline", "stability"):
+        reply = client.get(f"/campaign/7/{name}.svg")
+        assert reply.status_code == 200 and reply.mimetype == "image/svg+xml"
+        text = reply.get_data(as_text=True)
+        assert text.startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
+        assert f'filename="project-7-{name}.svg"' in reply.headers["Content-Disposition"]
+    assert "labeled tasks per class" in client.get("/campaign/7/quality.svg").get_data(as_text=True)
+    assert client.get("/campaign/7/other.svg").status_code == 400
+    assert client.get("/campaign/abc").status_code == 400
+    assert client.get("/campaign/..%2F1.json").status_code in (400, 404)
+
+
+def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, monkeypatch):
+    write_history(app_settings, 7, [record(i, min(1.0, 0.5 + i / 400), 0.5 + i / 2000) for i in range(800)])
+    app = create_app(app_settings)
+    client = app.test_client()
+    figures = client.get("/campaign/7.json").json
+    assert figures["retrains_shown"] == 500 and figures["timeline"][0]["iteration"] == 300
+    import ml_backend.campaign_plots as plots
+
+    drawn = []
+    for name, draw in list(plots.PLOTS.items()):
+        monkeypatch.setitem(plots.PLOTS, name, lambda f, draw=draw, name=name: drawn.append(name) or draw(f))
+    started = time.perf_counter()
+    first = client.get("/campaign/7")
+    assert first.status_code == 200 and len(first.data) < 400_000
+    assert "(the last 500)" in first.get_data(as_text=True)
+    assert sorted(drawn) == ["quality", "stability", "timeline"]
+    for _ in range(5):
+        assert client.get("/campaign/7").data == first.data
+    assert client.get("/campaign/7/timeline.svg").status_code == 200
+    assert len(drawn) == 3  # unchanged history: no drawing again
+    assert time.perf_counter() - started < 30
+    write_history(app_settings, 7, [record(800, 1.0, 0.9)])
+    client.get("/campaign/7")
+    assert len(drawn) == 6  # a new record: drawn again
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize("path", ["/", "/campaign/7", "/campaign/7.json", "/campaign/7/quality.svg"])
+def test_behind_basic_auth(tmp_path, path):
+    settings = backend_settings(None, tmp_path / "s", tmp_path / "m", basic_auth_user="u", basic_auth_password="p")
+    client = create_app(settings).test_client()
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=basic("u", "p")).status_code == 200
+    assert client.get("/health").status_code == 200
