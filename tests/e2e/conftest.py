@@ -25,6 +25,9 @@ TEST_SETTINGS = {
     "AL_RETRAIN_DELAY": "0.5",
     "AL_MIN_LABELS": "2",
     "AL_EPOCHS": "1",
+    "AL_MIN_STEPS": "20",
+    # fine-tuning, so that a UPS iteration re-scores a subset (a frozen head scores every task)
+    "AL_ACQUISITION_MODE": "finetune",
     "AL_BATCH_SIZE": "8",
     "AL_MAX_LENGTH": "64",
     "AL_TORCH_THREADS": "1",

@@ -55,7 +55,7 @@ def test_bad_requests_get_a_message(tmp_path):
 def test_health_versions_and_status_routes(tmp_path):
     client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
     assert client.get("/health").json["status"] == "UP"
-    assert client.get("/versions").json == {"versions": []}
+    assert client.get("/versions").json == {"versions": [], "details": []}
     assert client.get("/status").json == {"queue": "embedded", "projects": {}}
 
 
