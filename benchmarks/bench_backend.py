@@ -1,7 +1,7 @@
 """Backend latency and live-loop figures, written into BENCHMARKS.md (sections backend-http,
-backend-predict and backend-loop, each as soon as its part ends).
+backend-predict, backend-loop and backend-frozen, each as soon as its part ends).
 
-  python -m benchmarks.bench_backend [--parts http,predict,loop] [--pool 10000] [--labels 500]
+  python -m benchmarks.bench_backend [--parts http,predict,loop,frozen] [--pool 10000] [--labels 500]
 
 http:    /webhook reply p50/p99 (embedded, and Redis when reachable) and /health + /setup p99,
          from the shipped `ml-backend` server (a new connection per call, as Label Studio makes).
@@ -14,6 +14,9 @@ loop:    annotation -> refreshed ordering on a pool of --pool tasks with --label
          holds a score for every task, as after the full-scoring first iterations); --full also
          times a full-scoring first iteration. Label Studio is the fake one
          from tests/integration (in-process), so publishing to a real server is not in this figure.
+frozen:  the same with the live defaults below 100 labels (a frozen head on cached encoder
+         vectors, --frozen-labels labels, --loop-model encoder): the first retrain, which embeds
+         the whole pool once, then two single annotations, each re-scoring every task.
 Texts: AG News test set from ../shared/data (repeated with a marker when the pool needs more).
 """
 
@@ -310,36 +313,8 @@ def bench_loop(
     served = Served(settings)
     rows = []
     try:
-        backend = served.app.extensions["al_backend"]
         for round_no, new_labels in enumerate(rounds):
-            for i in new_labels:
-                fake.choose(ids[i], data[i][1], from_name="topic")
-            before = fake.projects[1]["model_version"]
-            start = time.perf_counter()
-            reply = requests.post(
-                served.url + "/webhook",
-                timeout=5,
-                json={
-                    "action": "ANNOTATION_CREATED",
-                    "annotation": {"id": ids[new_labels[-1]]},
-                    "project": {"id": 1, "label_config": AG_CONFIG},
-                },
-            )
-            reply_ms = (time.perf_counter() - start) * 1000
-            reply.raise_for_status()
-            during: list[float] = []  # Label Studio keeps calling /health + /setup while we train
-            while fake.projects[1]["model_version"] == before:
-                status = backend.status("1")["projects"]["1"]
-                if status["last_error"]:
-                    raise RuntimeError(status["last_error"])
-                call = time.perf_counter()
-                requests.get(served.url + "/health", timeout=1).raise_for_status()
-                requests.post(served.url + "/setup", json={"project": "1.1", "schema": AG_CONFIG}, timeout=3)
-                during.append((time.perf_counter() - call) * 1000)
-                time.sleep(0.2)
-            total = time.perf_counter() - start
-            backend.runner.join(timeout=600)
-            last = backend.status("1")["projects"]["1"]["last_round"]
+            total, reply_ms, during, last = annotate_and_wait(served, fake, ids, data, new_labels)
             t = last["timings"]
             kind = "full scoring (first iteration)" if full and round_no == 0 else "UPS round (cache filled)"
             accuracy = held_out_accuracy(settings, 1, data[labels + 1 : labels + 1001])
@@ -349,6 +324,79 @@ def bench_loop(
                 f"{t['save_s']:.1f} | {t['predictions_s']:.1f} | {t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} | "
                 f"{t.get('publish_rest_s', 0):.1f} | "
                 f"{percentile(during, 99):.0f} / {max(during):.0f} ms | {accuracy:.3f} |"
+            )
+    finally:
+        served.close()
+        fake.stop()
+    return rows
+
+
+def annotate_and_wait(served, fake, ids, data, new_labels):
+    """Annotates `new_labels` rows, posts the webhook, waits for the new version to be active
+    while calling /health + /setup as Label Studio does; (seconds, webhook ms, /health+/setup ms
+    during the retrain, the retrain's summary)."""
+    backend = served.app.extensions["al_backend"]
+    for i in new_labels:
+        fake.choose(ids[i], data[i][1], from_name="topic")
+    before = fake.projects[1]["model_version"]
+    start = time.perf_counter()
+    reply = requests.post(
+        served.url + "/webhook",
+        timeout=5,
+        json={
+            "action": "ANNOTATION_CREATED",
+            "annotation": {"id": ids[new_labels[-1]]},
+            "project": {"id": 1, "label_config": AG_CONFIG},
+        },
+    )
+    reply_ms = (time.perf_counter() - start) * 1000
+    reply.raise_for_status()
+    during: list[float] = []  # Label Studio keeps calling /health + /setup while we train
+    while fake.projects[1]["model_version"] == before:
+        status = backend.status("1")["projects"]["1"]
+        if status["last_error"]:
+            raise RuntimeError(status["last_error"])
+        call = time.perf_counter()
+        requests.get(served.url + "/health", timeout=1).raise_for_status()
+        requests.post(served.url + "/setup", json={"project": "1.1", "schema": AG_CONFIG}, timeout=3)
+        during.append((time.perf_counter() - call) * 1000)
+        time.sleep(0.2)
+    total = time.perf_counter() - start
+    backend.runner.join(timeout=600)
+    return total, reply_ms, during, backend.status("1")["projects"]["1"]["last_round"]
+
+
+FROZEN_HEADER = [
+    "| round | labels | pool | re-scored | annotation -> ordering | read LS s | fit s (+ estimate) | score s "
+    "| save s | build s | publish first s | PATCH s | publish rest s | quality estimate | held-out accuracy |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def bench_frozen_loop(tmp: Path, pool: int, labels: int, threads: int, model: str) -> list[str]:
+    """The frozen head serving (AL_ACQUISITION_MODE=auto below its threshold): the first retrain
+    embeds the whole pool once; the next ones read every vector from the cache."""
+    fake = FakeLabelStudio()
+    url = fake.start()
+    settings = settings_for(url, tmp / "loop-frozen", MODELS / model, retrain_delay=0, torch_threads=threads)
+    data = ag_news(pool + labels + 2)
+    fake.add_project(1, AG_CONFIG)
+    ids = fake.add_tasks(1, [t for t, _ in data])
+    served = Served(settings)
+    rows = []
+    try:
+        rounds = [("first: embeds the pool", range(labels)), ("next annotation", range(labels, labels + 1)),
+                  ("next annotation", range(labels + 1, labels + 2))]
+        for name, new_labels in rounds:
+            total, _, _, last = annotate_and_wait(served, fake, ids, data, new_labels)
+            t = last["timings"]
+            accuracy = held_out_accuracy(settings, 1, data[labels + 2 : labels + 1002])
+            quality = last["quality"]["value"]
+            rows.append(
+                f"| {name} ({last['acquisition_mode']}) | {last['n_labeled']} | {last['n_pool']:,} | {last['n_scored']:,} "
+                f"| {total:.1f} s | {t['read_s']:.1f} | {t['fit_s']:.2f} | {t['inference_s']:.1f} | {t['save_s']:.2f} "
+                f"| {t['predictions_s']:.1f} | {t.get('publish_s', 0):.1f} | {t.get('activate_s', 0):.2f} "
+                f"| {t.get('publish_rest_s', 0):.1f} | {quality if quality is None else f'{quality:.3f}'} | {accuracy:.3f} |"
             )
     finally:
         served.close()
@@ -366,6 +414,8 @@ def main(argv=None) -> None:
     parser.add_argument("--parts", default="http,predict,loop")
     parser.add_argument("--pool", type=int, default=10_000)
     parser.add_argument("--labels", type=int, default=500)
+    parser.add_argument("--frozen-labels", type=int, default=60, help="frozen loop: labels before its rounds")
+    parser.add_argument("--loop-model", default="minilm-l3", help="frozen loop: the encoder")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--predict-model", default="minilm-l6")
@@ -419,6 +469,23 @@ def main(argv=None) -> None:
                         for freeze, group in LOOP_VARIANTS[args.loop_variants]
                         for row in bench_loop(tmp, args.pool, args.labels, args.full, args.threads, freeze, group)
                     ],
+                ],
+            )
+
+
+        if "frozen" in parts:
+            write(
+                f"backend-frozen-t{args.threads}",
+                f"Backend: annotation to refreshed ordering with the frozen head, {args.threads} torch thread(s) "
+                "(goal <= 5 s after the one-time embedding pass)",
+                [
+                    f"{args.pool:,}-task AG News pool, {args.frozen_labels} labels, {args.loop_model} encoder, "
+                    f"torch on {args.threads} thread(s), the live defaults (AL_ACQUISITION_MODE=auto: a frozen head "
+                    "below 100 labels, every task re-scored, AL_PUBLISH_FIRST=1000), AL_RETRAIN_DELAY 0 (the default "
+                    "adds 1 s); Label Studio is the in-process fake. Held-out accuracy on 1,000 unlabeled pool texts.",
+                    "",
+                    *FROZEN_HEADER,
+                    *bench_frozen_loop(tmp, args.pool, args.frozen_labels, args.threads, args.loop_model),
                 ],
             )
 
