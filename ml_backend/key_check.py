@@ -29,6 +29,7 @@ class KeyCheck:
         self.problem: str | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # one check at a time: its verdict is logged once
         self._running = False
 
     @property
@@ -45,10 +46,15 @@ class KeyCheck:
 
     def check(self) -> str | None:
         """Runs the check now; returns the problem (None: the key is accepted or LS is unreachable)."""
-        from ml_backend.ls_gateway import LabelStudioError, LSGateway
 
         if not self.configured:
             return None
+        with self._checking:
+            return self._check()
+
+    def _check(self) -> str | None:
+        from ml_backend.ls_gateway import LabelStudioError, LSGateway
+
         self._checked_at = time.monotonic()
         settings = self.settings.model_copy(
             update={"ls_retries": 0, "ls_timeout": min(self.settings.ls_timeout, 5.0)}

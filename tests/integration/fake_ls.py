@@ -240,7 +240,10 @@ class FakeLabelStudio:
                     for item in items:
                         if item.get("task") not in fake.tasks:
                             message = (
-                                f"{item} contains invalid \"task\" field: corresponding task ID couldn't be "
+                                f"{item} contains invalid \"task\" field: task ID {item.get('task')} not found in "
+                                f"project {match[1]}"
+                                if fake.import_mode == "memory_efficient"
+                                else f"{item} contains invalid \"task\" field: corresponding task ID couldn't be "
                                 f"retrieved from project {match[1]} tasks"
                             )
                             return self._send(400, _validation_error([message]))
