@@ -181,7 +181,8 @@ class LSGateway:
             self._call("GET current user", lambda: self.client.users.whoami())
         except LabelStudioError as error:
             if error.status_code in (401, 403):
-                return str(error)
+                detail = error.body.get("detail") if isinstance(error.body, dict) else error.body
+                return self._redact(f"HTTP {error.status_code}: {str(detail)[:200]}")
             raise
         return None
 

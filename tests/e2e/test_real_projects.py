@@ -221,3 +221,40 @@ def test_tasks_deleted_while_a_retrain_runs_are_left_out_and_the_version_is_acti
     assert ls.project(project)["model_version"] == version
     os.killpg(backend.process.pid, signal.SIGTERM)  # an idle stop is clean too
     assert backend.process.popen.wait(60) == 0
+
+
+def test_with_label_studio_defaults_a_silent_shortfall_is_named_and_a_wrong_key_is_told(tmp_path):
+    """Label Studio's default import (without the compose file's faster-import flag) leaves out a
+    prediction whose label is not in the config, answers 201 and only logs why; a task id that is
+    gone refuses the whole request. The gateway publishes the rest and names what is missing."""
+    from ml_backend.ls_gateway import NO_REASON, LSGateway, PublishReport
+    from ml_backend.settings import Settings
+
+    venv = harness.ensure_ls_venv()
+    token = harness.copy_template(harness.ensure_template(venv), tmp_path / "data")
+    flag = {"fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "false"}
+    process, url, _ = harness.start_label_studio(venv, tmp_path / "data", tmp_path, extra_env=flag)
+    try:
+        ls = LabelStudioAPI(url, token)
+        project = ls.sdk.projects.create(title="defaults", label_config=TWO).id
+        ls.import_tasks(project, TEXTS[:4])
+        ids = sorted(t["id"] for t in ls.tasks(project))
+        gateway = LSGateway(Settings(label_studio_url=url, label_studio_api_key=token, ls_retries=0))
+        assert gateway.check_access() is None
+        report = PublishReport()
+        fresh = [{"task": ids[0], "result": choice("neutral"), "score": 0.1}]
+        fresh.append({"task": ids[1], "result": choice("positive"), "score": 0.2})
+        rest = [{"task": ids[2], "result": choice("negative"), "score": 0.3}]
+        ls.request("DELETE", f"/api/tasks/{ids[3]}/")
+        rest.append({"task": ids[3], "result": choice("negative"), "score": 0.4})
+        gateway.publish_version(project, "v1", fresh, rest, report)
+        assert (report.sent, report.created) == (3, 2)
+        assert report.refused == {ids[0]: NO_REASON} and report.deleted == [ids[3]]
+        assert ls.project(project)["model_version"] == "v1"
+        assert set(ls.predictions(project, "v1")) == {ids[1], ids[2]}
+        wrong = LSGateway(
+            Settings(label_studio_url=url, label_studio_api_key="not-the-key-123", ls_retries=0)
+        )
+        assert wrong.check_access() == "HTTP 401: Invalid token."
+    finally:
+        process.stop()
