@@ -163,8 +163,8 @@ class Backend:
             except UnsupportedConfigError as error:
                 raise BadRequest(f"unsupported label config: {error}") from error
         predictor = self.predictors.get(project)
-        if predictor is None or (config is not None and not predictor.compatible(config)):
-            # no model yet, or one trained for other labels: the documented untrained answer
+        if predictor is None or (config is not None and label_set_changed(predictor.meta, config)):
+            # no model yet, or one trained for another label set: the documented untrained answer
             return {"results": untrained_answer(len(tasks))}
         try:
             return {"results": predictor.predict(tasks, config)}
