@@ -72,7 +72,7 @@ class Backend:
         """Queues again the retrains a stop of the last process interrupted (or left pending)."""
         for project in self.state.interrupted():
             if self.state.claim_pending(project, ttl=self.settings.job_timeout + 60):
-                log.warning("project %s: queuing again the retrain the last stop interrupted", project)
+                log.warning("project %s: queuing again the retrain the last stop interrupted or left queued", project)
                 self.runner.submit_retrain(project)
 
     # --- helpers ---

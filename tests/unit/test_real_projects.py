@@ -449,3 +449,34 @@ def test_class_warnings():
     assert class_warnings({"A": 3, "B": 0, "C": 0})[0]["code"] == "single_class"
     assert class_warnings({"A": 3, "B": 1, "C": 0})[0]["code"] == "missing_classes"
     assert class_warnings({"A": 3, "B": 1}) == []
+
+
+# --- item 7: the embedded state survives a restart (the process itself: test_embedded_restart.py) --
+
+
+def test_the_embedded_state_survives_a_restart_and_an_interrupted_retrain_is_queued_again(
+    tmp_path, monkeypatch
+):
+    from ml_backend.backend import Backend
+    from ml_backend.embedded_state import INTERRUPTED, FileState
+    from ml_backend.queue import EmbeddedRunner
+
+    state = FileState(tmp_path)
+    state.record_error("2", "unsupported label config: ...")
+    state.note_event("1")
+    assert state.claim_pending("1", ttl=60)
+    state.start_run("1")  # the process stops here, during the retrain of project 1
+    state.note_event("3")
+    assert state.claim_pending("3", ttl=60)  # and project 3's retrain was still queued
+
+    submitted = []
+    monkeypatch.setattr(EmbeddedRunner, "submit_retrain", lambda self, project: submitted.append(project))
+    backend = Backend(backend_settings(None, tmp_path, tmp_path / "model"))
+    assert submitted == ["1", "3"]
+    status = backend.status()["projects"]
+    assert status["2"]["last_error"] == "unsupported label config: ..."
+    assert status["1"]["last_error"] == INTERRUPTED and status["3"]["last_error"] is None
+    assert status["1"]["pending_retrain"] and not status["1"]["running_retrain"]
+    # stopped again before they ran: their queue died with the process, the next start queues them again
+    Backend(backend_settings(None, tmp_path, tmp_path / "model"))
+    assert submitted == ["1", "3", "1", "3"]
