@@ -72,5 +72,5 @@ def test_sigterm_during_a_retrain_stops_cleanly_and_the_retrain_runs_after_the_r
     assert done["last_error"] is None, done
     assert done["last_round"]["n_labeled"] == 4
     assert fake.projects[1]["model_version"] == done["current_version"]
-    os.killpg(process.pid, signal.SIGTERM)  # an idle stop is clean too
+    os.killpg(process.pid, signal.SIGINT)  # an idle stop with SIGINT (Ctrl-C) is clean too
     assert process.wait(timeout=60) == 0
