@@ -12,7 +12,9 @@ Importing predictions behaves as Label Studio 1.23.2 does (data_import/api.py):
 - `import_mode = "legacy"` (its default): a prediction whose regions do not fit the label config
   (a label not in it, another from_name) is left out, only logged, and the answer is still 201
   with `created` counting the others; `"validating"` (its prediction-validation flag): 400 listing
-  "Prediction <i>: <reason>" for each; `"memory_efficient"` (its faster import flag): stored as is.
+  "Prediction <i>: <reason>" for each; `"memory_efficient"` (its faster import flag): stored as is,
+  in chunks of `chunk_size`, each stored before the next is checked (a missing task in a later
+  chunk leaves the earlier ones stored, and the answer is still a 400).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class FakeLabelStudio:
         self._next_annotation = 1
         self.server: ThreadingHTTPServer | None = None
         self.import_mode = "legacy"
+        self.chunk_size = 500  # the faster import validates and stores 500 at a time
         self.rejected_log: list[str] = []  # what the legacy import only logs
         self.before_import = None  # a hook called with the items before an import is handled
 
@@ -237,8 +240,13 @@ class FakeLabelStudio:
                 if fake.before_import is not None:
                     fake.before_import(items)
                 with fake.lock:
-                    for item in items:
+                    for n, item in enumerate(items):
                         if item.get("task") not in fake.tasks:
+                            if fake.import_mode == "memory_efficient":  # earlier chunks are stored
+                                stored = items[: n - n % fake.chunk_size]
+                                fake.predictions += stored
+                                for done in stored:
+                                    fake.tasks[done["task"]]["predictions"].append(done)
                             message = (
                                 f"{item} contains invalid \"task\" field: task ID {item.get('task')} not found in "
                                 f"project {match[1]}"

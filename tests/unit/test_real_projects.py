@@ -480,3 +480,17 @@ def test_the_embedded_state_survives_a_restart_and_an_interrupted_retrain_is_que
     # stopped again before they ran: their queue died with the process, the next start queues them again
     Backend(backend_settings(None, tmp_path, tmp_path / "model"))
     assert submitted == ["1", "3", "1", "3"]
+
+
+def test_chunks_label_studio_stored_before_refusing_a_deleted_task_are_not_sent_twice(fake_ls, tmp_path):
+    fake, url = fake_ls
+    fake.import_mode, fake.chunk_size = "memory_efficient", 2
+    fake.add_project(1)
+    ids = fake.add_tasks(1, ["a", "b", "c", "d", "e"])
+    fake.delete_tasks([ids[3]])  # in the second chunk: the first is stored, then the 400
+    report = PublishReport()
+    created = LSGateway(backend_settings(url, tmp_path, "unused")).publish_predictions(
+        1, "v1", [{"task": t, "result": [], "score": 0.5} for t in ids], report
+    )
+    assert sorted(p["task"] for p in fake.predictions_of("v1")) == [ids[0], ids[1], ids[2], ids[4]]
+    assert created == report.created == report.sent == 4 and report.deleted == [ids[3]]
