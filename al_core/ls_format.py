@@ -152,11 +152,13 @@ def spans_to_tags(
     spans: list[Span],
     words: list[str] | None = None,
     offsets: list[tuple[int, int]] | None = None,
+    dropped: list[Span] | None = None,
 ) -> tuple[list[str], list[tuple[int, int]], list[str]]:
     """Character spans (start, end, label) -> words, offsets and IOB2 tags.
 
     Words come from tokenize_words(text) unless words and offsets are given. A word is in a span
-    when they overlap; a span overlapping an earlier-starting one is dropped.
+    when they overlap; a span overlapping an earlier-starting one (or covering no word) is
+    dropped, and appended to `dropped` when a list is given.
     """
     if offsets is None:
         words, offsets = tokenize_words(text)
@@ -170,6 +172,8 @@ def spans_to_tags(
             )
         inside = [i for i, (w_start, w_end) in enumerate(offsets) if w_start < end and w_end > start]
         if not inside or any(tags[i] != "O" for i in inside):
+            if dropped is not None:
+                dropped.append((start, end, label))
             continue
         tags[inside[0]] = f"B-{label}"
         for i in inside[1:]:
@@ -205,18 +209,86 @@ def tags_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[str]) ->
 
 def latest_annotation(task: dict) -> dict | None:
     """The most recently updated annotation of a task that was not cancelled (skipped), or None."""
-    kept = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    kept = _kept_annotations(task)
+    return max(kept, key=_newest_key) if kept else None
+
+
+def _kept_annotations(task: dict) -> list[dict]:
+    return [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+
+
+def _newest_key(annotation: dict) -> tuple:
+    return (str(annotation.get("updated_at") or annotation.get("created_at") or ""), annotation.get("id") or 0)
+
+
+def _answer_key(annotation: dict, config: LabelConfig) -> tuple:
+    """What an annotation says for the config's control: its choices, or its spans."""
+    answer = []
+    for region in annotation.get("result") or []:
+        if not isinstance(region, dict) or region.get("from_name") != config.from_name:
+            continue
+        value = region.get("value") if isinstance(region.get("value"), dict) else {}
+        if config.kind == CLASSIFICATION:
+            answer += [str(c) for c in value.get("choices") or []]
+        else:
+            answer.append((str(value.get("start")), str(value.get("end")), str(value.get("labels"))))
+    return tuple(sorted(answer))
+
+
+@dataclass
+class AnnotationChoice:
+    annotation: dict | None
+    rule: str  # "none", "single", "ground_truth", "majority" or "newest"
+    tie: bool = False  # several answers had the top count: the newest of them was taken
+
+
+def choose_annotation(task: dict, config: LabelConfig) -> AnnotationChoice:
+    """The annotation that gives a task its training label, when several people disagree.
+
+    Cancelled (skipped) annotations do not count. Rule, in order:
+    1. annotations marked as ground truth in Label Studio, if any, are the only candidates;
+    2. the answer (the choices, or the set of spans) given by most candidates wins;
+    3. between answers with the same count (a tie, recorded), the newest annotation wins
+       (updated_at, else created_at, then the highest id). Agreeing annotations are no tie.
+    """
+    kept = _kept_annotations(task)
     if not kept:
-        return None
-    return max(kept, key=lambda a: (a.get("updated_at") or a.get("created_at") or "", a.get("id") or 0))
+        return AnnotationChoice(None, "none")
+    if len(kept) == 1:
+        return AnnotationChoice(kept[0], "single")
+    truth = [a for a in kept if a.get("ground_truth") is True]
+    candidates = truth or kept
+    groups: dict[tuple, list[dict]] = {}
+    for annotation in candidates:
+        groups.setdefault(_answer_key(annotation, config), []).append(annotation)
+    top = max(len(group) for group in groups.values())
+    leaders = [a for group in groups.values() if len(group) == top for a in group]
+    tie = sum(1 for group in groups.values() if len(group) == top) > 1
+    chosen = max(leaders, key=_newest_key)
+    if truth:
+        rule = "ground_truth"
+    elif len(groups) == 1:
+        rule = "single" if len(candidates) == 1 else "majority"
+    else:
+        rule = "newest" if tie else "majority"
+    return AnnotationChoice(chosen, rule, tie)
 
 
-def task_to_example(task: dict, config: LabelConfig, annotation: dict | None = None) -> Example:
-    """A Label Studio task -> Example, gold from `annotation` or else the latest non-cancelled one.
+def task_to_example(
+    task: dict, config: LabelConfig, annotation: dict | None = None, lenient: bool = False
+) -> Example:
+    """A Label Studio task -> Example, gold from `annotation` or else from `choose_annotation`.
 
     For a webhook (whose task carries no annotations) pass the event's annotation. A classification
     annotation with no choice leaves the example unlabeled; a tagging annotation with no regions
     means "no entities" (all O). Multiple choices: label is the first, meta["labels"] has them all.
+
+    Strict (the default, for exports): a label outside the config or a malformed region raises
+    DataFormatError. `lenient` (the live backend): such a choice leaves the example unlabeled and
+    such a span is left out while the task's valid spans are kept; either way meta["skipped"]
+    counts them by reason ("unknown_label", "malformed_region"), and spans dropped for overlapping
+    an earlier one as "overlapping_span". meta["annotation_rule"] / meta["annotation_tie"] say how
+    the annotation was chosen.
     """
     if not isinstance(task, dict) or "id" not in task:
         raise DataFormatError(f"a task must be an object with an id, got {str(task)[:80]!r}")
@@ -226,21 +298,38 @@ def task_to_example(task: dict, config: LabelConfig, annotation: dict | None = N
     if not isinstance(text, str):
         problem = "missing" if text is None else f"not a string ({type(text).__name__})"
         raise DataFormatError(f"task {task_id}: data field {config.value_key!r} is {problem}")
+    meta: dict = {}
     if annotation is None:
-        annotation = latest_annotation(task)
+        choice = choose_annotation(task, config)
+        annotation = choice.annotation
+        if choice.rule != "none":
+            meta["annotation_rule"] = choice.rule
+        if choice.tie:
+            meta["annotation_tie"] = True
     elif annotation.get("was_cancelled"):
         annotation = None
     regions = []
     if annotation is not None:
         result = annotation.get("result") or []
         regions = [r for r in result if isinstance(r, dict) and r.get("from_name") == config.from_name]
+        meta["annotation_id"] = annotation.get("id")
+    skipped: dict[str, int] = {}
 
-    meta = {"annotation_id": annotation.get("id")} if annotation is not None else {}
+    def skip(reason: str, error: str) -> None:
+        if not lenient:
+            raise DataFormatError(error)
+        skipped[reason] = skipped.get(reason, 0) + 1
+
     if config.kind == CLASSIFICATION:
         chosen = [c for r in regions for c in (r.get("value") or {}).get("choices") or []]
-        _check_labels(chosen, config, task_id)
+        unknown = _unknown_labels(chosen, config)
+        if unknown:
+            skip("unknown_label", _unknown_message(unknown, config, task_id))
+            chosen = []  # a removed class cannot be learned: the task is not used for training
         if chosen:
             meta["labels"] = chosen
+        if skipped:
+            meta["skipped"] = skipped
         return Example(id=task_id, text=text, label=chosen[0] if chosen else None, meta=meta)
 
     words, offsets = tokenize_words(text)
@@ -250,27 +339,40 @@ def task_to_example(task: dict, config: LabelConfig, annotation: dict | None = N
     for region in regions:
         value = region.get("value") or {}
         region_labels = value.get("labels") or []
-        _check_labels(region_labels, config, task_id)
-        if (
-            not region_labels
-            or not isinstance(value.get("start"), int)
-            or not isinstance(value.get("end"), int)
-        ):
-            raise DataFormatError(f"task {task_id}: a labels region needs start, end and labels: {value}")
-        spans.append((value["start"], value["end"], region_labels[0]))
+        unknown = _unknown_labels(region_labels, config)
+        if unknown:
+            skip("unknown_label", _unknown_message(unknown, config, task_id))
+            continue
+        start, end = value.get("start"), value.get("end")
+        if not region_labels or not isinstance(start, int) or not isinstance(end, int):
+            skip("malformed_region", f"task {task_id}: a labels region needs start, end and labels: {value}")
+            continue
+        if lenient and not 0 <= start < end <= len(text):  # strict: spans_to_tags names the span
+            skip("malformed_region", "")
+            continue
+        spans.append((start, end, region_labels[0]))
+    if lenient and regions and not spans and skipped:
+        # every span was unusable: training on "no entities" would teach the opposite of the annotation
+        meta["skipped"] = skipped
+        return Example(id=task_id, text=text, words=words, offsets=offsets, meta=meta)
+    dropped: list[Span] = []
     try:
-        words, offsets, tags = spans_to_tags(text, spans, words, offsets)
+        words, offsets, tags = spans_to_tags(text, spans, words, offsets, dropped=dropped)
     except DataFormatError as err:
         raise DataFormatError(f"task {task_id}: {err}") from err
+    if dropped:
+        skipped["overlapping_span"] = len(dropped)
+    if skipped:
+        meta["skipped"] = skipped
     return Example(id=task_id, text=text, words=words, tags=tags, offsets=offsets, meta=meta)
 
 
-def _check_labels(labels: list, config: LabelConfig, task_id: str) -> None:
-    unknown = [label for label in labels if label not in config.labels]
-    if unknown:
-        raise DataFormatError(
-            f"task {task_id}: label {unknown[0]!r} is not in the label config ({', '.join(config.labels)})"
-        )
+def _unknown_labels(labels: list, config: LabelConfig) -> list:
+    return [label for label in labels if label not in config.labels]
+
+
+def _unknown_message(unknown: list, config: LabelConfig, task_id: str) -> str:
+    return f"task {task_id}: label {unknown[0]!r} is not in the label config ({', '.join(config.labels)})"
 
 
 def examples_from_export(tasks: list[dict], config: LabelConfig) -> Dataset:

@@ -7,14 +7,18 @@ import threading
 from typing import Any
 
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
-from al_core.ls_format import LabelConfig, model_labels
+from al_core.ls_format import LabelConfig
+from ml_backend.embedded_state import FileState
 from ml_backend.errors import BadRequest
 from ml_backend.events import handle_event
 from ml_backend.jobs import check_config
+from ml_backend.key_check import KeyCheck
+from ml_backend.label_set import label_set_changed
 from ml_backend.predictor import PredictorCache, untrained_answer
+from ml_backend.project_warnings import round_warnings
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
 from ml_backend.settings import Settings
-from ml_backend.status import MemoryState, RedisState
+from ml_backend.status import RedisState
 from ml_backend.store import PROJECT_RE, UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore
 
 log = logging.getLogger(__name__)
@@ -50,13 +54,26 @@ class Backend:
             self.runner = RQRunner(settings, redis)
         else:
             self.redis = None
-            self.state = MemoryState()
+            self.state = FileState(settings.model_dir)  # survives a restart (embedded_state.py)
             self.runner = EmbeddedRunner(settings, self.state)
         self.retrainer = Retrainer(settings, self.state, self.runner)
         self.predictors = PredictorCache(self.store, settings)
         self._configs: dict[str, LabelConfig] = {}
         self._configs_lock = threading.Lock()
         self._caches: dict[str, Any] = {}
+        self.key_check = KeyCheck(settings)
+        self._refusals_logged: set[tuple[str, str]] = set()
+        self._connected: set[str] = set()
+        if self.redis is None:
+            self._requeue_interrupted()
+        self.key_check.check_soon(force=True)  # at start, when LABEL_STUDIO_URL and the key are set
+
+    def _requeue_interrupted(self) -> None:
+        """Queues again the retrains a stop of the last process interrupted (or left pending)."""
+        for project in self.state.interrupted():
+            if self.state.claim_pending(project, ttl=self.settings.job_timeout + 60):
+                log.warning("project %s: queuing again the retrain the last stop interrupted or left queued", project)
+                self.runner.submit_retrain(project)
 
     # --- helpers ---
     def check_config(self, label_config: str) -> LabelConfig:
@@ -71,12 +88,12 @@ class Backend:
         return config
 
     def labels_changed(self, project: str, config: LabelConfig) -> bool:
-        """True when the promoted version was trained for other labels than `config` asks for."""
+        """True when the promoted version was trained for another label set than `config` (labels
+        added, removed or renamed, another control tag; see label_set.py)."""
         version = self.store.current_version(project)
         if version is None:
             return False
-        meta = self.store.meta(project, version)
-        return meta.get("kind") != config.kind or meta.get("labels") != model_labels(config)
+        return label_set_changed(self.store.meta(project, version), config)
 
     def score_cache(self, project: str):
         if self.redis is not None:
@@ -104,7 +121,16 @@ class Backend:
         try:
             self.check_config(schema)
         except UnsupportedConfigError as error:
+            # Label Studio's dialog shows only "400 Client Error": say why on the console too
+            if (project, str(error)) not in self._refusals_logged:
+                self._refusals_logged.add((project, str(error)))
+                log.warning("project %s: /setup refused the label config: %s", project, error)
             raise BadRequest(f"unsupported label config: {error}") from error
+        if project not in self._connected:  # a project connects: is our Label Studio key accepted?
+            self._connected.add(project)
+            self.key_check.check_soon(force=True)
+        else:
+            self.key_check.check_soon()
         self._recover_lost_run(project)
         version = self.store.current_version(project)
         if version is not None:
@@ -137,8 +163,8 @@ class Backend:
             except UnsupportedConfigError as error:
                 raise BadRequest(f"unsupported label config: {error}") from error
         predictor = self.predictors.get(project)
-        if predictor is None or (config is not None and not predictor.compatible(config)):
-            # no model yet, or one trained for other labels: the documented untrained answer
+        if predictor is None or (config is not None and label_set_changed(predictor.meta, config)):
+            # no model yet, or one trained for another label set: the documented untrained answer
             return {"results": untrained_answer(len(tasks))}
         try:
             return {"results": predictor.predict(tasks, config)}
@@ -167,11 +193,14 @@ class Backend:
 
     def status(self, project: str | None = None) -> dict:
         projects = [project] if project else sorted(set(self.store.projects()) | set(self.state.projects()))
+        key_warning = self.key_check.warning()
         out = {}
         for p in projects:
             self.retrainer.recover_lost_run(p)
             state = self.state.status(p)
             current = self.store.current_version(p)
+            last_round = state.get("last_round")
+            warnings = ([key_warning] if key_warning else []) + round_warnings(last_round)
             out[p] = {
                 "current_version": current,
                 "current": self.version_summary(p, current),
@@ -182,6 +211,17 @@ class Backend:
                 "events_since_last_retrain": state.get("events", 0),
                 "last_error": state.get("last_error"),
                 "last_error_at": state.get("last_error_at"),
-                "last_round": state.get("last_round"),
+                "last_round": last_round,
+                "warnings": warnings,
+                "skipped": (last_round or {}).get("skipped") or {},
             }
         return {"queue": "rq" if self.redis else "embedded", "projects": out}
+
+    def shutdown(self) -> None:
+        """A graceful stop (SIGTERM/SIGINT): no new job starts; a retrain still running is marked
+        in MODEL_DIR and queued again at the next start (embedded mode)."""
+        running = self.runner.stop() if hasattr(self.runner, "stop") else None
+        if running:
+            log.warning(
+                "stopping during a retrain of project %s: it is queued again when the backend starts", running
+            )

@@ -66,6 +66,21 @@ def serve(settings: Settings) -> None:
 
     from ml_backend.app import create_app
 
+    loaded = {}
+
+    def worker_exit(server, worker) -> None:
+        """The server process stops (SIGTERM, SIGINT): end it here, cleanly. Left to the interpreter's
+        exit, a retrain thread still inside torch made the C++ runtime abort ("terminate called
+        without an active exception", SIGABRT). The embedded state is already on disk, so a retrain
+        cut short is queued again at the next start."""
+        app = loaded.get("app")
+        if app is not None:
+            app.extensions["al_backend"].shutdown()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
@@ -77,9 +92,11 @@ def serve(settings: Settings) -> None:
             self.cfg.set("accesslog", "-")
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25: no shared ~/.gunicorn socket
                 self.cfg.set("control_socket_disable", True)
+            self.cfg.set("worker_exit", worker_exit)
 
         def load(self):
-            return create_app(settings)
+            loaded["app"] = create_app(settings)
+            return loaded["app"]
 
     Server().run()
 

@@ -7,7 +7,7 @@
 | START_TRAINING                      | retrain requested, whatever RETRAIN_TRIGGER / RETRAIN_EVERY say |
 | TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway) |
 | TASKS_DELETED                       | their cached scores dropped                                   |
-| PROJECT_UPDATED                     | label config checked; a changed config requests a retrain     |
+| PROJECT_UPDATED                     | label config checked; a changed label set drops the score cache and requests a retrain |
 | anything else                       | ignored (200)                                                 |
 """
 
@@ -112,6 +112,9 @@ def _project_updated(body: dict[str, Any], backend) -> dict[str, Any]:
         backend.state.record_error(project, f"unsupported label config: {error}")
         return dict(answer, config="unsupported", error=str(error))
     if backend.labels_changed(project, config):
-        # our own PATCH of model_version lands here too; only a change of labels retrains
+        # our own PATCH of model_version lands here too; only a change of the label set retrains,
+        # as a new model: the scores cached for the old label set are dropped
+        cache = backend.score_cache(project)
+        cache.delete_many(list(cache.all()))
         answer["retrain"] = backend.retrainer.request(project, force=True)
     return answer

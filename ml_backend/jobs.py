@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from al_core.acquisition import fit_with_estimate, resolve_mode
-from al_core.exceptions import DataFormatError, UnsupportedConfigError
+from al_core.exceptions import UnsupportedConfigError
 from al_core.loop import run_round
-from al_core.ls_format import model_labels, parse_label_config, task_to_example
+from al_core.ls_format import model_labels, parse_label_config
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
 from ml_backend.history import record_retrain
-from ml_backend.ls_gateway import LSGateway, split_tasks
+from ml_backend.label_set import label_set_changed, region_problem, text_objects
+from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
+from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
 from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, get_settings
 from ml_backend.store import VersionStore, check_project, embedding_cache, score_cache, version_name
@@ -38,10 +40,20 @@ log = logging.getLogger(__name__)
 class NotReadyError(RuntimeError):
     """The project cannot be trained yet (too few labels); not a failure."""
 
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
+
 
 def check_config(label_config: str):
     """Parse a label config and refuse what the acquisition model cannot learn."""
     config = parse_label_config(label_config)
+    texts = text_objects(label_config)
+    if len(texts) > 1:
+        raise UnsupportedConfigError(
+            f"several <Text> objects ({', '.join(texts)}); the backend reads one text per task, the one "
+            f"<{config.tag} toName={config.to_name!r}> labels: remove the others from the config"
+        )
     if config.multi_label:
         raise UnsupportedConfigError(
             f'<Choices name="{config.from_name}" choice="multiple"> is not supported: '
@@ -97,6 +109,11 @@ def retrain(project_id: int) -> dict:
         state.release_pending(project)
         state.record_error(project, str(error))
         raise
+    except Exception as error:
+        if getattr(error, "al_logged", False):
+            # logged and in /status already: raising would make rq log the traceback a second time
+            return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        raise
 
 
 def score_new_tasks(project_id: int, tasks: list[dict]) -> dict:
@@ -125,14 +142,14 @@ def run_retrain(
         generation = state.start_run(project, job_id)
         started = True
         summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings))
-        state.finish_run(project, generation, summary, None)
+        state.finish_run(project, generation, summary, shortfall_error(summary))
         return summary
     except NotReadyError as why:
-        summary = {"status": "waiting", "reason": str(why)}
+        summary = dict(why.summary, status="waiting", reason=str(why))
         state.finish_run(project, None, summary, None)
         return summary
     except Exception as error:
-        log.exception("project %s: retrain failed", project)
+        log_failure(project, error)
         state.finish_run(project, None, None, f"{type(error).__name__}: {error}")
         raise
     finally:
@@ -140,14 +157,29 @@ def run_retrain(
             state.release_pending(project)
 
 
-def _examples(tasks: list[dict], config) -> list:
-    out = []
-    for task in tasks:
-        try:
-            out.append(task_to_example(task, config))
-        except DataFormatError as error:
-            log.warning("skipping task: %s", error)
-    return out
+def log_failure(project: str, error: Exception) -> None:
+    """Logs a failed job once: the runner (embedded thread or rq) must not log it again. A refused
+    API key or another Label Studio error is one line; anything else gets its traceback."""
+    from ml_backend.ls_gateway import LabelStudioError
+
+    if isinstance(error, LabelStudioError):
+        log.error("project %s: retrain failed: %s", project, error)
+    else:
+        log.exception("project %s: retrain failed", project)
+    error.al_logged = True  # type: ignore[attr-defined]
+
+
+def shortfall_error(summary: dict) -> str | None:
+    """The /status error of a publish that Label Studio did not fully confirm, or None."""
+    refused = (summary.get("publish") or {}).get("refused") or {}
+    if not refused:
+        return None
+    reasons = sorted(set(refused.values()))
+    tasks = ", ".join(list(refused)[:20]) + (" ..." if len(refused) > 20 else "")
+    return (
+        f"Label Studio did not create {len(refused)} of the predictions of {summary.get('version')} "
+        f"(tasks {tasks}): {'; '.join(reasons[:3])}"
+    )
 
 
 def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> dict[str, Any]:
@@ -174,11 +206,21 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     label_config = project_info.get("label_config") or ""
     config = check_config(label_config)
     labeled_tasks, unlabeled_tasks = split_tasks(gateway.list_tasks(project_id))
-    labeled = [e for e in _examples(labeled_tasks, config) if e.is_labeled]
-    pool = _examples(unlabeled_tasks, config)
+    read = ReadReport()
+    labeled = [e for e in read_examples(labeled_tasks, config, read) if e.is_labeled]
+    pool = read_examples(unlabeled_tasks, config, read)
+    log_report(project_id, read)
+    reading = {
+        "kind": config.kind,
+        "label_counts": label_counts(labeled, config),
+        "skipped": dict(read.skipped),
+        "ties": read.ties,
+    }
     lap("read_s")
     if len(labeled) < settings.min_labels:
-        raise NotReadyError(f"{len(labeled)} labeled tasks, {settings.min_labels} needed before training")
+        raise NotReadyError(
+            f"{len(labeled)} labeled tasks, {settings.min_labels} needed before training", reading
+        )
 
     store = VersionStore(settings.model_dir, keep=settings.keep_versions)
     iteration = store.next_iteration(project_id)
@@ -186,8 +228,12 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     labels = model_labels(config)
     strategy = get_strategy(strategy_name(settings, config.kind), seed=settings.seed)
     mode = resolve_mode(settings.acquisition_config(), config.kind, len(labeled))
+    config_changed = label_config_changed(store, project_id, config)
     model = _new_model(settings, store, project_id, config.kind, labels, mode)
     cache = score_cache(settings, project_id, redis)
+    if config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
+        log.info("project %s: the label config changed; dropping the score cache, scoring the whole pool", project_id)
+        cache.delete_many(list(cache.all()))
     cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
     lap("prepare_s")
 
@@ -227,7 +273,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "acquisition_mode": mode,
         "warm_start": settings.warm_start,
         "quality": quality.as_dict(),
-        "label_counts": label_counts(labeled, labels),
+        "label_counts": reading["label_counts"],
         "n_labeled": len(labeled),
         "labeled_ids": [e.id for e in labeled],
         "n_pool": len(pool),
@@ -243,12 +289,15 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     store.save_version(project_id, version, iteration, write, meta)
     lap("save_s")
 
-    previous = latest_results(unlabeled_tasks)
+    previous = {} if config_changed else latest_results(unlabeled_tasks)
     predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
     lap("predictions_s")
+    report = PublishReport()
     if predictions:
         fresh, rest = split_first_publish(predictions, probs, settings.publish_first)
-        timings.update(gateway.publish_version(project_id, version, fresh, rest))
+        timings.update(gateway.publish_version(project_id, version, fresh, rest, report))
+        if report.deleted:
+            cache.delete_many([str(t) for t in report.deleted])
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     summary = {
         "status": "trained",
@@ -257,15 +306,24 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "n_labeled": len(labeled),
         "n_pool": len(pool),
         "n_scored": n_scored,
-        "n_published": len(predictions),
+        "n_published": report.created,
         "acquisition_mode": mode,
         "quality": quality.as_dict(),
+        "label_config_changed": config_changed,
+        **reading,
+        "publish": report.summary(),
         "started_at": started_at,
         "timings": timings,
     }
     record_retrain(settings, summary, meta, model, labeled, pool, probs, config)  # the campaign page's history
     log.info("project %s: %s", project_id, summary)
     return summary
+
+
+def label_config_changed(store: VersionStore, project_id: int, config) -> bool:
+    """True when the promoted version was trained for another label set (see label_set.py)."""
+    current = store.current_version(project_id)
+    return current is not None and label_set_changed(store.meta(project_id, current), config)
 
 
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
@@ -281,20 +339,6 @@ def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: s
     return build_model(
         kind, settings.acquisition_model, labels, config, mode, embedding_cache(settings, project_id)
     )
-
-
-def label_counts(labeled, labels: list[str]) -> dict[str, int]:
-    """Labeled tasks per class (classification), or entity spans per type (tagging, IOB2 tags)."""
-    types = [t[2:] for t in labels if t.startswith("B-")]
-    counts = dict.fromkeys(types or labels, 0)
-    for example in labeled:
-        if example.tags is not None:
-            for tag in example.tags:
-                if tag.startswith("B-"):
-                    counts[tag[2:]] = counts.get(tag[2:], 0) + 1
-        elif example.label is not None:
-            counts[example.label] = counts.get(example.label, 0) + 1
-    return counts
 
 
 def split_first_publish(predictions: list[dict], probs: dict, first: int) -> tuple[list[dict], list[dict]]:
@@ -335,13 +379,13 @@ def pool_predictions(
     out = []
     for example, score in zip(scored, published, strict=True):
         fresh = probs.get(example.id)
-        out.append(
-            {
-                "task": int(example.id),
-                "result": regions(example, fresh, labels, config) if fresh is not None else previous.get(example.id, []),
-                "score": round(float(score), 6),
-            }
-        )
+        if fresh is not None:
+            result = regions(example, fresh, labels, config)
+        else:  # an earlier prediction's regions only when they fit the current label config
+            result = previous.get(example.id, [])
+            if region_problem(result, config) is not None:
+                result = []
+        out.append({"task": int(example.id), "result": result, "score": round(float(score), 6)})
     return out
 
 
@@ -354,8 +398,14 @@ def run_scoring(
     current = store.current(project)
     if current is None or not tasks:
         return {"status": "skipped", "n_published": 0}
+    gateway = gateway or LSGateway(settings)
+    meta = store.meta(project, current["version"])
+    config = check_config(gateway.get_project(int(project)).get("label_config") or "")
+    if label_set_changed(meta, config):  # the promoted model predicts an old label set
+        log.info("project %s: new tasks not scored: the label config changed since %s", project, current["version"])
+        return {"status": "skipped", "reason": "label config changed", "n_published": 0}
     folder = store.version_dir(project, current["version"])
-    predictor = Predictor(folder, store.meta(project, current["version"]), settings)
+    predictor = Predictor(folder, meta, settings)
     answers, informativeness = predictor.predict_and_score(tasks)
     score_cache(settings, project, redis).set_many(
         {
@@ -367,7 +417,11 @@ def run_scoring(
         {"task": int(t["id"]), "result": a["result"], "score": a["score"]}
         for t, a in zip(tasks, answers, strict=True)
     ]
-    published = (gateway or LSGateway(settings)).publish_predictions(
-        int(project), current["version"], predictions
-    )
+    report = PublishReport()
+    published = gateway.publish_predictions(int(project), current["version"], predictions, report)
+    if report.shortfall or report.refused:
+        log.warning(
+            "project %s: Label Studio created %d of %d predictions of new tasks: %s",
+            project, published, len(predictions), report.summary(),
+        )
     return {"status": "scored", "version": current["version"], "n_published": published}

@@ -8,8 +8,10 @@ exponential backoff; other errors are raised as LabelStudioError naming the call
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -26,6 +28,70 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 
 class LabelStudioError(RuntimeError):
     """A call to Label Studio failed for good (after retries, or with a 4xx answer)."""
+
+    def __init__(self, message: str, status_code: int | None = None, body: Any = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+# Label Studio 1.23.2 refuses a whole import naming one task that does not exist (HTTP 400):
+# 'corresponding task ID couldn't be retrieved' (default) or 'task ID N not found in project'
+# (its memory-efficient import flag).
+_MISSING_TASK = re.compile(r"\"task\" field|task ID .* not found|task not found in project")
+# With its prediction-validation flag it lists every refused item: "Prediction <index>: <reason>".
+_REFUSED_ITEM = re.compile(r"^Prediction (\d+): (.*)$", re.S)
+NO_REASON = "Label Studio did not create it and gave no reason in its answer (its server log has it)"
+
+
+@dataclass
+class PublishReport:
+    """What Label Studio confirmed of a publish: created counts, tasks gone, tasks refused."""
+
+    sent: int = 0
+    created: int = 0
+    deleted: list[int] = field(default_factory=list)  # no longer in the project: left out
+    refused: dict[int, str] = field(default_factory=dict)  # task -> Label Studio's reason
+    unconfirmed: list[int] = field(default_factory=list)  # sent in a batch that came back short
+
+    def add(self, other: PublishReport) -> None:
+        self.sent += other.sent
+        self.created += other.created
+        self.deleted += other.deleted
+        self.refused.update(other.refused)
+        self.unconfirmed += other.unconfirmed
+
+    @property
+    def shortfall(self) -> int:
+        """Predictions sent for existing tasks that Label Studio did not create."""
+        return self.sent - self.created
+
+    def summary(self) -> dict[str, Any]:
+        """`ok` is true when Label Studio created everything sent (the campaign page reads it)."""
+        out: dict[str, Any] = {"ok": not self.refused and self.shortfall == 0, "sent": self.sent, "created": self.created}
+        if not out["ok"]:
+            out["error"] = f"Label Studio created {self.created} of {self.sent} predictions"
+        if self.deleted:
+            out["deleted_tasks"] = sorted(self.deleted)
+        if self.refused:
+            out["refused"] = {str(t): reason for t, reason in sorted(self.refused.items())}
+        return out
+
+
+def _messages(body: Any) -> list[str]:
+    """Every string in an error body (Label Studio nests them under validation_errors)."""
+    if isinstance(body, str):
+        return [body]
+    if isinstance(body, dict):
+        return [
+            m
+            for key, value in body.items()
+            if key not in ("id", "version", "exc_info")
+            for m in _messages(value)
+        ]
+    if isinstance(body, list):
+        return [m for value in body for m in _messages(value)]
+    return []
 
 
 def _retryable(error: Exception) -> bool:
@@ -77,7 +143,11 @@ class LSGateway:
                     time.sleep(delay)
                     continue
                 # not chained: the original error (and a traceback of it) may quote the API key
-                raise LabelStudioError(f"Label Studio {what} failed: {detail}") from None
+                raise LabelStudioError(
+                    f"Label Studio {what} failed: {detail}{_key_hint(error)}",
+                    status_code=getattr(error, "status_code", None),
+                    body=getattr(error, "body", None),
+                ) from None
         raise AssertionError("unreachable")
 
     # --- reading ---
@@ -96,48 +166,170 @@ class LSGateway:
 
         return self._call(f"list tasks of project {project_id}", read)
 
+    def check_access(self) -> str | None:
+        """None when LABEL_STUDIO_API_KEY is accepted, else what to fix (a 401/403 answer). Other
+        failures (Label Studio not reachable yet) are raised as LabelStudioError."""
+        try:
+            self._call("GET current user", lambda: self.client.users.whoami())
+        except LabelStudioError as error:
+            if error.status_code in (401, 403):
+                detail = error.body.get("detail") if isinstance(error.body, dict) else error.body
+                return self._redact(f"HTTP {error.status_code}: {str(detail)[:200]}")
+            raise
+        return None
+
     # --- writing ---
     def publish_predictions(
-        self, project_id: int, model_version: str, predictions: Sequence[dict[str, Any]]
+        self,
+        project_id: int,
+        model_version: str,
+        predictions: Sequence[dict[str, Any]],
+        report: PublishReport | None = None,
     ) -> int:
         """Create predictions in bulk; each item is {"task": id, "result": [...], "score": float}.
 
-        Every prediction is stored under `model_version`. Returns the number sent.
+        Every prediction is stored under `model_version`. Returns the number Label Studio says it
+        created. A batch naming a task deleted meanwhile is sent again without the tasks that are
+        gone; items Label Studio refuses by name are left out and recorded; a batch that comes
+        back with fewer created than sent leaves its tasks `unconfirmed` in `report`.
         """
+        report = report if report is not None else PublishReport()
         size = self.settings.publish_batch_size
-        sent = 0
+        created = 0
         for start in range(0, len(predictions), size):
             batch = [dict(p, model_version=model_version) for p in predictions[start : start + size]]
-            self._call(
-                f"import {len(batch)} predictions into project {project_id}",
-                lambda batch=batch: self.client.projects.import_predictions(id=project_id, request=batch),
+            part = self._import_batch(project_id, batch)
+            created += part.created
+            report.add(part)
+        return created
+
+    def _import_batch(self, project_id: int, batch: list[dict[str, Any]]) -> PublishReport:
+        report = PublishReport()
+        for _ in range(3):  # each retry drops tasks Label Studio named; three rounds are plenty
+            if not batch:
+                return report
+            what = f"import {len(batch)} predictions into project {project_id}"
+            try:
+                answer = self._call(
+                    what,
+                    lambda batch=batch: self.client.projects.import_predictions(id=project_id, request=batch),
+                )
+            except LabelStudioError as error:
+                if error.status_code != 400:
+                    raise
+                kept = self._without_refused(project_id, batch, error, report)
+                if kept is None:
+                    raise
+                batch = kept
+                continue
+            created = getattr(answer, "created", None)
+            created = len(batch) if created is None else int(created)
+            report.sent += len(batch)
+            report.created += created
+            if created < len(batch):
+                report.unconfirmed += [int(p["task"]) for p in batch]
+            return report
+        raise LabelStudioError(f"Label Studio import into project {project_id} kept refusing tasks")
+
+    def _without_refused(
+        self, project_id: int, batch: list[dict], error: LabelStudioError, report: PublishReport
+    ) -> list[dict] | None:
+        """The batch without what a 400 answer refused, or None when the answer names nothing."""
+        messages = _messages(error.body)
+        refused: dict[int, str] = {}
+        for message in messages:
+            match = _REFUSED_ITEM.match(message)
+            if match and int(match[1]) < len(batch) and not _MISSING_TASK.search(match[2]):
+                refused[int(batch[int(match[1])]["task"])] = match[2][:300]
+        gone: set[int] = set()
+        stored: set[int] = set()
+        if any(_MISSING_TASK.search(m) for m in messages):
+            sent = [int(p["task"]) for p in batch]
+            present, stored = self._presence(project_id, batch[0].get("model_version"), sent)
+            gone = set(sent) - present
+            # Label Studio's faster import stores each chunk of 500 before it checks the next one:
+            # what it stored before refusing is not sent twice
+            report.sent += len(stored)
+            report.created += len(stored)
+        if not refused and not gone:
+            return None
+        if gone:
+            log.warning(
+                "project %s: %d tasks were deleted while publishing (%s); publishing the rest",
+                project_id,
+                len(gone),
+                ", ".join(map(str, sorted(gone)[:20])),
             )
-            sent += len(batch)
-        return sent
+        report.deleted += sorted(gone)
+        report.refused.update(refused)
+        left_out = gone | stored | set(refused)
+        return [p for p in batch if int(p["task"]) not in left_out]
+
+    def _presence(self, project_id: int, model_version, task_ids: Iterable[int]) -> tuple[set[int], set[int]]:
+        """Of `task_ids`: (those still in the project, those holding a prediction of the version);
+        one read of the project."""
+        wanted = {int(t) for t in task_ids}
+        present, holding = set(), set()
+        for task in self.list_tasks(project_id):
+            if int(task["id"]) in wanted:
+                present.add(int(task["id"]))
+                if any(p.get("model_version") == model_version for p in task.get("predictions") or []):
+                    holding.add(int(task["id"]))
+        return present, holding
+
+    def find_unpublished(self, project_id: int, model_version: str, task_ids: Iterable[int]) -> set[int]:
+        """Of `task_ids`, the existing ones holding no prediction of `model_version` (one read)."""
+        present, holding = self._presence(project_id, model_version, task_ids)
+        return present - holding
 
     def publish_version(
-        self, project_id: int, model_version: str, fresh: Sequence[dict[str, Any]], rest: Sequence[dict[str, Any]] = ()
+        self,
+        project_id: int,
+        model_version: str,
+        fresh: Sequence[dict[str, Any]],
+        rest: Sequence[dict[str, Any]] = (),
+        report: PublishReport | None = None,
     ) -> dict[str, float]:
         """Publishes a version and points the project's ordering at it; returns each step's seconds.
 
         Label Studio serves only tasks holding a prediction of the project's version, so the
         freshly scored tasks go first: once the version is activated the next task already comes
         from them (where UPS takes its query), while the cached scores of the `rest` follow.
+        `report` receives what Label Studio confirmed (see `PublishReport`).
         """
+        report = report if report is not None else PublishReport()
         if not fresh:  # nothing re-scored: the version needs some prediction before it is activated
             fresh, rest = rest, ()
         timings: dict[str, float] = {}
 
-        def timed(step: str, call: Callable[[], object]) -> None:
+        def timed(step: str, call: Callable[[], object]) -> Any:
             start = time.perf_counter()
-            call()
+            value = call()
             timings[step] = round(time.perf_counter() - start, 3)
+            return value
 
-        timed("publish_s", lambda: self.publish_predictions(project_id, model_version, fresh))
-        timed("activate_s", lambda: self.activate_version(project_id, model_version))
+        created = timed(
+            "publish_s", lambda: self.publish_predictions(project_id, model_version, fresh, report)
+        )
+        if not created and rest:  # every fresh task was deleted or refused: activate after the rest
+            fresh, rest = rest, ()
+            created = timed(
+                "publish_rest_s", lambda: self.publish_predictions(project_id, model_version, fresh, report)
+            )
+        if created:
+            timed("activate_s", lambda: self.activate_version(project_id, model_version))
         if rest:
-            timed("publish_rest_s", lambda: self.publish_predictions(project_id, model_version, rest))
+            timed("publish_rest_s", lambda: self.publish_predictions(project_id, model_version, rest, report))
+        if report.unconfirmed:
+            self._identify_shortfall(project_id, model_version, report)
         return timings
+
+    def _identify_shortfall(self, project_id: int, model_version: str, report: PublishReport) -> None:
+        """Names the tasks of short batches that hold no prediction of the version."""
+        missing = self.find_unpublished(project_id, model_version, report.unconfirmed)
+        for task in missing:
+            report.refused.setdefault(task, NO_REASON)
+        report.unconfirmed = []
 
     def activate_version(
         self, project_id: int, model_version: str, sampling: str = UNCERTAINTY_SAMPLING
@@ -149,6 +341,12 @@ class LSGateway:
                 id=project_id, model_version=model_version, sampling=sampling
             ),
         )
+
+
+def _key_hint(error: Exception) -> str:
+    if isinstance(error, ApiError) and error.status_code in (401, 403):
+        return " (check LABEL_STUDIO_API_KEY: Label Studio refuses it)"
+    return ""
 
 
 def annotated(task: dict[str, Any]) -> bool:

@@ -32,6 +32,8 @@ class EmbeddedRunner:
         self._jobs: queue.Queue[tuple[Callable, tuple]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._current: tuple[Callable, tuple] | None = None
 
     def _ensure_thread(self) -> None:
         with self._start_lock:
@@ -42,12 +44,26 @@ class EmbeddedRunner:
     def _work(self) -> None:
         while True:
             fn, args = self._jobs.get()
+            if self._stopping.is_set():  # pending retrains are in the state file: queued at the next start
+                self._jobs.task_done()
+                continue
+            self._current = (fn, args)
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - recorded in the project's status by the job itself
-                log.exception("background job %s failed", getattr(fn, "__name__", fn))
+            except Exception as error:  # noqa: BLE001 - recorded in the project's status by the job itself
+                if not getattr(error, "al_logged", False):  # a retrain logs its own failure once
+                    log.exception("background job %s failed", getattr(fn, "__name__", fn))
             finally:
+                self._current = None
                 self._jobs.task_done()
+
+    def stop(self) -> str | None:
+        """No job starts after this; returns the project whose retrain is running, if any."""
+        self._stopping.set()
+        current = self._current
+        if current is not None and getattr(current[0], "__name__", "") == "run_retrain":
+            return str(current[1][0])
+        return None
 
     def submit_retrain(self, project: str) -> None:
         from ml_backend.jobs import run_retrain

@@ -168,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._import_predictions(self._body())
         if path == "/api/tasks" and method == "GET":
             return self._list_tasks(query)
+        if path == "/api/current-user/whoami" and method == "GET":  # the backend's check of its key
+            return self._send(200, {"id": 1, "email": "replay@example.com"})
         project.unknown_calls.append(f"{method} {self.path}")
         self._send(404, {"detail": f"not served by the replay: {method} {path}"})
 

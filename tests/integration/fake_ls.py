@@ -1,9 +1,20 @@
 """A tiny Label Studio speaking the few API routes label-studio-sdk calls for the backend.
 
 GET/PATCH /api/projects/<id>/, GET /api/tasks/ (paged, 404 past the last page as LS does),
-POST /api/projects/<id>/import/predictions. PATCHing model_version to a version with no
-predictions answers 400, as the real server does. Every call is logged in `calls`, and
-`activated_with[version]` keeps how many predictions the version held when it was activated.
+GET /api/current-user/whoami, POST /api/projects/<id>/import/predictions. PATCHing model_version
+to a version with no predictions answers 400, as the real server does. Every call is logged in
+`calls`, and `activated_with[version]` keeps how many predictions the version held when it was
+activated.
+
+Importing predictions behaves as Label Studio 1.23.2 does (data_import/api.py):
+- a task id that is not in the project refuses the whole request with HTTP 400
+  ("... contains invalid "task" field: corresponding task ID couldn't be retrieved ...");
+- `import_mode = "legacy"` (its default): a prediction whose regions do not fit the label config
+  (a label not in it, another from_name) is left out, only logged, and the answer is still 201
+  with `created` counting the others; `"validating"` (its prediction-validation flag): 400 listing
+  "Prediction <i>: <reason>" for each; `"memory_efficient"` (its faster import flag): stored as is,
+  in chunks of `chunk_size`, each stored before the next is checked (a missing task in a later
+  chunk leaves the earlier ones stored, and the answer is still a 400).
 """
 
 from __future__ import annotations
@@ -36,6 +47,10 @@ class FakeLabelStudio:
         self._next_task = 1
         self._next_annotation = 1
         self.server: ThreadingHTTPServer | None = None
+        self.import_mode = "legacy"
+        self.chunk_size = 500  # the faster import validates and stores 500 at a time
+        self.rejected_log: list[str] = []  # what the legacy import only logs
+        self.before_import = None  # a hook called with the items before an import is handled
 
     # --- data ---
     def add_project(self, project_id: int, label_config: str = CLS_CONFIG) -> dict:
@@ -77,7 +92,7 @@ class FakeLabelStudio:
                 ids.append(task_id)
         return ids
 
-    def annotate(self, task_id: int, result: list[dict]) -> int:
+    def annotate(self, task_id: int, result: list[dict], **fields) -> int:
         with self.lock:
             annotation_id = self._next_annotation
             self._next_annotation += 1
@@ -87,21 +102,43 @@ class FakeLabelStudio:
                     "id": annotation_id,
                     "result": result,
                     "was_cancelled": False,
-                    "created_at": f"2026-01-01T00:00:{annotation_id:02d}Z",
-                    "updated_at": f"2026-01-01T00:00:{annotation_id:02d}Z",
+                    "ground_truth": False,
+                    "created_at": f"2026-01-01T00:{annotation_id // 60:02d}:{annotation_id % 60:02d}Z",
+                    "updated_at": f"2026-01-01T00:{annotation_id // 60:02d}:{annotation_id % 60:02d}Z",
                     "task": task_id,
                     "project": task["project"],
+                    **fields,
                 }
             )
             task["is_labeled"] = True
             task["total_annotations"] = len(task["annotations"])
             return annotation_id
 
-    def choose(self, task_id: int, label: str, from_name: str = "sentiment") -> int:
+    def choose(self, task_id: int, label: str, from_name: str = "sentiment", **fields) -> int:
         return self.annotate(
             task_id,
             [{"from_name": from_name, "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+            **fields,
         )
+
+    def delete_tasks(self, task_ids) -> None:
+        with self.lock:
+            for task_id in task_ids:
+                self.tasks.pop(task_id, None)
+
+    def invalid_reason(self, item: dict) -> str | None:
+        """Why Label Studio's label validation refuses a prediction (None: it is valid)."""
+        from al_core.ls_format import parse_label_config
+
+        project = self.projects[self.tasks[item["task"]]["project"]]
+        config = parse_label_config(project["label_config"])
+        for region in item.get("result") or []:
+            if region.get("from_name") != config.from_name:
+                return f"Control tag '{region.get('from_name')}' not found in the label config"
+            values = (region.get("value") or {}).get(config.result_type) or []
+            if any(v not in config.labels for v in values):
+                return f"Invalid value for control '{config.from_name}'. Got: {region.get('value')}"
+        return None
 
     def predictions_of(self, version: str) -> list[dict]:
         with self.lock:
@@ -147,6 +184,8 @@ class FakeLabelStudio:
                 if match:
                     project = fake.projects.get(int(match[1]))
                     return self._send(200, project) if project else self._send(404, {"detail": "Not found."})
+                if url.path.rstrip("/") == "/api/current-user/whoami":
+                    return self._send(200, {"id": 1, "email": "admin@example.com"})
                 if url.path.rstrip("/") == "/api/tasks":
                     query = parse_qs(url.query)
                     project = int(query["project"][0])
@@ -198,14 +237,38 @@ class FakeLabelStudio:
                 if not match:
                     return self._send(404, {"detail": "Not found."})
                 items = self._body()
+                if fake.before_import is not None:
+                    fake.before_import(items)
                 with fake.lock:
-                    for item in items:
+                    for n, item in enumerate(items):
                         if item.get("task") not in fake.tasks:
-                            return self._send(400, {"detail": f"task {item.get('task')} does not exist"})
-                    for item in items:
+                            if fake.import_mode == "memory_efficient":  # earlier chunks are stored
+                                stored = items[: n - n % fake.chunk_size]
+                                fake.predictions += stored
+                                for done in stored:
+                                    fake.tasks[done["task"]]["predictions"].append(done)
+                            message = (
+                                f"{item} contains invalid \"task\" field: task ID {item.get('task')} not found in "
+                                f"project {match[1]}"
+                                if fake.import_mode == "memory_efficient"
+                                else f"{item} contains invalid \"task\" field: corresponding task ID couldn't be "
+                                f"retrieved from project {match[1]} tasks"
+                            )
+                            return self._send(400, _validation_error([message]))
+                    kept, errors = [], []
+                    for i, item in enumerate(items):
+                        reason = None if fake.import_mode == "memory_efficient" else fake.invalid_reason(item)
+                        if reason is None:
+                            kept.append(item)
+                        else:
+                            errors.append(f"Prediction {i}: {reason}")
+                    if errors and fake.import_mode == "validating":
+                        return self._send(400, _validation_error(errors))
+                    fake.rejected_log += errors
+                    for item in kept:
                         fake.predictions.append(item)
                         fake.tasks[item["task"]]["predictions"].append(item)
-                return self._send(201, {"created": len(items)})
+                return self._send(201, {"created": len(kept)})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -216,6 +279,18 @@ class FakeLabelStudio:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def _validation_error(messages: list[str]) -> dict:
+    """Label Studio's body for a DRF ValidationError (core/utils/common.py)."""
+    return {
+        "id": "00000000-0000-0000-0000-000000000000",
+        "status_code": 400,
+        "version": "1.23.2",
+        "detail": "Validation error",
+        "exc_info": None,
+        "validation_errors": {"non_field_errors": messages},
+    }
 
 
 def backend_settings(url: str | None, model_dir, model, **overrides):

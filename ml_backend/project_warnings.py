@@ -1,0 +1,84 @@
+"""The per-project warnings of /status: what a person should know about the loop, and fix.
+
+Each is {"code": str, "message": str}; the campaign page shows them verbatim. They are derived
+from the last retrain's summary (`last_round`) and the backend's check of its Label Studio key.
+
+| code                  | when |
+|-----------------------|------|
+| single_class          | the labeled tasks hold one class only: the model predicts it everywhere |
+| missing_classes       | some classes (entity types) have no label yet |
+| skipped_annotations   | annotations or spans were left out of the last training (by reason) |
+| annotation_ties       | tasks whose annotations disagree with no majority (the newest was used) |
+| publish_shortfall     | Label Studio created fewer predictions than were sent |
+| api_key               | Label Studio refuses LABEL_STUDIO_API_KEY, or it is not set |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def warning(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def class_warnings(label_counts: dict[str, int], kind: str = "classification") -> list[dict[str, str]]:
+    if not label_counts:
+        return []
+    what = "class" if kind == "classification" else "entity type"
+    seen = [label for label, n in label_counts.items() if n > 0]
+    missing = [label for label, n in label_counts.items() if n == 0]
+    if len(seen) == 1 and missing:
+        return [
+            warning(
+                "single_class",
+                f"only the {what} {seen[0]!r} has labels so far: the model predicts it everywhere, with "
+                f"a confidence that means nothing; label tasks of {', '.join(map(repr, missing))} too",
+            )
+        ]
+    if missing:
+        return [
+            warning(
+                "missing_classes",
+                f"no label yet for {', '.join(map(repr, missing))}: the model cannot predict "
+                f"{'it' if len(missing) == 1 else 'them'} until some tasks are labeled so",
+            )
+        ]
+    return []
+
+
+def round_warnings(last_round: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Warnings about the last retrain (its summary as /status shows it)."""
+    if not isinstance(last_round, dict):
+        return []
+    out = class_warnings(last_round.get("label_counts") or {}, last_round.get("kind") or "classification")
+    skipped = last_round.get("skipped") or {}
+    if skipped:
+        listed = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))
+        out.append(
+            warning(
+                "skipped_annotations",
+                f"left out of the last training: {listed} (see docs/backend.md, 'Reading annotations')",
+            )
+        )
+    if last_round.get("ties"):
+        out.append(
+            warning(
+                "annotation_ties",
+                f"{last_round['ties']} tasks have disagreeing annotations with no majority; the newest "
+                "was used (mark one as ground truth to decide)",
+            )
+        )
+    publish = last_round.get("publish") or {}
+    refused = publish.get("refused") or {}
+    if refused:
+        first = next(iter(refused.values()))
+        out.append(
+            warning(
+                "publish_shortfall",
+                f"Label Studio did not create the predictions of version {last_round.get('version')} for "
+                f"{len(refused)} tasks ({', '.join(list(refused)[:20])}{' ...' if len(refused) > 20 else ''}): "
+                f"{first}",
+            )
+        )
+    return out
