@@ -31,8 +31,12 @@ def fake_ls():
 
 
 def settings_for(url, tmp_path, model, **overrides):
-    # UPS from the second iteration on, with a small share: a retrain re-scores only part of the pool
-    values = dict(ups_mode="ups", ups_full_first=1, ups_full_every=0, ups_gamma=0.1, ups_temperature=0.01)
+    # UPS from the second iteration on, with a small share: a fine-tuning retrain re-scores only part
+    # of the pool (a frozen head would score all of it)
+    values = dict(
+        ups_mode="ups", ups_full_first=1, ups_full_every=0, ups_gamma=0.1, ups_temperature=0.01,
+        acquisition_mode="finetune",
+    )
     values.update(overrides)
     return backend_settings(url, tmp_path / "store", model, **values)
 
