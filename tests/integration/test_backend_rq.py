@@ -24,6 +24,8 @@ def annotate_with_webhooks(fake, client, project_id: int, task_ids: list[int]) -
 
 
 def make_settings(tmp_path, url, model, **overrides):
+    # fine-tuning, so that a UPS iteration re-scores a subset (a frozen head scores every task)
+    overrides = {"acquisition_mode": "finetune", **overrides}
     return backend_settings(
         url, tmp_path / "store", model, redis_url=REDIS_URL, rq_queue="al-test", **overrides
     )

@@ -104,6 +104,8 @@ def processes():
 
 
 def make_settings(tmp_path, url, model, **overrides):
+    # fine-tuning: these faults strike a retrain that takes a while and re-scores a UPS subset
+    overrides = {"acquisition_mode": "finetune", **overrides}
     return backend_settings(url, tmp_path / "store", model, redis_url=REDIS_URL, rq_queue="al-faults", **overrides)
 
 
@@ -251,7 +253,8 @@ def test_label_studio_down_after_the_subset_is_published_leaves_the_ordering_on_
     fake, ls_url = fake_ls
     ids = fake.add_labeled_project(4, 40)
     settings = backend_settings(
-        ls_url, tmp_path / "store", tiny_model_dir, ls_retries=1, ups_full_first=1, ups_full_every=0
+        ls_url, tmp_path / "store", tiny_model_dir, ls_retries=1, ups_full_first=1, ups_full_every=0,
+        acquisition_mode="finetune",
     )
     app = create_app(settings)
     client = app.test_client()
@@ -326,7 +329,7 @@ def test_a_failed_model_write_promotes_nothing(tmp_path, fake_ls, tiny_model_dir
 
     fake, ls_url = fake_ls
     ids = fake.add_labeled_project(3, 12)
-    settings = backend_settings(ls_url, tmp_path / "store", tiny_model_dir)
+    settings = backend_settings(ls_url, tmp_path / "store", tiny_model_dir, acquisition_mode="finetune")
     v1 = run_retrain(3, settings, MemoryState())["version"]
 
     original_save = TransformerClassifier.save
@@ -377,7 +380,7 @@ def test_a_restarted_backend_recovers_versions_state_and_score_cache(
     processes.kill(process)
     process, url = processes.backend(settings)
 
-    assert http("GET", url + "/versions?project=4")[1] == {"versions": [v1]}
+    assert http("GET", url + "/versions?project=4")[1]["versions"] == [v1]
     assert http("POST", url + "/setup", {"project": "4.1", "schema": CLS_CONFIG})[1] == {"model_version": v1}
     status = http("GET", url + "/status/4")[1]["projects"]["4"]
     assert status["pending_retrain"] and status["current_version"] == v1
@@ -446,7 +449,7 @@ def test_redis_lost_during_a_job_promotes_nothing_and_the_loop_recovers_when_it_
     served = client.post("/predict", json={"project": "5.1", "tasks": [task], "label_config": CLS_CONFIG}).json
     assert served["results"][0]["model_version"] == v1  # serving needs no Redis
     assert worker.wait(timeout=60) != 0  # the worker cannot go on without Redis ...
-    assert client.get("/versions?project=5").json == {"versions": [v1]}  # ... and promoted nothing
+    assert client.get("/versions?project=5").json["versions"] == [v1]  # ... and promoted nothing
 
     start_redis()  # back, empty: the queue and the state were in memory only
     assert client.post("/webhook", json=annotation_webhook(5, ids[4])).json["retrain"] == "queued"
