@@ -112,6 +112,7 @@ def curves(args, done: dict, out) -> None:
                         continue
                     point = one_point(kind, labels, labeled, test, variant, model_path, cache, seed)
                     row = dict(zip(("model", "dataset", "count", "seed", "variant"), key, strict=True), **point)
+                    row["test_size"] = len(test)
                     done[key] = row
                     out.write(json.dumps(row) + "\n")
                     out.flush()
@@ -168,9 +169,11 @@ def curve_tables(args, done: dict) -> str:
     for name in args.datasets:
         kind = "tagging" if name in ("conll2003", "wnut17") else "classification"
         metric = "span F1" if kind == "tagging" else "accuracy"
+        sizes = sorted({r.get("test_size", args.test_size) for k, r in done.items() if k[:2] == (args.model, name)})
+        seeds = sorted({k[3] for k in done if k[:2] == (args.model, name)})
         lines += [
-            f"**{name}**, {args.model}, {metric} on {args.test_size} held-out tasks, mean ± sd of seeds "
-            f"{','.join(map(str, args.seeds))}; fit seconds in brackets.",
+            f"**{name}**, {args.model}, {metric} on {'/'.join(map(str, sizes))} held-out tasks, mean ± sd of seeds "
+            f"{','.join(map(str, seeds))}; fit seconds in brackets.",
             "",
             "| labels | old defaults | new schedule (finetune) | frozen head | auto (mode) | auto − best |",
             "|---|---|---|---|---|---|",

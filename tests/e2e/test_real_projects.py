@@ -173,7 +173,7 @@ def test_a_label_removed_mid_campaign_is_a_new_model(stack, label_studio: LabelS
     assert set(published) == set(unlabeled)
     used = {c for p in published.values() for r in p["result"] for c in r["value"]["choices"]}
     assert used and used <= {"positive", "negative"}, used
-    assert last["publish"] == {"sent": len(unlabeled), "created": len(unlabeled)}
+    assert last["publish"] == {"ok": True, "sent": len(unlabeled), "created": len(unlabeled)}
 
 
 def test_sigterm_during_a_retrain_stops_cleanly_and_the_retrain_is_queued_again(
