@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -32,7 +31,7 @@ from transformers import AutoModel
 from al_core.data import Example
 from al_core.exceptions import ModelLoadError
 from al_core.inference import run_batched
-from al_core.models import MODEL_META, ModelOutputs, TransformerClassifier, TransformerTagger, read_model_meta
+from al_core.models import ModelOutputs, TransformerClassifier, TransformerTagger, read_model_meta
 from al_core.training import TrainingConfig
 
 HEAD_FILE = "frozen_head.npz"
@@ -245,15 +244,7 @@ class _FrozenEncoderModel:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / HEAD_FILE, classes=self.head_.classes, coef=self.head_.coef, intercept=self.head_.intercept)
-        meta = {
-            "kind": self.kind,
-            "mode": self.mode,
-            "labels": self.labels,
-            "base_model": self.model_name_or_path,
-            "head_c": self.head_c,
-            "training": dataclasses.asdict(self.config),
-        }
-        (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self._write_meta(folder, mode=self.mode, head_c=self.head_c)
         return folder
 
     @classmethod

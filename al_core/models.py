@@ -161,14 +161,19 @@ class _TransformerModel:
         folder.mkdir(parents=True, exist_ok=True)
         module.save_pretrained(folder, safe_serialization=True)
         self.tokenizer_.save_pretrained(folder)
+        self._write_meta(folder)
+        return folder
+
+    def _write_meta(self, folder: Path, **extra) -> None:
+        """The small metadata file `load` reads: kind, labels, base model, training config."""
         meta = {
             "kind": self.kind,
             "labels": self.labels,
             "base_model": self.model_name_or_path,
             "training": dataclasses.asdict(self.config),
+            **extra,
         }
         (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path, config: TrainingConfig | None = None):

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: tiny random models and the path to ../shared/data."""
+"""Fixtures shared by every test: tiny random models, the path to ../shared/data, the fake Label Studio."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def shared_data() -> Path:
     require_or_skip(SHARED_DATA.is_dir(), f"the shared datasets are not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def fake_ls():
+    """The fake Label Studio (tests/integration/fake_ls.py), running; yields (fake, its URL)."""
+    from tests.integration.fake_ls import FakeLabelStudio
+
+    fake = FakeLabelStudio()
+    url = fake.start()
+    yield fake, url
+    fake.stop()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_or_skip
-from tests.integration.fake_ls import FakeLabelStudio
 
 REDIS_URL = os.environ.get("AL_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 RQ = Path(sys.executable).with_name("rq")
@@ -31,14 +30,6 @@ def redis_conn():
     yield conn
     conn.flushdb()
     conn.close()
-
-
-@pytest.fixture
-def fake_ls():
-    fake = FakeLabelStudio()
-    url = fake.start()
-    yield fake, url
-    fake.stop()
 
 
 def worker_env(settings) -> dict[str, str]:

@@ -8,21 +8,13 @@ import signal
 
 import pytest
 
-from tests.integration.fake_ls import FakeLabelStudio, backend_settings
+from tests.integration.fake_ls import backend_settings
 from tests.integration.test_faults import Processes, http, wait_until
 
 pytestmark = pytest.mark.integration
 
 TWO_TEXTS = """<View><Text name="text" value="$text"/><Text name="title" value="$title"/>
 <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""
-
-
-@pytest.fixture
-def fake_ls():
-    fake = FakeLabelStudio()
-    url = fake.start()
-    yield fake, url
-    fake.stop()
 
 
 @pytest.fixture

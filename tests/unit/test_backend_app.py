@@ -6,15 +6,7 @@ import pytest
 
 from ml_backend.app import create_app
 from ml_backend.history import history_path, read_last
-from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, FakeLabelStudio, backend_settings
-
-
-@pytest.fixture
-def fake_ls():
-    fake = FakeLabelStudio()
-    url = fake.start()
-    yield fake, url
-    fake.stop()
+from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 
 
 def wait_until(condition, timeout=60.0):

@@ -15,19 +15,11 @@ from ml_backend.ls_gateway import NO_REASON, LSGateway, PublishReport
 from ml_backend.project_warnings import class_warnings
 from ml_backend.status import MemoryState
 from ml_backend.store import score_cache
-from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, FakeLabelStudio, backend_settings
+from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 
 THREE_CLASSES = """<View><Text name="text" value="$text"/>
 <Choices name="sentiment" toName="text" choice="single">
 <Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
-
-
-@pytest.fixture
-def fake_ls():
-    fake = FakeLabelStudio()
-    url = fake.start()
-    yield fake, url
-    fake.stop()
 
 
 def settings_for(url, tmp_path, model, **overrides):
