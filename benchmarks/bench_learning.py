@@ -90,12 +90,17 @@ def draw(pool, count: int, seed: int):
 
 
 def curves(args, done: dict, out) -> None:
+    for model in args.models:
+        curves_of(args, model, done, out)
+
+
+def curves_of(args, model_name: str, done: dict, out) -> None:
     from al_core.frozen import MemoryEmbeddingCache
 
     for name in args.datasets:
         kind, labels, pool, test = load(name, args.test_size)
         cache = MemoryEmbeddingCache()  # vectors of a dataset are computed once for every point
-        model_path = str(MODELS / args.model)
+        model_path = str(MODELS / model_name)
         start = time.perf_counter()
         from al_core.models import build_model
 
@@ -107,7 +112,7 @@ def curves(args, done: dict, out) -> None:
             for seed in args.seeds:
                 labeled = draw(pool, count, seed)
                 for variant in args.variants:
-                    key = (args.model, name, count, seed, variant)
+                    key = (model_name, name, count, seed, variant)
                     if key in done:
                         continue
                     point = one_point(kind, labels, labeled, test, variant, model_path, cache, seed)
@@ -142,7 +147,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
         labeled = [by_id[i] for i in labeled_ids]
         rest = [e for e in pool if e.id not in set(labeled_ids)]
         mode = resolve_mode(acquisition, kind, len(labeled))
-        model = build_model(kind, str(MODELS / args.model), labels, training_for(mode).replace(seed=seed), mode,
+        model = build_model(kind, str(MODELS / args.models[0]), labels, training_for(mode).replace(seed=seed), mode,
                             embeddings)
         step = args.al_counts[iteration + 1] - count if iteration + 1 < len(args.al_counts) else 1
         start = time.perf_counter()
@@ -163,25 +168,31 @@ def mean_sd(values):
 
 
 def curve_tables(args, done: dict) -> str:
+    return "\n".join(curve_tables_of(args, model, done) for model in args.models)
+
+
+def curve_tables_of(args, model: str, done: dict) -> str:
     from al_core.acquisition import AcquisitionConfig, resolve_mode
 
     lines = []
     for name in args.datasets:
+        if not any(k[:2] == (model, name) for k in done):
+            continue
         kind = "tagging" if name in ("conll2003", "wnut17") else "classification"
         metric = "span F1" if kind == "tagging" else "accuracy"
-        sizes = sorted({r.get("test_size", args.test_size) for k, r in done.items() if k[:2] == (args.model, name)})
-        seeds = sorted({k[3] for k in done if k[:2] == (args.model, name)})
+        sizes = sorted({r.get("test_size", args.test_size) for k, r in done.items() if k[:2] == (model, name)})
+        seeds = sorted({k[3] for k in done if k[:2] == (model, name)})
         lines += [
-            f"**{name}**, {args.model}, {metric} on {'/'.join(map(str, sizes))} held-out tasks, mean ± sd of seeds "
+            f"**{name}**, {model}, {metric} on {'/'.join(map(str, sizes))} held-out tasks, mean ± sd of seeds "
             f"{','.join(map(str, seeds))}; fit seconds in brackets.",
             "",
             "| labels | old defaults | new schedule (finetune) | frozen head | auto (mode) | auto − best |",
             "|---|---|---|---|---|---|",
         ]
-        for count in args.counts:
+        for count in sorted({k[2] for k in done if k[:2] == (model, name)}):
             cells, means = [], {}
             for variant in VARIANTS:
-                rows = [r for k, r in done.items() if k[:3] == (args.model, name, count) and k[4] == variant]
+                rows = [r for k, r in done.items() if k[:3] == (model, name, count) and k[4] == variant]
                 if not rows:
                     cells.append("–")
                     continue
@@ -201,7 +212,8 @@ def curve_tables(args, done: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="sst2,agnews,conll2003", type=lambda s: s.split(","))
-    parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--models", default="minilm-l6", type=lambda s: s.split(","),
+                        help="encoders (folders under ~/.cache/al-models); --al uses the first")
     parser.add_argument("--counts", default="20,40,100,200,500", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--variants", default=",".join(VARIANTS), type=lambda s: s.split(","))
@@ -226,11 +238,20 @@ def main(argv=None) -> None:
     with results.open("a") as out:
         if not args.no_curves:
             curves(args, done, out)
-    text = [machine_line(), curve_tables(args, done)]
+    text = [
+        machine_line(),
+        f"Curve points: runs of this script into {args.results} (one point per dataset, model, label count, seed "
+        "and variant; a run skips the points already there), read back by this command. Fit seconds were measured "
+        "while other work shared the 2 cores (up to 7 runnable processes): compare them within a row only. "
+        "Quality is measured on held-out gold; fine-tuning holds 10% of the labels out for its estimate, as "
+        "the backend does; `old defaults` train on all labels.",
+        "",
+        curve_tables(args, done),
+    ]
     for name in args.al:
         runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in ("al", "random")}
         text += [
-            f"**Active learning against random ordering**, {name}, {args.model}, auto default, pool "
+            f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, pool "
             f"{args.al_pool}, labels {args.al_counts}, seeds {args.seeds}: held-out quality (mean over seeds).",
             "",
             "| labels | " + " | ".join(str(c) for c in args.al_counts) + " | area (mean) | round s (mean) |",
