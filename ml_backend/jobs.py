@@ -5,10 +5,11 @@
 runner calls `run_retrain` / `run_scoring` directly with the web process's settings.
 
 A retrain reads Label Studio at its start (so every annotation made before it started is
-in its training set), trains the acquisition model, scores the UPS subset of the pool,
-promotes the new version, publishes a scored prediction for every unlabeled task under it
-(the freshly scored subset, then the project's ordering is pointed at the version, then the
-cached scores of the rest).
+in its training set), trains the acquisition model (a frozen head or fine-tuning, as
+AL_ACQUISITION_MODE decides) with its quality estimate, scores the UPS subset of the pool
+(the whole pool for a frozen head), promotes the new version, publishes a scored prediction
+for every unlabeled task under it (the most informative fresh scores, then the project's
+ordering is pointed at the version, then the rest) and appends the retrain to the history.
 """
 
 from __future__ import annotations
