@@ -140,7 +140,8 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
     pool = [unlabeled(e) for e in gold]
     labeled_ids = [e.id for e in draw(gold, args.al_counts[0], seed)]
     embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
-    strategy_name = ("lc" if kind == "classification" else "mnlp") if ordering == "al" else "random"
+    default = "lc" if kind == "classification" else "mnlp"
+    strategy_name = (args.al_strategy or default) if ordering == "al" else "random"
     acquisition = AcquisitionConfig()
     points = []
     for iteration, count in enumerate(args.al_counts):
@@ -223,6 +224,7 @@ def main(argv=None) -> None:
                         help="datasets for active learning against random ordering (auto default)")
     parser.add_argument("--al-counts", default="20,40,100,200", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--al-pool", type=int, default=2000)
+    parser.add_argument("--al-strategy", default=None, help="the AL ordering's strategy (default: the backend's)")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
@@ -251,7 +253,8 @@ def main(argv=None) -> None:
     for name in args.al:
         runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in ("al", "random")}
         text += [
-            f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, pool "
+            f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, "
+            f"strategy {args.al_strategy or 'the default'}, pool "
             f"{args.al_pool}, labels {args.al_counts}, seeds {args.seeds}: held-out quality (mean over seeds).",
             "",
             "| labels | " + " | ".join(str(c) for c in args.al_counts) + " | area (mean) | round s (mean) |",
