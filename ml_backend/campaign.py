@@ -112,7 +112,8 @@ def warnings_of(records: list[dict], status: dict, current: dict | None) -> list
         for w in status.get("warnings") or []
         if isinstance(w, dict)
     ]
-    if records:
+    given = {w["code"] for w in out}  # what /status already says is not said twice
+    if records and not given & {"missing_classes", "single_class"}:
         last = records[-1]
         counts = last.get("label_counts") or {}
         missing = [c for c in last.get("classes") or [] if not counts.get(c)]
@@ -124,7 +125,7 @@ def warnings_of(records: list[dict], status: dict, current: dict | None) -> list
                     f"{'this class' if len(missing) == 1 else 'these classes'} before someone labels an example",
                 }
             )
-    for reason, count in sorted((status.get("skipped") or {}).items()):
+    for reason, count in sorted((status.get("skipped") or {}).items() if "skipped_annotations" not in given else []):
         out.append({"code": "skipped", "message": f"{count} annotation(s) skipped: {reason}"})
     if status.get("last_error"):
         out.append({"code": "last_error", "message": f"last error: {status['last_error']}"})

@@ -193,3 +193,25 @@ def test_behind_basic_auth(tmp_path, path):
     assert client.get(path).status_code == 401
     assert client.get(path, headers=basic("u", "p")).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_a_warning_that_status_already_gives_is_not_repeated(app_settings, monkeypatch):
+    write_history(app_settings, 8, [record(0, None)])
+    app = create_app(app_settings)
+    backend = app.extensions["al_backend"]
+    real_status = backend.status
+
+    def status(project=None):
+        out = real_status(project)
+        out["projects"][project].update(
+            warnings=[
+                {"code": "missing_classes", "message": "no label yet for Business"},
+                {"code": "skipped_annotations", "message": "2 annotations skipped"},
+            ],
+            skipped={"unknown_label": 2},
+        )
+        return out
+
+    monkeypatch.setattr(backend, "status", status)
+    codes = [w["code"] for w in app.test_client().get("/campaign/8.json").json["warnings"]]
+    assert codes == ["missing_classes", "skipped_annotations"]
