@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import tenacity
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
@@ -103,7 +104,9 @@ def _retryable(error: Exception) -> bool:
 class LSGateway:
     """Label Studio's API as the retrain job needs it."""
 
-    def __init__(self, settings: Settings, client: LabelStudio | None = None):
+    def __init__(
+        self, settings: Settings, client: LabelStudio | None = None, sleep: Callable[[float], None] = time.sleep
+    ):
         if client is None and not (settings.label_studio_url and settings.label_studio_api_key):
             raise LabelStudioError(
                 "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set for the backend to read tasks "
@@ -111,6 +114,7 @@ class LSGateway:
             )
         self.settings = settings
         self._client = client
+        self._sleep = sleep  # between retries; tests pass one that records instead of waiting
 
     def _redact(self, text: str) -> str:
         """The text with the API key masked (a proxy or Label Studio may echo the request)."""
@@ -128,27 +132,35 @@ class LSGateway:
             )
         return self._client
 
+    def _detail(self, error: Exception) -> str:
+        text = f"HTTP {error.status_code}: {error.body}" if isinstance(error, ApiError) else str(error)
+        return self._redact(text)
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        retries = self.settings.ls_retries
-        for attempt in range(retries + 1):
-            try:
-                return fn()
-            except (ApiError, httpx.HTTPError) as error:
-                detail = self._redact(
-                    f"HTTP {error.status_code}: {error.body}" if isinstance(error, ApiError) else str(error)
-                )
-                if attempt < retries and _retryable(error):
-                    delay = min(0.5 * 2**attempt, 10.0)
-                    log.warning("Label Studio %s failed (%s); retry in %.1f s", what, detail, delay)
-                    time.sleep(delay)
-                    continue
-                # not chained: the original error (and a traceback of it) may quote the API key
-                raise LabelStudioError(
-                    f"Label Studio {what} failed: {detail}{_key_hint(error)}",
-                    status_code=getattr(error, "status_code", None),
-                    body=getattr(error, "body", None),
-                ) from None
-        raise AssertionError("unreachable")
+        """`fn()`, retried with exponential backoff (0.5 s, 1 s, 2 s ... at most 10 s) on connection
+        errors, 429 and 5xx, at most AL_LS_RETRIES times; then a LabelStudioError naming `what`."""
+
+        def before_sleep(state) -> None:
+            error = state.outcome.exception()
+            log.warning("Label Studio %s failed (%s); retry in %.1f s", what, self._detail(error), state.next_action.sleep)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.ls_retries + 1),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10.0),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, (ApiError, httpx.HTTPError)) and _retryable(e)),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except (ApiError, httpx.HTTPError) as error:
+            # not chained: the original error (and a traceback of it) may quote the API key
+            raise LabelStudioError(
+                f"Label Studio {what} failed: {self._detail(error)}{_key_hint(error)}",
+                status_code=getattr(error, "status_code", None),
+                body=getattr(error, "body", None),
+            ) from None
 
     # --- reading ---
     def get_project(self, project_id: int) -> dict[str, Any]:

@@ -41,3 +41,46 @@ def test_with_nothing_fresh_every_prediction_is_published_before_activation(gate
     assert fake.activated_with["v2"] == len(ids)
     assert fake.projects[1]["model_version"] == "v2"
     assert set(timings) == {"publish_s", "activate_s"}
+
+
+class FlakyProjects:
+    """projects.get answers HTTP 503 `failures` times, then the project."""
+
+    def __init__(self, failures: int, status: int = 503):
+        self.failures, self.status, self.calls = failures, status, 0
+
+    def get(self, id):
+        from label_studio_sdk.core.api_error import ApiError
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ApiError(status_code=self.status, body={"detail": "busy"})
+        return {"id": id, "label_config": "<View/>"}
+
+
+def flaky_gateway(tmp_path, failures: int, retries: int, status: int = 503):
+    from types import SimpleNamespace
+
+    projects = FlakyProjects(failures, status)
+    waits: list[float] = []
+    settings = backend_settings("http://127.0.0.1:1", tmp_path, "unused", ls_retries=retries)
+    return LSGateway(settings, client=SimpleNamespace(projects=projects), sleep=waits.append), projects, waits
+
+
+def test_a_busy_label_studio_is_retried_with_growing_waits(tmp_path):
+    ls, projects, waits = flaky_gateway(tmp_path, failures=3, retries=3)
+    assert ls.get_project(7)["id"] == 7
+    assert projects.calls == 4 and waits == [0.5, 1.0, 2.0]
+
+
+def test_retries_end_with_an_error_naming_the_call_and_a_client_error_is_not_retried(tmp_path):
+    from ml_backend.ls_gateway import LabelStudioError
+
+    ls, projects, waits = flaky_gateway(tmp_path, failures=5, retries=2)
+    with pytest.raises(LabelStudioError, match="GET project 7 failed: HTTP 503") as raised:
+        ls.get_project(7)
+    assert projects.calls == 3 and waits == [0.5, 1.0] and raised.value.status_code == 503
+    ls, projects, waits = flaky_gateway(tmp_path, failures=1, retries=3, status=404)
+    with pytest.raises(LabelStudioError, match="HTTP 404"):
+        ls.get_project(7)
+    assert projects.calls == 1 and waits == []
