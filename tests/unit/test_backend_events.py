@@ -12,6 +12,7 @@ from ml_backend.events import handle_event
 from ml_backend.jobs import run_retrain
 from ml_backend.ls_gateway import LabelStudioError
 from ml_backend.status import MemoryState
+from tests.conftest import require_or_skip
 from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, backend_settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "samples"
@@ -167,8 +168,7 @@ def test_unknown_actions_are_ignored(tmp_path):
 
 def test_real_label_studio_webhooks_are_understood(tmp_path):
     files = sorted(SAMPLES.glob("*/req_*_POST_webhook.json"))
-    if not files:
-        pytest.skip("the captured Label Studio samples are not available")
+    require_or_skip(bool(files), f"the captured Label Studio samples are not in {SAMPLES}")
     backend = make_backend(tmp_path)
     seen = set()
     for path in files:

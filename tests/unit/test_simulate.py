@@ -111,8 +111,9 @@ def test_run_writes_every_record_and_repeats(tiny_config, tmp_path):
     assert first["overlap"] is None and set(second["overlap"]) == {"10", "20", "30", "40", "50"}
     assert 0.0 <= first["successor_score"] <= 1.0
     assert by_key[(0, 1, "matched")]["successor_score"] == second["acquisition_score"]
-    for r in records:
-        assert r["acq_fit_s"] >= 0 and r["inference_s"] >= 0 and r["successor_fit_s"] >= 0
+    for r in records:  # every fit is timed; pool scoring only where something was scored
+        assert r["acq_fit_s"] > 0 and r["successor_fit_s"] > 0
+        assert (r["inference_s"] > 0) == (r["n_scored"] > 0)
     assert (folder / "results.csv").read_text().splitlines()[0].count(",") > 10
     # the two seeds draw different seed sets
     assert by_key[(0, 0, "tfidf")]["labeled_ids_before"] != by_key[(1, 0, "tfidf")]["labeled_ids_before"]
@@ -309,7 +310,7 @@ def test_plasm_trains_each_successor_with_and_without_pseudo_labels(tiny_config,
         # the share dropped is 1 - the teacher's score on the held-out gold labels
         assert r["drop_fraction"] == pytest.approx(1 - r["teacher_holdout_score"])
         assert r["n_pseudo_kept"] == r["n_pseudo"] - round(r["drop_fraction"] * r["n_pseudo"])
-        assert 0.0 <= r["pseudo_accuracy_kept"] <= 1.0 and r["teacher_fit_s"] >= 0
+        assert 0.0 <= r["pseudo_accuracy_kept"] <= 1.0 and r["teacher_fit_s"] > 0
 
 
 @pytest.mark.parametrize(
