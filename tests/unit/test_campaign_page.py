@@ -104,22 +104,29 @@ def test_json_figures(app_settings):
     }
 
 
-def test_warnings_from_status_skips_errors_and_failed_publishing(app_settings, monkeypatch):
-    write_history(app_settings, 7, [record(0, None), record(1, 1.0, publish={"ok": False, "error": "HTTP 500 from Label Studio"})])
-    app = create_app(app_settings)
-    backend = app.extensions["al_backend"]
+def status_adds(monkeypatch, backend, **fields) -> None:
+    """The backend's /status answers with `fields` added to the project's entry."""
     real_status = backend.status
 
     def status(project=None):
         out = real_status(project)
-        out["projects"][project].update(
-            warnings=[{"code": "labels_changed", "message": "the label config changed <since> v1"}],
-            skipped={"empty annotation": 2},
-            last_error="ConnectionError: Label Studio is down",
-        )
+        out["projects"][project].update(fields)
         return out
 
     monkeypatch.setattr(backend, "status", status)
+
+
+def test_warnings_from_status_skips_errors_and_failed_publishing(app_settings, monkeypatch):
+    write_history(app_settings, 7, [record(0, None), record(1, 1.0, publish={"ok": False, "error": "HTTP 500 from Label Studio"})])
+    app = create_app(app_settings)
+    backend = app.extensions["al_backend"]
+    status_adds(
+        monkeypatch,
+        backend,
+        warnings=[{"code": "labels_changed", "message": "the label config changed <since> v1"}],
+        skipped={"empty annotation": 2},
+        last_error="ConnectionError: Label Studio is down",
+    )
     # a version promoted after the last record, with no retrain running: its publishing did not finish
     monkeypatch.setattr(backend.store, "current", lambda project: {"version": "7-v3-20260101T000300Z", "iteration": 2})
     client = app.test_client()
@@ -198,20 +205,14 @@ def test_behind_basic_auth(tmp_path, path):
 def test_a_warning_that_status_already_gives_is_not_repeated(app_settings, monkeypatch):
     write_history(app_settings, 8, [record(0, None)])
     app = create_app(app_settings)
-    backend = app.extensions["al_backend"]
-    real_status = backend.status
-
-    def status(project=None):
-        out = real_status(project)
-        out["projects"][project].update(
-            warnings=[
-                {"code": "missing_classes", "message": "no label yet for Business"},
-                {"code": "skipped_annotations", "message": "2 annotations skipped"},
-            ],
-            skipped={"unknown_label": 2},
-        )
-        return out
-
-    monkeypatch.setattr(backend, "status", status)
+    status_adds(
+        monkeypatch,
+        app.extensions["al_backend"],
+        warnings=[
+            {"code": "missing_classes", "message": "no label yet for Business"},
+            {"code": "skipped_annotations", "message": "2 annotations skipped"},
+        ],
+        skipped={"unknown_label": 2},
+    )
     codes = [w["code"] for w in app.test_client().get("/campaign/8.json").json["warnings"]]
     assert codes == ["missing_classes", "skipped_annotations"]
