@@ -13,7 +13,7 @@ from ml_backend.errors import BadRequest
 from ml_backend.events import handle_event
 from ml_backend.jobs import check_config
 from ml_backend.key_check import KeyCheck
-from ml_backend.label_set import label_set_changed
+from ml_backend.label_set import label_set_changed, promoted_label_set_changed
 from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.project_warnings import round_warnings
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
@@ -90,10 +90,7 @@ class Backend:
     def labels_changed(self, project: str, config: LabelConfig) -> bool:
         """True when the promoted version was trained for another label set than `config` (labels
         added, removed or renamed, another control tag; see label_set.py)."""
-        version = self.store.current_version(project)
-        if version is None:
-            return False
-        return label_set_changed(self.store.meta(project, version), config)
+        return promoted_label_set_changed(self.store, project, config)
 
     def score_cache(self, project: str):
         if self.redis is not None:

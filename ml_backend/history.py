@@ -24,13 +24,14 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from al_core.stopping import agreement, stability_sample
+from ml_backend.reading import label_counts
 from ml_backend.store import VersionStore
 
 log = logging.getLogger(__name__)
@@ -121,18 +122,6 @@ class HistoryCache:
 
 
 # --- writing a record (the retrain job) ------------------------------------------------------
-
-
-def label_counts(labeled, config) -> dict[str, int]:
-    """Labeled tasks per class (classification) or labeled spans per entity type (tagging)."""
-    counts = Counter()
-    for example in labeled:
-        if config.kind == "classification":
-            counts[example.label] += 1
-        else:
-            counts.update(tag[2:] for tag in example.tags or [] if tag.startswith("B-"))
-    names = list(config.labels)
-    return {name: int(counts.get(name, 0)) for name in names + sorted(set(counts) - set(names))}
 
 
 def sample_predictions(model, pool, probs: dict, size: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
 from ml_backend.history import record_retrain
-from ml_backend.label_set import label_set_changed, region_problem, text_objects
+from ml_backend.label_set import label_set_changed, promoted_label_set_changed, region_problem, text_objects
 from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
@@ -228,8 +228,9 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     version = version_name(project_id, iteration + 1)
     labels = model_labels(config)
     strategy = get_strategy(strategy_name(settings, config.kind), seed=settings.seed)
-    mode = resolve_mode(settings.acquisition_config(), config.kind, len(labeled))
-    config_changed = label_config_changed(store, project_id, config)
+    acquisition = settings.acquisition_config()
+    mode = resolve_mode(acquisition, config.kind, len(labeled))
+    config_changed = promoted_label_set_changed(store, project_id, config)
     model = _new_model(settings, store, project_id, config.kind, labels, mode)
     cache = score_cache(settings, project_id, redis)
     if config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
@@ -253,13 +254,12 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
             seed=settings.seed,
         )
         result = run_round(
-            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1,
-            acquisition=settings.acquisition_config(),
+            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1, acquisition=acquisition
         )
         timings.update({k: round(v, 3) for k, v in result.timings.items()})
         probs, scores, n_scored, quality = result.probs, result.scores, result.n_scored, result.quality
     else:
-        quality = fit_with_estimate(model, labeled, settings.acquisition_config())
+        quality = fit_with_estimate(model, labeled, acquisition)
         timings["fit_s"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
 
@@ -319,12 +319,6 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     record_retrain(settings, summary, meta, model, labeled, pool, probs, config)  # the campaign page's history
     log.info("project %s: %s", project_id, summary)
     return summary
-
-
-def label_config_changed(store: VersionStore, project_id: int, config) -> bool:
-    """True when the promoted version was trained for another label set (see label_set.py)."""
-    current = store.current_version(project_id)
-    return current is not None and label_set_changed(store.meta(project_id, current), config)
 
 
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):

@@ -46,6 +46,13 @@ def label_set_changed(meta: dict | None, config: LabelConfig) -> bool:
     return version_label_set(meta) != label_set(config)
 
 
+def promoted_label_set_changed(store, project: int | str, config: LabelConfig) -> bool:
+    """True when the project's promoted version (in `store`, a VersionStore) was trained for
+    another label set than `config`; False before the first version."""
+    current = store.current_version(project)
+    return current is not None and label_set_changed(store.meta(project, current), config)
+
+
 def region_problem(result: Any, config: LabelConfig) -> str | None:
     """Why prediction regions do not fit `config` (what Label Studio would refuse), or None."""
     if not isinstance(result, list):

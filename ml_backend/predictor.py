@@ -18,7 +18,6 @@ from al_core.data import CLASSIFICATION, Example
 from al_core.exceptions import DataFormatError
 from al_core.ls_format import (
     LabelConfig,
-    model_labels,
     parse_label_config,
     prediction_result,
     task_to_example,
@@ -130,10 +129,6 @@ class Predictor:
         self.strategy = get_strategy(meta["strategy"], seed=settings.seed)
         load_strategy_state(self.strategy, folder)
         self._lock = threading.Lock()  # fast tokenizers must not be shared by threads at once
-
-    def compatible(self, config: LabelConfig) -> bool:
-        """True when `config` asks for the labels this model predicts."""
-        return config.kind == self.config.kind and model_labels(config) == self.labels
 
     def predict(self, tasks: list[dict], config: LabelConfig | None = None) -> list[dict]:
         """One {"result", "score", "model_version"} per task, in task order."""

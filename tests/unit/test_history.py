@@ -14,10 +14,10 @@ from ml_backend.history import (
     append_record,
     build_record,
     history_path,
-    label_counts,
     read_last,
     record_retrain,
 )
+from ml_backend.reading import label_counts
 
 
 def test_read_last_returns_the_newest_records_in_order(tmp_path):
@@ -98,8 +98,8 @@ def test_label_counts_per_class_and_per_entity_type():
     labeled = [Example("1", "a", label="World"), Example("2", "b", label="World"), Example("3", "c", label="Sports")]
     assert label_counts(labeled, CLS) == {"World": 2, "Sports": 1, "Business": 0}
     tagged = [
-        Example("1", "a b c", words=["a", "b", "c"], tags=["B-PER", "I-PER", "B-PER"]),
-        Example("2", "d", words=["d"], tags=["O"]),
+        Example("1", "a b c", words=["a", "b", "c"], tags=["B-PER", "I-PER", "B-PER"], offsets=[(0, 1), (2, 3), (4, 5)]),
+        Example("2", "d", words=["d"], tags=["O"], offsets=[(0, 1)]),
     ]
     assert label_counts(tagged, NER) == {"PER": 2, "LOC": 0}
 
