@@ -104,12 +104,6 @@ def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) 
         model.fit(labeled)
         return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
     model.fit(train)
-    value = score_predictions(model.kind, held, model.predict([_unlabeled(e) for e in held]))
+    value = score_predictions(model.kind, held, model.predict([e.without_labels() for e in held]))
     share = f"{config.holdout_share:.0%}"
     return QualityEstimate(metric, round(value, 4), f"held-out {share} of the labels", len(held))
-
-
-def _unlabeled(example: Example) -> Example:
-    from dataclasses import replace
-
-    return replace(example, label=None, tags=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 TaskKind = Literal["classification", "tagging"]
@@ -35,6 +35,10 @@ class Example:
     @property
     def n_words(self) -> int:
         return len(self.words) if self.words is not None else len(self.text.split())
+
+    def without_labels(self) -> Example:
+        """The task as a model sees it when it predicts: no label, no tags."""
+        return replace(self, label=None, tags=None, meta=dict(self.meta))
 
 
 @dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +53,6 @@ def load(name: str, test_size: int):
     return data.kind, data.labels, pool, test
 
 
-def unlabeled(example):
-    return replace(example, label=None, tags=None)
-
-
 def training_for(variant: str):
     from al_core.config import TrainingConfig
 
@@ -80,7 +75,7 @@ def one_point(kind, labels, labeled, test, variant, model_path, cache, seed):
     else:
         estimate = fit_with_estimate(model, labeled, AcquisitionConfig(mode=mode)).value
     fit_s = time.perf_counter() - start
-    value = score_predictions(kind, test, model.predict([unlabeled(e) for e in test]))
+    value = score_predictions(kind, test, model.predict([e.without_labels() for e in test]))
     return {"value": value, "fit_s": fit_s, "estimate": estimate}
 
 
@@ -137,7 +132,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
     kind, labels, pool_all, test = load(name, args.test_size)
     gold = draw(pool_all, args.al_pool, 999)
     by_id = {e.id: e for e in gold}
-    pool = [unlabeled(e) for e in gold]
+    pool = [e.without_labels() for e in gold]
     labeled_ids = [e.id for e in draw(gold, args.al_counts[0], seed)]
     embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
     default = "lc" if kind == "classification" else "mnlp"
@@ -156,7 +151,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
                            PoolSubsampler(SubsamplingConfig(), seed=seed), scores, iteration,
                            f"v{iteration}", count=step, acquisition=acquisition)
         round_s = time.perf_counter() - start
-        quality = score_predictions(kind, test, model.predict([unlabeled(e) for e in test]))
+        quality = score_predictions(kind, test, model.predict([e.without_labels() for e in test]))
         points.append((len(labeled), quality, round_s))
         print(f"  AL {name} {ordering} seed={seed} n={len(labeled)} ({mode}): {quality:.3f}, "
               f"round {round_s:.1f} s", flush=True)

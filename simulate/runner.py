@@ -55,10 +55,6 @@ class SimulationData:
         return sum(e.n_words for e in self.pool)
 
 
-def _strip(example: Example) -> Example:
-    return dataclasses.replace(example, label=None, tags=None, meta=dict(example.meta))
-
-
 def load_data(config: SimulationConfig) -> SimulationData:
     """Reads the dataset, splits off a test set if needed and subsamples pool and test (split_seed)."""
     from al_core import readers
@@ -103,19 +99,16 @@ def load_data(config: SimulationConfig) -> SimulationData:
         kind=pool_set.kind,
         labels=labels,
         gold={e.id: e for e in pool_examples},
-        pool=[_strip(e) for e in pool_examples],
+        pool=[e.without_labels() for e in pool_examples],
         test=test_examples,
     )
 
 
 def evaluate(model, test: list[Example]) -> float:
     """Accuracy (classification) or strict span F1 (tagging) on the whole test set."""
-    from al_core.metrics import accuracy, span_f1
+    from al_core.acquisition import score_predictions
 
-    inputs = [_strip(e) for e in test]
-    if model.kind == CLASSIFICATION:
-        return float(accuracy([e.label for e in test], model.predict(inputs)))
-    return float(span_f1([e.tags for e in test], model.predict(inputs))["f1"])
+    return score_predictions(model.kind, test, model.predict([e.without_labels() for e in test]))
 
 
 def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int) -> list[str]:

@@ -35,7 +35,7 @@ def toy_reviews(n: int, seed: int, start: int = 0) -> list[Example]:
 
 
 def unlabeled(examples):
-    return [dataclasses.replace(e, label=None, tags=None) for e in examples]
+    return [e.without_labels() for e in examples]
 
 
 # --- one source of training defaults ---------------------------------------------------------
