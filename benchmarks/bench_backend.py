@@ -34,8 +34,8 @@ import requests
 from werkzeug.serving import make_server
 
 from benchmarks.report import machine_line, write_section
+from fake_label_studio import CLS_CONFIG, TOKEN, FakeLabelStudio
 from ml_backend.app import create_app
-from tests.integration.fake_ls import CLS_CONFIG, TOKEN, FakeLabelStudio
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("AL_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import machine_line, write_section
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
+from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ML_BACKEND = Path(sys.executable).with_name("ml-backend")

@@ -19,7 +19,7 @@ from ml_backend.project_warnings import round_warnings
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
 from ml_backend.settings import Settings
 from ml_backend.status import RedisState
-from ml_backend.store import PROJECT_RE, UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore
+from ml_backend.store import PROJECT_RE, UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore, task_mirror
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,14 @@ class Backend:
         """True when the promoted version was trained for another label set than `config` (labels
         added, removed or renamed, another control tag; see label_set.py)."""
         return promoted_label_set_changed(self.store, project, config)
+
+    def mark_changed(self, project: str, task_ids=(), annotation_ids=()) -> None:
+        """A webhook named these tasks or deleted annotations: the next retrain reads them again."""
+        mirror = task_mirror(self.settings, project, create=False)
+        if mirror is not None:
+            mirror.mark(task_ids)
+            if annotation_ids:
+                mirror.mark_annotations(annotation_ids)
 
     def score_cache(self, project: str):
         if self.redis is not None:

@@ -5,6 +5,7 @@
 | ANNOTATION_CREATED / _UPDATED       | retrain requested (merged into a pending one)                 |
 | ANNOTATIONS_DELETED                 | retrain requested (the labeled set shrank)                    |
 | START_TRAINING                      | retrain requested, whatever RETRAIN_TRIGGER / RETRAIN_EVERY say |
+| (every task and annotation event)   | the tasks it names are marked for the next retrain to read again (ml_backend/mirror.py) |
 | TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway) |
 | TASKS_DELETED                       | their cached scores dropped                                   |
 | PROJECT_UPDATED                     | label config checked; a changed label set drops the score cache and requests a retrain |
@@ -57,6 +58,30 @@ def tasks_of(body: dict[str, Any]) -> list:
     return tasks
 
 
+def _ids(items: Any) -> list[int]:
+    """The integer `id` of each dict of a list (anything else is left out)."""
+    if not isinstance(items, list):
+        return []
+    return [
+        item["id"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)
+    ]
+
+
+def changed_tasks(body: dict[str, Any]) -> list[int]:
+    """The task an annotation event names (its `task` object, or the annotation's `task` id)."""
+    task = body.get("task")
+    annotation = body.get("annotation") if isinstance(body.get("annotation"), dict) else {}
+    candidates = [task.get("id") if isinstance(task, dict) else task, annotation.get("task")]
+    return [t for t in candidates if isinstance(t, int) and not isinstance(t, bool)][:1]
+
+
+def deleted_annotations(body: dict[str, Any]) -> list[int]:
+    """ANNOTATIONS_DELETED names only the annotations (`annotations: [{"id": ...}]`)."""
+    return _ids(body.get("annotations")) if body.get("action") in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED") else []
+
+
 def handle_event(body: Any, backend) -> dict[str, Any]:
     """Apply one webhook; returns the JSON answer. Fast: Redis/dict updates and an enqueue."""
     if not isinstance(body, dict) or not isinstance(body.get("action"), str):
@@ -64,6 +89,7 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
     action = body["action"]
     if action in RETRAIN_ACTIONS or action == "START_TRAINING":
         project = project_of(body)
+        backend.mark_changed(project, task_ids=changed_tasks(body), annotation_ids=deleted_annotations(body))
         outcome = backend.retrainer.request(project, force=action == "START_TRAINING")
         return {"status": "ok", "action": action, "project": project, "retrain": outcome}
     if action == "TASKS_CREATED":
@@ -73,6 +99,7 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
             for t in tasks_of(body)
             if isinstance(t, dict) and isinstance(t.get("id"), int) and not isinstance(t.get("id"), bool)
         ]
+        backend.mark_changed(project, task_ids=[t["id"] for t in tasks])
         scheduled = False
         if tasks and backend.store.current_version(project) and not backend.retrainer.pending(project):
             backend.runner.submit_scoring(project, tasks)
@@ -93,6 +120,7 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
         ]
         if ids:
             backend.score_cache(project).delete_many(ids)
+            backend.mark_changed(project, task_ids=[int(i) for i in ids if str(i).isdigit()])
         return {"status": "ok", "action": action, "project": project, "forgotten": len(ids)}
     if action == "PROJECT_UPDATED":
         return _project_updated(body, backend)

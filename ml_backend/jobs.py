@@ -29,11 +29,20 @@ from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
 from ml_backend.history import record_retrain
 from ml_backend.label_set import label_set_changed, promoted_label_set_changed, region_problem, text_objects
 from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
+from ml_backend.mirror import sync
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
 from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, get_settings
-from ml_backend.store import VersionStore, check_project, embedding_cache, score_cache, version_name
+from ml_backend.store import (
+    VersionStore,
+    check_project,
+    embedding_cache,
+    score_cache,
+    task_mirror,
+    version_name,
+    version_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +215,9 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     project_info = gateway.get_project(project_id)
     label_config = project_info.get("label_config") or ""
     config = check_config(label_config)
-    labeled_tasks, unlabeled_tasks = split_tasks(gateway.list_tasks(project_id))
+    mirror = task_mirror(settings, project_id)
+    tasks, sync_report = sync(mirror, gateway, project_id, config_hash(label_config))
+    labeled_tasks, unlabeled_tasks = split_tasks(tasks)
     read = ReadReport()
     labeled = [e for e in read_examples(labeled_tasks, config, read) if e.is_labeled]
     pool = read_examples(unlabeled_tasks, config, read)
@@ -216,6 +227,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "label_counts": label_counts(labeled, config),
         "skipped": dict(read.skipped),
         "ties": read.ties,
+        "read": sync_report.as_dict(),
     }
     lap("read_s")
     if len(labeled) < settings.min_labels:
@@ -290,15 +302,22 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
     store.save_version(project_id, version, iteration, write, meta)
     lap("save_s")
 
-    previous = {} if config_changed else latest_results(unlabeled_tasks)
+    window = settings.query_window
+    previous = {} if config_changed or window else mirror.published_results()
     predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
+    fresh, rest = split_publish(predictions, probs, window or settings.publish_first, bounded=bool(window))
     lap("predictions_s")
     report = PublishReport()
-    if predictions:
-        fresh, rest = split_first_publish(predictions, probs, settings.publish_first)
+    pruned: dict[str, int] = {}
+    if fresh or rest:
         timings.update(gateway.publish_version(project_id, version, fresh, rest, report))
+        mirror.record_published(fresh + rest)
         if report.deleted:
             cache.delete_many([str(t) for t in report.deleted])
+        if report.activated:
+            clock = time.perf_counter()
+            pruned = prune_versions(gateway, project_id, version, settings.keep_prediction_versions)
+            lap("prune_s")
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     summary = {
         "status": "trained",
@@ -313,6 +332,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "label_config_changed": config_changed,
         **reading,
         "publish": report.summary(),
+        "pruned_versions": pruned,
         "started_at": started_at,
         "timings": timings,
     }
@@ -336,28 +356,36 @@ def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: s
     )
 
 
-def split_first_publish(predictions: list[dict], probs: dict, first: int) -> tuple[list[dict], list[dict]]:
-    """The predictions published before the project is pointed at the new version, and the rest.
+def split_publish(
+    predictions: list[dict], probs: dict, first: int, bounded: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """The predictions published before the project is pointed at the new version, and those after.
 
-    First go the freshly scored tasks (on a UPS round, where the method takes the query), at
-    most `first` of them, the most informative (lowest published score) first: Label Studio's
-    next task then already comes from fresh scores, and a frozen head, which re-scores the
-    whole pool, does not hold the ordering back while every task is written.
+    First go the freshly scored tasks (on a UPS round, where the method takes the query), at most
+    `first` of them, the most informative (lowest published score) first: Label Studio's next task
+    then comes from fresh scores, never from a stale one. `bounded` (AL_QUERY_WINDOW): those are
+    all that is published, so the rows a version adds to Label Studio stay bounded whatever the
+    pool; otherwise (AL_QUERY_WINDOW=0) the other fresh and the cached scores follow.
     """
     fresh = sorted((p for p in predictions if str(p["task"]) in probs), key=lambda p: p["score"])
+    if bounded:
+        return fresh[:first], []
     rest = [p for p in predictions if str(p["task"]) not in probs]
     return fresh[:first], fresh[first:] + rest
 
 
-def latest_results(tasks: list[dict]) -> dict[str, list]:
-    """Each task's newest non-empty prediction regions, as Label Studio listed them."""
-    out = {}
-    for task in tasks:
-        found = [p for p in task.get("predictions") or [] if isinstance(p, dict) and p.get("result")]
-        if found:
-            newest = max(found, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0))
-            out[str(task["id"])] = newest["result"]
-    return out
+def prune_versions(gateway: LSGateway, project_id: int, current: str, keep: int) -> dict[str, int]:
+    """Deletes from Label Studio the predictions of this backend's versions older than the `keep`
+    newest (0: none deleted); never `current`, the version the project was just pointed at.
+    Versions named otherwise (predictions a user imported) are left alone. Returns
+    {version: predictions deleted}."""
+    if keep <= 0:
+        return {}
+    ours = sorted(
+        (version_number(project_id, v), v) for v in gateway.model_versions(project_id) if version_number(project_id, v)
+    )
+    old = [v for _, v in ours[:-keep] if v != current]
+    return {v: gateway.delete_version(project_id, v) for v in old}
 
 
 def pool_predictions(

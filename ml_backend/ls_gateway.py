@@ -7,6 +7,7 @@ exponential backoff; other errors are raised as LabelStudioError naming the call
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -54,6 +55,7 @@ class PublishReport:
     deleted: list[int] = field(default_factory=list)  # no longer in the project: left out
     refused: dict[int, str] = field(default_factory=dict)  # task -> Label Studio's reason
     unconfirmed: list[int] = field(default_factory=list)  # sent in a batch that came back short
+    activated: bool = False  # the project was pointed at the version
 
     def add(self, other: PublishReport) -> None:
         self.sent += other.sent
@@ -167,16 +169,93 @@ class LSGateway:
         project = self._call(f"GET project {project_id}", lambda: self.client.projects.get(id=project_id))
         return project.model_dump() if hasattr(project, "model_dump") else dict(project)
 
-    def list_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        """Every task of the project with its annotations (dicts shaped like Label Studio's JSON)."""
+    def list_tasks(self, project_id: int, with_annotations: bool = True) -> list[dict[str, Any]]:
+        """Every task of the project (dicts shaped like Label Studio's JSON): with its annotations and
+        predictions, or (`with_annotations=False`) its data, `updated_at` and counters only."""
 
         def read() -> list[dict[str, Any]]:
             pager = self.client.tasks.list(
-                project=project_id, fields="all", page_size=self.settings.ls_page_size
+                project=project_id, fields="all" if with_annotations else "task_only", page_size=self.settings.ls_page_size
             )
-            return [task.model_dump() if hasattr(task, "model_dump") else dict(task) for task in pager]
+            return [task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task) for task in pager]
 
         return self._call(f"list tasks of project {project_id}", read)
+
+    def _raw(self, method: str, path: str, **kwargs) -> Any:
+        """One call to a route label-studio-sdk does not wrap (or wraps wrongly: its export sends
+        `ids` where Label Studio reads `ids[]`); a non-2xx answer raises ApiError as the SDK does."""
+        response = self.client._client_wrapper.httpx_client.request(path, method=method, **kwargs)
+        if not 200 <= response.status_code < 300:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text[:500]
+            raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
+        return response.json()
+
+    def export_tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Tasks with their data and annotations, their predictions as ids only (Label Studio's JSON
+        export): the tasks of `task_ids` (asked 200 at a time, to keep the URL short; an id that is
+        not in the project is absent from the answer), or with None every task holding an annotation."""
+        if task_ids is None:
+            return self._call(
+                f"export the annotated tasks of project {project_id}",
+                lambda: self._raw(
+                    "GET", f"api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "false"}
+                ),
+            )
+        params: dict[str, Any] = {"exportType": "JSON", "download_all_tasks": "true"}
+        ids = sorted({int(t) for t in task_ids})
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            out += self._call(
+                f"export {len(chunk)} tasks of project {project_id}",
+                lambda chunk=chunk: self._raw(
+                    "GET", f"api/projects/{project_id}/export", params={**params, "ids[]": chunk}
+                ),
+            )
+        return out
+
+    def changed_tasks(self, project_id: int, since: str) -> list[dict[str, Any]]:
+        """Tasks whose `updated_at` is later than `since` (Label Studio bumps it when a task's
+        annotations change), without annotations or predictions: ids, `updated_at` and counts."""
+        query = json.dumps(
+            {
+                "filters": {
+                    "conjunction": "and",
+                    "items": [
+                        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}
+                    ],
+                }
+            }
+        )
+
+        def read() -> list[dict[str, Any]]:
+            pager = self.client.tasks.list(
+                project=project_id, fields="task_only", query=query, page_size=self.settings.ls_page_size
+            )
+            return [task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task) for task in pager]
+
+        return self._call(f"list tasks of project {project_id} changed since {since}", read)
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """The project's prediction versions and their prediction counts."""
+        return self._call(
+            f"GET model versions of project {project_id}",
+            lambda: self._raw("GET", f"api/projects/{project_id}/model-versions/"),
+        )
+
+    def delete_version(self, project_id: int, model_version: str) -> int:
+        """Deletes every prediction of `model_version` in one call; returns how many went. Label
+        Studio clears the project's model_version when it is this version: never call it on that one."""
+        answer = self._call(
+            f"delete the predictions of {model_version} in project {project_id}",
+            lambda: self._raw(
+                "DELETE", f"api/projects/{project_id}/model-versions/", json={"model_version": model_version}
+            ),
+        )
+        return int((answer or {}).get("deleted_predictions") or 0) if isinstance(answer, dict) else 0
 
     def check_access(self) -> str | None:
         """None when LABEL_STUDIO_API_KEY is accepted, else what to fix (a 401/403 answer). Other
@@ -330,6 +409,7 @@ class LSGateway:
             )
         if created:
             timed("activate_s", lambda: self.activate_version(project_id, model_version))
+            report.activated = True
         if rest:
             timed("publish_rest_s", lambda: self.publish_predictions(project_id, model_version, rest, report))
         if report.unconfirmed:

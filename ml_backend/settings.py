@@ -78,6 +78,20 @@ class Settings(BaseSettings):
         "most informative first); the rest follow. Bounds the time to a refreshed ordering when every task "
         "was re-scored.",
     )
+    query_window: int = Field(
+        200,
+        ge=0,
+        description="Predictions a retrain publishes under its new version: the most informative freshly "
+        "scored tasks, which Label Studio's uncertainty sampling serves lowest score first (past them it "
+        "serves at random). Size it above the annotations made between two retrains by all annotators "
+        "(e.g. 2 x annotators x AL_RETRAIN_EVERY). 0 publishes every unlabeled task under every version.",
+    )
+    keep_prediction_versions: int = Field(
+        3,
+        ge=0,
+        description="Model versions whose predictions stay in Label Studio; older versions of this backend "
+        "are deleted in bulk after each retrain (never the project's current one). 0 keeps every version.",
+    )
 
     # --- queue ---
     redis_url: str | None = Field(

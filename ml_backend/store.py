@@ -51,6 +51,12 @@ def version_name(project: int | str, number: int, now: float | None = None) -> s
     return f"{check_project(project)}-v{number}-{stamp}"
 
 
+def version_number(project: int | str, name: str) -> int | None:
+    """The number of a version this backend named for `project` (`version_name`), else None."""
+    match = re.fullmatch(rf"{check_project(project)}-v(\d+)-\d{{8}}T\d{{6}}Z", str(name))
+    return int(match[1]) if match else None
+
+
 def _write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -274,3 +280,12 @@ def embedding_cache(settings, project: int | str | None):
     if project is None:
         return MemoryEmbeddingCache()
     return SqliteEmbeddingCache(VersionStore(settings.model_dir).project_dir(project) / "embeddings.sqlite")
+
+
+def task_mirror(settings, project: int | str, create: bool = True):
+    """The backend's copy of a project's tasks (ml_backend.mirror), beside its versions; with
+    `create=False`, None until a retrain has made it (a webhook has nothing to mark before)."""
+    from ml_backend.mirror import TaskMirror
+
+    path = VersionStore(settings.model_dir).project_dir(project) / "mirror.sqlite"
+    return TaskMirror(path) if create or path.exists() else None

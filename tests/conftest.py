@@ -36,8 +36,8 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def fake_ls():
-    """The fake Label Studio (tests/integration/fake_ls.py), running; yields (fake, its URL)."""
-    from tests.integration.fake_ls import FakeLabelStudio
+    """The fake Label Studio (fake_label_studio), running; yields (fake, its URL)."""
+    from fake_label_studio import FakeLabelStudio
 
     fake = FakeLabelStudio()
     url = fake.start()

@@ -35,6 +35,8 @@ TEST_SETTINGS = {
     "AL_UPS_FULL_FIRST": "1",  # iteration 0 scores every task, iteration 1 only a subset
     "AL_UPS_FULL_EVERY": "0",
     "AL_UPS_GAMMA": "0.25",
+    "AL_QUERY_WINDOW": "200",  # the default, larger than these pools: a full round publishes every task
+    "AL_KEEP_PREDICTION_VERSIONS": "2",
     "AL_SERVER_THREADS": "4",
     "OMP_NUM_THREADS": "1",
     "TOKENIZERS_PARALLELISM": "false",

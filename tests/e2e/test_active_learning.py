@@ -16,6 +16,7 @@ import requests
 
 from ml_backend.store import RedisScoreCache
 from tests.e2e import browser
+from tests.e2e.conftest import TEST_SETTINGS
 from tests.e2e.gold import ag_news, conll_sentences
 from tests.e2e.ls_api import LabelStudioAPI
 from tests.e2e.scenario import Scenario
@@ -126,16 +127,15 @@ class _Steps:
         # the re-scored subset is what the new version wrote into the score cache
         fresh = {t for t in unlabeled if cache[str(t)].model_version == version.name}
         assert {cache[str(t)].model_version for t in unlabeled - fresh} == {first.name}
-        changed = {t for t in unlabeled if version.predictions[t]["score"] != first.predictions[t]["score"]}
         assert 0 < len(fresh) < len(unlabeled), (
             f"UPS should re-score a subset, re-scored {len(fresh)}/{len(unlabeled)}"
         )
+        # the query window: the new version went out on the re-scored subset only, never on a stale score
+        assert set(version.predictions) & unlabeled == fresh
+        changed = {t for t in fresh if version.predictions[t]["score"] != first.predictions[t]["score"]}
         assert changed, "no score changed after a retrain"
-        assert changed <= fresh, (
-            f"scores of tasks outside the re-scored subset changed: {sorted(changed - fresh)}"
-        )
-        # tasks outside the subset keep the pre-annotation of their previous prediction
-        assert all(version.predictions[t]["result"] == first.predictions[t]["result"] for t in unlabeled - fresh)
+        # tasks outside the subset keep their earlier prediction: the labeling page still pre-annotates them
+        assert unlabeled - fresh <= set(scenario.ls.predictions(scenario.project_id, first.name))
         scenario.seen["v2"] = {
             "version": version.name,
             "seconds": round(version.seconds, 1),
@@ -180,6 +180,20 @@ class _Steps:
             "new_task": new_id,
             "score": prediction["score"],
         }
+
+    def test_a_third_retrain_prunes_the_oldest_version(self, scenario: Scenario):
+        first, second = scenario.versions[0].name, scenario.versions[-1].name
+        started = time.monotonic()
+        scenario.ls.sdk.ml.train(id=scenario.ml_id)
+        version = scenario.wait_for_new_version(started)
+        scenario.check_version(version)
+        held = scenario.ls.model_versions(scenario.project_id)
+        keep = int(TEST_SETTINGS["AL_KEEP_PREDICTION_VERSIONS"])
+        ours = {v for v in held if v.startswith(f"{scenario.project_id}-v")}
+        assert ours == {second, version.name} and len(ours) <= keep, held
+        assert first not in held
+        assert scenario.ls.project(scenario.project_id)["model_version"] == version.name
+        scenario.seen["v3"] = {"version": version.name, "versions_in_label_studio": held}
 
 
 class TestChoicesProject(_Steps):

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.integration.fake_ls import backend_settings
+from fake_label_studio import backend_settings
 from tests.integration.test_faults import Processes, http, wait_until
 
 pytestmark = pytest.mark.integration

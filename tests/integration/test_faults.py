@@ -20,10 +20,10 @@ import pytest
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 from ml_backend.app import create_app
 from tests.conftest import require_or_skip
 from tests.integration.conftest import REDIS_URL, ROOT, RQ, worker_env
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 
 pytestmark = pytest.mark.integration
 ML_BACKEND = Path(sys.executable).with_name("ml-backend")
@@ -254,7 +254,7 @@ def test_label_studio_down_after_the_subset_is_published_leaves_the_ordering_on_
     ids = fake.add_labeled_project(4, 40)
     settings = backend_settings(
         ls_url, tmp_path / "store", tiny_model_dir, ls_retries=1, ups_full_first=1, ups_full_every=0,
-        acquisition_mode="finetune",
+        acquisition_mode="finetune", query_window=0,  # every task under every version: a subset, then the rest
     )
     app = create_app(settings)
     client = app.test_client()

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rq import Queue
 
+from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 from ml_backend.app import create_app
 from tests.integration.conftest import REDIS_URL, RQ, worker_env
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 from tests.integration.test_faults import Processes, wait_until
 
 pytestmark = pytest.mark.integration

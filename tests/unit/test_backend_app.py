@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
 from ml_backend.history import history_path, read_last
-from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 
 
 def wait_until(condition, timeout=60.0):
@@ -303,7 +303,8 @@ def test_a_frozen_round_publishes_the_most_informative_tasks_before_activating_t
 
     fake, url = fake_ls
     fake.add_labeled_project(10, 40, n_labeled=6)
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, publish_first=5)
+    # AL_QUERY_WINDOW=0: every task is published under the version, the first five before the switch
+    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, publish_first=5, query_window=0)
     summary = run_retrain(10, settings, MemoryState())
     assert summary["acquisition_mode"] == "frozen" and summary["n_published"] == 34
     published = fake.predictions_of(summary["version"])  # in the order Label Studio received them

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from al_core.ls_format import parse_label_config, task_to_example
-from ml_backend.jobs import latest_results, pool_predictions
+from fake_label_studio import CLS_CONFIG, NER_CONFIG
+from ml_backend.jobs import pool_predictions
 from ml_backend.ls_gateway import annotated, split_tasks
+from ml_backend.mirror import TaskMirror
 from ml_backend.predictor import regions, untrained_answer
-from tests.integration.fake_ls import CLS_CONFIG, NER_CONFIG
 
 CLS = parse_label_config(CLS_CONFIG)
 NER = parse_label_config(NER_CONFIG)
@@ -94,18 +95,14 @@ def test_every_pool_task_gets_a_prediction_fresh_ones_with_regions():
     assert out[1]["result"] == [] and out[2]["result"] == []
 
 
-def test_cached_tasks_keep_the_regions_of_their_latest_prediction():
+def test_cached_tasks_keep_the_regions_they_were_last_published_with(tmp_path):
     old = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Negative"]}}]
     older = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
-    listed = [
-        {"id": 2, "predictions": [
-            {"id": 10, "created_at": "2026-01-01T00:00:00Z", "result": older},
-            {"id": 11, "created_at": "2026-01-02T00:00:00Z", "result": old},
-            {"id": 12, "created_at": "2026-01-03T00:00:00Z", "result": []},  # a score-only prediction
-        ]},
-        {"id": 3, "predictions": []},
-    ]
-    previous = latest_results(listed)
+    mirror = TaskMirror(tmp_path / "mirror.sqlite")
+    mirror.record_published([{"task": 2, "result": older}, {"task": 3, "result": []}])
+    mirror.record_published([{"task": 2, "result": old}])
+    mirror.record_published([{"task": 2, "result": []}])  # a score-only prediction keeps the regions
+    previous = mirror.published_results()
     assert previous == {"2": old}
     pool = [task_to_example(task(i, "good film"), CLS) for i in (1, 2, 3)]
     out = pool_predictions(

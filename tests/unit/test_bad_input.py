@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 from ml_backend.app import create_app
-from tests.integration.fake_ls import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 
 TRAINED = 1  # project with a promoted version
 UNTRAINED_PROJECT = 2  # known to Label Studio, never trained

@@ -2,8 +2,8 @@
 
 import pytest
 
+from fake_label_studio import FakeLabelStudio, backend_settings
 from ml_backend.ls_gateway import LSGateway
-from tests.integration.fake_ls import FakeLabelStudio, backend_settings
 
 
 @pytest.fixture

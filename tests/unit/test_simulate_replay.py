@@ -1,4 +1,5 @@
-"""The replay's Label Studio routes, read by the backend's own SDK client, and a replay against the backend."""
+"""The replay's Label Studio (the shared fake_label_studio), read by the backend's own client, and a
+replay against the backend."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import threading
 import pytest
 
 from al_core.data import Example
-from simulate.replay import TOKEN, FakeLabelStudio, Replay, label_config_xml
+from fake_label_studio import TOKEN
+from simulate.replay import Replay, label_config_xml
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -39,32 +41,25 @@ def test_backend_gateway_reads_and_writes_through_the_replay_routes(tmp_path):
     from ml_backend.settings import Settings
 
     replay = Replay(_examples(30), "classification", ["positive", "negative"], "http://unused")
-    with FakeLabelStudio(replay.project) as ls:
+    url = replay.ls.start()
+    try:
         # annotate two tasks without a backend: the webhook is not sent here
         for task_id in (1, 2):
-            replay.project.tasks[task_id]["annotations"].append(
-                {
-                    "id": task_id,
-                    "result": [
-                        {
-                            "from_name": "label",
-                            "to_name": "text",
-                            "type": "choices",
-                            "value": {"choices": [replay.by_task[task_id].label]},
-                        }
-                    ],
-                    "was_cancelled": False,
-                }
-            )
+            replay.store_annotation(task_id)
+        body = replay.ls.annotation_created(1)  # Label Studio's ANNOTATION_CREATED shape
+        assert body["action"] == "ANNOTATION_CREATED" and body["annotation"]["task"] == 1
+        assert body["task"]["id"] == 1 and body["project"]["label_config"] == replay.label_config
+        assert body["annotation"]["result"][0]["value"]["choices"] == [replay.by_task[1].label]
         settings = Settings(
-            label_studio_url=ls.url,
+            label_studio_url=url,
             label_studio_api_key=TOKEN,
             ls_page_size=7,
             ls_retries=0,
             model_dir=str(tmp_path),
         )
         gateway = LSGateway(settings)
-        assert gateway.get_project(1)["label_config"] == replay.project.label_config
+        project = gateway.get_project(1)
+        assert project["label_config"] == replay.label_config and project["total_annotations_number"] == 2
         tasks = gateway.list_tasks(1)  # 30 tasks over 5 pages of 7
         assert sorted(t["id"] for t in tasks) == list(range(1, 31))
         labeled, unlabeled = split_tasks(tasks)
@@ -78,15 +73,19 @@ def test_backend_gateway_reads_and_writes_through_the_replay_routes(tmp_path):
         )
         assert sent == 28
         gateway.activate_version(1, "v1")
-        assert replay.project.model_version == "v1" and replay.project.sampling == "Uncertainty sampling"
+        assert replay.active_version() == "v1"
+        assert replay.ls.projects[1]["sampling"] == "Uncertainty sampling"
+        assert replay.ls.activations[-1][1] == "v1"
         assert replay.next_batch("v1", 3) == [3, 4, 5]  # lowest score first
         bad = LSGateway(
             Settings(
-                label_studio_url=ls.url, label_studio_api_key="wrong", ls_retries=0, model_dir=str(tmp_path)
+                label_studio_url=url, label_studio_api_key="wrong", ls_retries=0, model_dir=str(tmp_path)
             )
         )
         with pytest.raises(LabelStudioError, match="401"):
             bad.get_project(1)
+    finally:
+        replay.ls.stop()
 
 
 @pytest.mark.slow
@@ -100,9 +99,10 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
     replay = Replay(
         _examples(24), "classification", ["positive", "negative"], "http://placeholder", timeout=120
     )
-    with FakeLabelStudio(replay.project) as ls:
+    url = replay.ls.start()
+    try:
         settings = Settings(
-            label_studio_url=ls.url,
+            label_studio_url=url,
             label_studio_api_key=TOKEN,
             model_dir=str(tmp_path / "models"),
             acquisition_model=str(tiny_model_dir),
@@ -112,6 +112,7 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
             device="cpu",
             ups_full_first=1,
             ups_full_every=0,
+            query_window=0,  # a score for every unlabeled task under each version
         )
         server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -121,9 +122,11 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
             records = list(replay.run([1, 2, 3, 4], batch_size=3, iterations=1, progress=False))
         finally:
             server.shutdown()
+    finally:
+        replay.ls.stop()
     assert [r["labeled"] for r in records] == [4, 7]
     assert [r["predict_tasks"] for r in records] == [20, 17]  # one /predict result per unlabeled task
     assert all(r["published"] == r["predict_tasks"] for r in records)  # a score published for every task
     assert records[0]["version"] != records[1]["version"]
     assert all(r["webhook_max_s"] > 0 and r["retrain_latency_s"] > 0 for r in records)
-    assert replay.project.sampling == "Uncertainty sampling" and not replay.project.unknown_calls
+    assert replay.ls.projects[1]["sampling"] == "Uncertainty sampling" and not replay.ls.unserved

@@ -1,0 +1,35 @@
+"""A fake Label Studio (1.23.2's API routes, served from memory) for the tests, the benchmarks and
+the simulator's replay (simulate/replay.py). The server is fake_label_studio.server; webhook bodies
+and backend settings for the tests are fake_label_studio.testing."""
+
+from fake_label_studio.server import (
+    CLS_CONFIG,
+    NER_CONFIG,
+    TEXTS,
+    TIME_FORMAT,
+    TOKEN,
+    FakeLabelStudio,
+)
+from fake_label_studio.testing import (
+    annotation_updated_webhook,
+    annotation_webhook,
+    annotations_deleted_webhook,
+    backend_settings,
+    tasks_created_webhook,
+    tasks_deleted_webhook,
+)
+
+__all__ = [
+    "CLS_CONFIG",
+    "NER_CONFIG",
+    "TEXTS",
+    "TIME_FORMAT",
+    "TOKEN",
+    "FakeLabelStudio",
+    "annotation_updated_webhook",
+    "annotation_webhook",
+    "annotations_deleted_webhook",
+    "backend_settings",
+    "tasks_created_webhook",
+    "tasks_deleted_webhook",
+]

@@ -1,0 +1,65 @@
+"""Helpers for the tests and benchmarks that run a backend against the fake Label Studio:
+webhook bodies as Label Studio sends them, and fast backend settings reading the fake."""
+
+from __future__ import annotations
+
+import copy
+
+from fake_label_studio.server import CLS_CONFIG, TOKEN
+
+
+def backend_settings(url: str | None, model_dir, model, **overrides):
+    """Fast settings for tests: tiny model, one epoch, one thread, no debounce."""
+    from ml_backend.settings import Settings
+
+    values = dict(
+        label_studio_url=url,
+        label_studio_api_key=TOKEN if url else None,
+        model_dir=str(model_dir),
+        acquisition_model=str(model),
+        retrain_delay=0,
+        epochs=1,
+        min_steps=0,
+        batch_size=8,
+        max_length=32,
+        torch_threads=1,
+        ls_retries=0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def annotation_webhook(project_id: int, task_id: int) -> dict:
+    """The ANNOTATION_CREATED webhook Label Studio sends for one annotation (fields the backend reads)."""
+    return _annotation_body("ANNOTATION_CREATED", project_id, task_id, {"id": task_id})
+
+
+def annotation_updated_webhook(project_id: int, task_id: int, annotation: dict) -> dict:
+    """The ANNOTATION_UPDATED webhook Label Studio sends when `annotation` (a dict) is edited."""
+    return _annotation_body("ANNOTATION_UPDATED", project_id, task_id, annotation)
+
+
+def _annotation_body(action: str, project_id: int, task_id: int, annotation: dict) -> dict:
+    return {
+        "action": action,
+        "annotation": {"task": task_id, "project": project_id, **annotation},
+        "task": {"id": task_id, "project": project_id},
+        "project": {"id": project_id, "label_config": CLS_CONFIG},
+    }
+
+
+def annotations_deleted_webhook(project_id: int, annotation_ids) -> dict:
+    return {
+        "action": "ANNOTATIONS_DELETED",
+        "annotations": [{"id": i} for i in annotation_ids],
+        "project": {"id": project_id},
+    }
+
+
+def tasks_created_webhook(project_id: int, tasks: list[dict]) -> dict:
+    """TASKS_CREATED, with the full task dicts (e.g. `[fake.tasks[i] for i in ids]`)."""
+    return {"action": "TASKS_CREATED", "tasks": copy.deepcopy(list(tasks)), "project": {"id": project_id}}
+
+
+def tasks_deleted_webhook(project_id: int, task_ids) -> dict:
+    return {"action": "TASKS_DELETED", "tasks": [{"id": i} for i in task_ids], "project": {"id": project_id}}
