@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.exceptions import UnsupportedConfigError
 from al_core.loop import run_round
@@ -230,6 +232,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         "read": sync_report.as_dict(),
     }
     lap("read_s")
+    timings["ls_read_s"] = sync_report.timings["read_s"]  # of read_s, the calls to Label Studio
     if len(labeled) < settings.min_labels:
         raise NotReadyError(
             f"{len(labeled)} labeled tasks, {settings.min_labels} needed before training", reading
@@ -304,7 +307,9 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
 
     window = settings.query_window
     previous = {} if config_changed or window else mirror.published_results()
-    predictions = pool_predictions(pool, scores, probs, strategy.name, labels, config, previous)
+    # with a window, regions are made for the window alone (a frozen head scores the whole pool)
+    candidates = query_window(pool, scores, probs, strategy.name, len(labels), window) if window else pool
+    predictions = pool_predictions(candidates, scores, probs, strategy.name, labels, config, previous)
     fresh, rest = split_publish(predictions, probs, window or settings.publish_first, bounded=bool(window))
     lap("predictions_s")
     report = PublishReport()
@@ -372,6 +377,15 @@ def split_publish(
         return fresh[:first], []
     rest = [p for p in predictions if str(p["task"]) not in probs]
     return fresh[:first], fresh[first:] + rest
+
+
+def query_window(pool, scores: dict, probs: dict, strategy: str, n_labels: int, size: int) -> list:
+    """The `size` freshly scored pool tasks with the lowest published score (asked first)."""
+    fresh = [e for e in pool if e.id in probs and e.id in scores]
+    if not fresh:
+        return []
+    published = published_scores(strategy, [scores[e.id] for e in fresh], n_labels)
+    return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
 def prune_versions(gateway: LSGateway, project_id: int, current: str, keep: int) -> dict[str, int]:

@@ -283,6 +283,55 @@ def ensure_template(venv: Path, cache: Path | None = None) -> Path:
     return template
 
 
+@contextmanager
+def postgres_label_studio(venv: Path, work: Path, pg_url: str = "postgresql://postgres@127.0.0.1:5432"):
+    """Label Studio on a PostgreSQL database of its own (created here, dropped after): yields
+    (process, url, token, database name). The machine's server must accept `pg_url` (trust auth)."""
+    name = f"al_ls_{os.getpid()}_{int(time.time())}"
+    psql = ["psql", pg_url + "/postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+    subprocess.run(psql + [f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    user, host_port = pg_url.split("//", 1)[1].split("@", 1)
+    host, port = host_port.split(":")
+    env = {
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": name,
+        "POSTGRE_USER": user,
+        "POSTGRE_PASSWORD": "",
+        "POSTGRE_HOST": host,
+        "POSTGRE_PORT": port,
+    }
+    data = work / "ls-data"
+    data.mkdir(parents=True, exist_ok=True)
+    process = None
+    try:
+        # as for the template: a first start runs the migrations and makes the admin user, the token
+        # is minted while Label Studio is stopped, then it starts for good
+        process, _, _ = start_label_studio(venv, data, work, timeout=900.0, extra_env=env)
+        process.stop()
+        minted = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", MINT_TOKEN, ADMIN_EMAIL],
+            env=dict(ls_environment(data, 0), **env),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        process, url, _ = start_label_studio(venv, data, work, timeout=300.0, extra_env=env)
+        yield process, url, minted.stdout.strip().splitlines()[-1], name
+    finally:
+        if process is not None:
+            process.stop()
+        subprocess.run(psql + [f"DROP DATABASE IF EXISTS {name}"], capture_output=True)
+
+
+def postgres_size(name: str, pg_url: str = "postgresql://postgres@127.0.0.1:5432") -> int:
+    """Bytes the database takes on disk."""
+    answer = subprocess.run(
+        ["psql", pg_url + "/postgres", "-tA", "-c", f"SELECT pg_database_size('{name}')"],
+        check=True, capture_output=True, text=True,
+    )
+    return int(answer.stdout.strip())
+
+
 def copy_template(template: Path, target: Path) -> str:
     """Copies the template data folder to `target`; returns the access token stored with it."""
     shutil.copytree(template, target)

@@ -183,6 +183,8 @@ class _Steps:
 
     def test_a_third_retrain_prunes_the_oldest_version(self, scenario: Scenario):
         first, second = scenario.versions[0].name, scenario.versions[-1].name
+        # Label Studio locked the task it served last for this user: label it, as a person would
+        scenario.annotate(scenario.versions[-1].next_task)
         started = time.monotonic()
         scenario.ls.sdk.ml.train(id=scenario.ml_id)
         version = scenario.wait_for_new_version(started)
@@ -190,7 +192,8 @@ class _Steps:
         held = scenario.ls.model_versions(scenario.project_id)
         keep = int(TEST_SETTINGS["AL_KEEP_PREDICTION_VERSIONS"])
         ours = {v for v in held if v.startswith(f"{scenario.project_id}-v")}
-        assert ours == {second, version.name} and len(ours) <= keep, held
+        # (the annotation may have fired the count trigger too: then two retrains ran)
+        assert version.name in ours and len(ours) <= keep and second != version.name, held
         assert first not in held
         assert scenario.ls.project(scenario.project_id)["model_version"] == version.name
         scenario.seen["v3"] = {"version": version.name, "versions_in_label_studio": held}

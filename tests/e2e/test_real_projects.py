@@ -217,9 +217,14 @@ def test_tasks_deleted_while_a_retrain_runs_are_left_out_and_the_version_is_acti
     status = wait_version(ls, backend, project, stack["versions"][-1])
     version = status["current_version"]
     assert status["last_error"] is None, status
-    assert status["last_round"]["publish"]["deleted_tasks"] == gone
+    last_round = status["last_round"]
+    deleted = last_round["publish"].get("deleted_tasks", [])
+    # the retrain read the tasks before they went: those in its query window were refused by Label
+    # Studio and left out (all of them when the round scored every task)
+    assert set(deleted) <= set(gone) and (deleted == gone or last_round["n_scored"] < last_round["n_pool"])
     unlabeled = ls.unlabeled_ids(project)
-    assert set(ls.predictions(project, version)) == unlabeled
+    published = set(ls.predictions(project, version))
+    assert published and published <= unlabeled and len(published) == last_round["n_published"]
     assert ls.project(project)["model_version"] == version
     os.killpg(backend.process.pid, signal.SIGTERM)  # an idle stop is clean too
     assert backend.process.popen.wait(60) == 0
