@@ -58,15 +58,16 @@ def tasks_of(body: dict[str, Any]) -> list:
     return tasks
 
 
+def _is_id(value: Any) -> bool:
+    """An id Label Studio gives: an int (a JSON true/false is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _ids(items: Any) -> list[int]:
-    """The integer `id` of each dict of a list (anything else is left out)."""
+    """The `id` of each dict of a list (anything else is left out)."""
     if not isinstance(items, list):
         return []
-    return [
-        item["id"]
-        for item in items
-        if isinstance(item, dict) and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)
-    ]
+    return [item["id"] for item in items if isinstance(item, dict) and _is_id(item.get("id"))]
 
 
 def changed_tasks(body: dict[str, Any]) -> list[int]:
@@ -74,7 +75,7 @@ def changed_tasks(body: dict[str, Any]) -> list[int]:
     task = body.get("task")
     annotation = body.get("annotation") if isinstance(body.get("annotation"), dict) else {}
     candidates = [task.get("id") if isinstance(task, dict) else task, annotation.get("task")]
-    return [t for t in candidates if isinstance(t, int) and not isinstance(t, bool)][:1]
+    return [t for t in candidates if _is_id(t)][:1]
 
 
 def deleted_annotations(body: dict[str, Any]) -> list[int]:
@@ -97,7 +98,7 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
         tasks = [
             {"id": t["id"], "data": t.get("data")}
             for t in tasks_of(body)
-            if isinstance(t, dict) and isinstance(t.get("id"), int) and not isinstance(t.get("id"), bool)
+            if isinstance(t, dict) and _is_id(t.get("id"))
         ]
         backend.mark_changed(project, task_ids=[t["id"] for t in tasks])
         scheduled = False
