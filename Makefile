@@ -27,7 +27,7 @@ serve: install model
 	AL_ACQUISITION_MODEL=$${AL_ACQUISITION_MODEL:-$(MODEL_DIR)} $(VENV)/bin/ml-backend
 
 worker: install model
-	$(VENV)/bin/rq worker --url $${REDIS_URL:-redis://127.0.0.1:6379/0} al-backend
+	$(VENV)/bin/rq worker --worker-class ml_backend.worker.Worker --url $${REDIS_URL:-redis://127.0.0.1:6379/0} al-backend
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -46,6 +46,10 @@ class EmbeddingCache(Protocol):
 
     def set_many(self, entries: Mapping[str, np.ndarray]) -> None: ...
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """The keys that have a vector (without reading the vectors)."""
+        ...
+
 
 class MemoryEmbeddingCache:
     """An EmbeddingCache in a dict (the simulator, tests)."""
@@ -58,6 +62,9 @@ class MemoryEmbeddingCache:
 
     def set_many(self, entries):
         self._vectors.update(entries)
+
+    def present(self, keys):
+        return {k for k in keys if k in self._vectors}
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -90,6 +97,16 @@ class SqliteEmbeddingCache:
                 dims = tuple(int(d) for d in shape.split("x"))
                 out[key] = np.frombuffer(data, dtype=np.float16).reshape(dims).astype(np.float32)
         return out
+
+    def present(self, keys):
+        keys = list(keys)
+        found: set[str] = set()
+        db = self._connect()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(k for (k,) in db.execute(f"SELECT key FROM vectors WHERE key IN ({marks})", chunk))
+        return found
 
     def set_many(self, entries):
         rows = [
@@ -185,6 +202,14 @@ class _FrozenEncoderModel:
             self.cache.set_many(fresh)
             found.update(fresh)
         return [found[k] for k in keys]
+
+    def needs_forward(self, examples: list[Example]) -> list[Example]:
+        """The examples the encoder has not embedded yet (one per distinct content)."""
+        keys: dict[str, Example] = {}
+        for example in examples:
+            keys.setdefault(self._key(example), example)
+        present = self.cache.present(list(keys))
+        return [e for k, e in keys.items() if k not in present]
 
     def _embed(self, examples: list[Example]) -> list[np.ndarray]:
         encoder = self._require_encoder()

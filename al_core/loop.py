@@ -4,16 +4,22 @@ The live backend's retrain job and the simulator both call `run_round`, so what 
 measured offline is what runs behind Label Studio. The fit records the model's quality
 estimate (al_core.acquisition); a model whose scoring is a matrix product over cached
 vectors (`scores_whole_pool`, the frozen head) scores the whole pool every round.
+
+`infer` lets the caller run the scoring pass elsewhere: the backend splits a big pass into
+chunks for its RQ workers (ml_backend.split_pass); the result must be what `model.infer`
+gives, in the same order.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
+from al_core.models import ModelOutputs
 from al_core.strategies import QueryStrategy, select_batch
 from al_core.ups import CachedScore, PoolSubsampler, ScoreCache
 
@@ -53,6 +59,7 @@ def run_round(
     word_budget: int | None = None,
     fit: bool = True,
     acquisition: AcquisitionConfig | None = None,
+    infer: Callable[..., ModelOutputs] | None = None,
 ) -> RoundResult:
     """Runs one round; the query is taken from the freshly scored subset only."""
     if not pool:
@@ -71,7 +78,7 @@ def run_round(
         chosen = set(subsampler.choose(pool_ids, cached, iteration))
         subset = [e for e in pool if e.id in chosen]
     strategy.prepare(model, labeled)
-    outputs = model.infer(subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
+    outputs = (infer or _infer_here)(model, subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
     fresh = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(subset))
     cache.set_many(
         {e.id: CachedScore(float(s), model_version, iteration) for e, s in zip(subset, fresh, strict=True)}
@@ -89,3 +96,7 @@ def run_round(
     if outputs.probs is not None:
         probs = {e.id: p for e, p in zip(subset, outputs.probs, strict=True)}
     return RoundResult(model, selected, scores, [e.id for e in subset], timings, probs, quality)
+
+
+def _infer_here(model, examples: list[Example], probs: bool, embeddings: bool) -> ModelOutputs:
+    return model.infer(examples, probs=probs, embeddings=embeddings)

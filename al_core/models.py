@@ -35,6 +35,46 @@ class ModelOutputs:
     probs: np.ndarray | list[np.ndarray] | None = None
     embeddings: np.ndarray | None = None
 
+    @classmethod
+    def concat(cls, parts: list[ModelOutputs]) -> ModelOutputs:
+        """The outputs of consecutive chunks of one pass, as one pass over all of them."""
+        out = cls(n=sum(p.n for p in parts))
+        if parts and parts[0].probs is not None:
+            if isinstance(parts[0].probs, list):
+                out.probs = [row for p in parts for row in p.probs]
+            else:
+                out.probs = np.concatenate([p.probs for p in parts])
+        if parts and parts[0].embeddings is not None:
+            out.embeddings = np.concatenate([p.embeddings for p in parts])
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """One .npz file (no pickle): tagging's per-sentence arrays are stored flat with their lengths."""
+        arrays: dict[str, np.ndarray] = {"n": np.array(self.n)}
+        if isinstance(self.probs, list):
+            arrays["word_counts"] = np.array([len(p) for p in self.probs], dtype=np.int64)
+            arrays["word_probs"] = np.concatenate(self.probs) if self.probs else np.zeros((0, 0), np.float32)
+        elif self.probs is not None:
+            arrays["probs"] = np.asarray(self.probs)
+        if self.embeddings is not None:
+            arrays["embeddings"] = np.asarray(self.embeddings)
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelOutputs:
+        with np.load(path, allow_pickle=False) as data:
+            out = cls(n=int(data["n"]))
+            if "word_counts" in data:
+                bounds = np.cumsum(np.concatenate([[0], data["word_counts"]]))
+                flat = data["word_probs"]
+                out.probs = [flat[bounds[i] : bounds[i + 1]] for i in range(out.n)]
+            elif "probs" in data:
+                out.probs = data["probs"]
+            if "embeddings" in data:
+                out.embeddings = data["embeddings"]
+        return out
+
 
 def _quiet_transformers() -> None:
     import transformers
@@ -116,6 +156,10 @@ class _TransformerModel:
         return self
 
     # -- inference -----------------------------------------------------------------------
+    def needs_forward(self, examples: list[Example]) -> list[Example]:
+        """The examples that `infer` runs the network on: all of them (a frozen head: the uncached)."""
+        return list(examples)
+
     def infer(self, examples: list[Example], probs: bool = True, embeddings: bool = False) -> ModelOutputs:
         """One pass over `examples` giving what is asked, in input order."""
         module = self._require_fitted()

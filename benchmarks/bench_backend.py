@@ -481,7 +481,7 @@ def main(argv=None) -> None:
                 [
                     f"{args.pool:,}-task AG News pool, {args.frozen_labels} labels, {args.loop_model} encoder, "
                     f"torch on {args.threads} thread(s), the live defaults (AL_ACQUISITION_MODE=auto: a frozen head "
-                    "below 100 labels, every task re-scored, AL_PUBLISH_FIRST=1000), AL_RETRAIN_DELAY 0 (the default "
+                    "below 100 labels, every task re-scored, AL_QUERY_WINDOW=200: the 200 lowest scores published), AL_RETRAIN_DELAY 0 (the default "
                     "adds 1 s); Label Studio is the in-process fake. Held-out accuracy on 1,000 unlabeled pool texts.",
                     "",
                     *FROZEN_HEADER,

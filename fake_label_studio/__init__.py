@@ -1,6 +1,6 @@
 """A fake Label Studio (1.23.2's API routes, served from memory) for the tests, the benchmarks and
-the simulator's replay (simulate/replay.py). The server is fake_label_studio.server; webhook bodies
-and backend settings for the tests are fake_label_studio.testing."""
+the simulator's replay (simulate/replay.py). The server is fake_label_studio.server; webhook bodies,
+backend settings and `rq worker` environments for the tests are fake_label_studio.testing."""
 
 from fake_label_studio.server import (
     CLS_CONFIG,
@@ -17,6 +17,7 @@ from fake_label_studio.testing import (
     backend_settings,
     tasks_created_webhook,
     tasks_deleted_webhook,
+    worker_env,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "backend_settings",
     "tasks_created_webhook",
     "tasks_deleted_webhook",
+    "worker_env",
 ]

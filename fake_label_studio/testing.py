@@ -4,6 +4,8 @@ webhook bodies as Label Studio sends them, and fast backend settings reading the
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 
 from fake_label_studio.server import CLS_CONFIG, TOKEN
 
@@ -63,3 +65,18 @@ def tasks_created_webhook(project_id: int, tasks: list[dict]) -> dict:
 
 def tasks_deleted_webhook(project_id: int, task_ids) -> dict:
     return {"action": "TASKS_DELETED", "tasks": [{"id": i} for i in task_ids], "project": {"id": project_id}}
+
+
+def worker_env(settings) -> dict[str, str]:
+    """The environment an `rq worker` needs to run the backend's jobs with these settings (the
+    AL_* variables they resolve to, this checkout on PYTHONPATH, one OpenMP thread)."""
+    from ml_backend.settings import env_name
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AL_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[env_name(name)] = str(value)
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the environment variable named in brackets; options win over the environment.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="The retrain jobs run in this process unless REDIS_URL is set; then start workers with\n"
-        "  rq worker --url $REDIS_URL al-backend\n"
+        "  rq worker --worker-class ml_backend.worker.Worker --url $REDIS_URL al-backend\n"
         "in an environment holding the same settings.",
     )
     for name, field in Settings.model_fields.items():

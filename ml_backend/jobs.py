@@ -7,7 +7,8 @@ runner calls `run_retrain` / `run_scoring` directly with the web process's setti
 A retrain reads Label Studio at its start (so every annotation made before it started is
 in its training set), trains the acquisition model (a frozen head or fine-tuning, as
 AL_ACQUISITION_MODE decides) with its quality estimate, scores the UPS subset of the pool
-(the whole pool for a frozen head), promotes the new version, publishes a scored prediction
+(the whole pool for a frozen head; in an rq worker a big pass is split over the queue's
+workers, ml_backend.split_pass), promotes the new version, publishes a scored prediction
 for every unlabeled task under it (the most informative fresh scores, then the project's
 ordering is pointed at the version, then the rest) and appends the retrain to the history.
 """
@@ -36,6 +37,7 @@ from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_
 from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
 from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, get_settings
+from ml_backend.split_pass import SplitPass, configure_torch
 from ml_backend.store import (
     VersionStore,
     check_project,
@@ -116,7 +118,8 @@ def retrain(project_id: int) -> dict:
             owner_alive=lambda holder: rq_job_alive(redis, holder),
             ttl=settings.job_timeout + 60,
         ):
-            return run_retrain(int(project_id), settings, state, redis=redis, job_id=job.id)
+            split = SplitPass(settings, redis, project, job.id, job.worker_name or job.id)
+            return run_retrain(int(project_id), settings, state, redis=redis, job_id=job.id, split=split)
     except RunLockTimeout as error:
         state.release_pending(project)
         state.record_error(project, str(error))
@@ -144,8 +147,10 @@ def run_retrain(
     redis=None,
     gateway: LSGateway | None = None,
     job_id: str | None = None,
+    split: SplitPass | None = None,
 ) -> dict:
-    """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting')."""
+    """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting').
+    `split`: the scoring pass may be split over the queue's workers (a retrain in an rq worker)."""
     project = check_project(project_id)
     started = False
     try:
@@ -153,7 +158,7 @@ def run_retrain(
             time.sleep(settings.retrain_delay)  # later events of a burst still merge into this run
         generation = state.start_run(project, job_id)
         started = True
-        summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings))
+        summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings), split)
         state.finish_run(project, generation, summary, shortfall_error(summary))
         return summary
     except NotReadyError as why:
@@ -194,7 +199,9 @@ def shortfall_error(summary: dict) -> str | None:
     )
 
 
-def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> dict[str, Any]:
+def _retrain(
+    project_id: int, settings: Settings, redis, gateway: LSGateway, split: SplitPass | None = None
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started_at = time.time()
     clock = time.perf_counter()
@@ -206,13 +213,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         timings[name] = round(now - clock, 3)
         clock = now
 
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # no bars in a worker's log
+    configure_torch(settings)
 
     project_info = gateway.get_project(project_id)
     label_config = project_info.get("label_config") or ""
@@ -269,7 +270,8 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
             seed=settings.seed,
         )
         result = run_round(
-            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1, acquisition=acquisition
+            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1,
+            acquisition=acquisition, infer=split,
         )
         timings.update({k: round(v, 3) for k, v in result.timings.items()})
         probs, scores, n_scored, quality = result.probs, result.scores, result.n_scored, result.quality
@@ -338,6 +340,7 @@ def _retrain(project_id: int, settings: Settings, redis, gateway: LSGateway) -> 
         **reading,
         "publish": report.summary(),
         "pruned_versions": pruned,
+        "split": split.report if split is not None else {},
         "started_at": started_at,
         "timings": timings,
     }

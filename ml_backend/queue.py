@@ -137,12 +137,12 @@ def rq_job_alive(redis, job_id: str) -> bool:
     return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
-def enqueue_retrain(queue, project: str | int, job_timeout: int) -> None:
+def enqueue_retrain(queue, project: str | int, job_timeout: int):
     """A retrain job on an RQ queue. Should its worker die (SIGKILL, OOM), rq's registry cleanup
     calls `retrain_abandoned`, which clears the running flag and queues the retrain again."""
     from rq import Callback
 
-    queue.enqueue(
+    return queue.enqueue(
         "ml_backend.jobs.retrain",
         int(project),
         job_timeout=job_timeout,

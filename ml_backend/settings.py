@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     )
     rq_queue: str = Field("al-backend", description="RQ queue the retrain jobs go to.")
     job_timeout: int = Field(3600, ge=1, description="Longest a retrain job may run (seconds).")
+    split_chunk: int = Field(
+        2000,
+        ge=0,
+        description="With REDIS_URL: a retrain's scoring pass over more tasks than this (a full-scoring "
+        "iteration, a new encoder's first embedding pass) is split into chunks of this size, run as RQ jobs "
+        "by every idle `rq worker` of the queue and by the retrain's own worker, then merged. 0: never split.",
+    )
     retrain_delay: float = Field(
         1.0,
         ge=0,

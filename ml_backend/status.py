@@ -24,13 +24,6 @@ class RunLockTimeout(RuntimeError):
     """Another retrain of the project held the run lock for longer than a job may run."""
 
 
-# Deletes the key only while it still holds the caller's value (a lock released by its owner only).
-_DELETE_IF_OWNER = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
 class MemoryState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -149,13 +142,18 @@ class RedisState:
         retrain would otherwise run beside the first, and the older of the two could finish last
         and promote a model trained on fewer annotations. A holder whose job is no longer alive
         (its worker was killed) loses the lock at once; the TTL is the last safety net."""
+        from redis.exceptions import LockNotOwnedError
+
         key = self._key(project, "run-lock")
-        release = self.redis.register_script(_DELETE_IF_OWNER)
+        lock = self.redis.lock(key, timeout=max(1, int(ttl)))  # redis-py's Lock, its token the job id
         deadline = time.monotonic() + wait
-        while not self.redis.set(key, owner, nx=True, ex=max(1, int(ttl))):
+        while not lock.acquire(blocking=False, token=owner):
             holder = _text(self.redis.get(key) or b"")
             if holder and not owner_alive(holder):
-                release(keys=[key], args=[holder])
+                try:
+                    lock.do_release(holder)  # only while the dead job still holds it
+                except LockNotOwnedError:
+                    pass
                 continue
             if time.monotonic() > deadline:
                 raise RunLockTimeout(
@@ -165,7 +163,10 @@ class RedisState:
         try:
             yield
         finally:
-            release(keys=[key], args=[owner])
+            try:
+                lock.release()
+            except LockNotOwnedError:  # expired and taken by another run: not this run's to release
+                pass
 
     def end_lost_run(self, project: str, job_id: str, error: str) -> bool:
         """Marks the run of job `job_id` ended with `error`, unless another run has started since;

@@ -37,6 +37,7 @@ TEST_SETTINGS = {
     "AL_UPS_GAMMA": "0.25",
     "AL_QUERY_WINDOW": "200",  # the default, larger than these pools: a full round publishes every task
     "AL_KEEP_PREDICTION_VERSIONS": "2",
+    "AL_SPLIT_CHUNK": "4",  # every scoring pass is split: one worker runs it all, two share it
     "AL_SERVER_THREADS": "4",
     "OMP_NUM_THREADS": "1",
     "TOKENIZERS_PARALLELISM": "false",

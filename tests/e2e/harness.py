@@ -410,22 +410,32 @@ class BackendStack:
         command = compose_command("backend", {"--host": HOST, "--port": str(self.port)})
         command[0] = project_executable(command[0])
         self.backend = Process(f"backend-{self.starts}", command, self.env, self.log_dir, cwd=self.work_dir)
-        worker = compose_command("worker", {"--url": self.redis_url})
-        worker[0] = project_executable(worker[0])
-        self.worker = Process(f"worker-{self.starts}", worker, self.env, self.log_dir, cwd=self.work_dir)
+        self.worker = self._worker(f"worker-{self.starts}")
         seconds = wait_http(f"{self.url}/health", self.backend, 60)
-        self._wait_worker()
+        self._wait_worker(self.worker)
         return seconds
 
-    def _wait_worker(self, timeout: float = 60) -> None:
+    def add_worker(self, name: str) -> Process:
+        """Another `rq worker` on the same queue, Redis and MODEL_DIR, listening; the caller stops it."""
+        worker = self._worker(name)
+        self._wait_worker(worker)
+        return worker
+
+    def _worker(self, name: str) -> Process:
+        command = compose_command("worker", {"--url": self.redis_url})
+        command[0] = project_executable(command[0])
+        return Process(name, command, self.env, self.log_dir, cwd=self.work_dir)
+
+    @staticmethod
+    def _wait_worker(worker: Process, timeout: float = 60) -> None:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if not self.worker.alive():
-                raise RuntimeError(f"rq worker exited:\n{self.worker.log_tail()}")
-            if "Listening on" in self.worker.log_path.read_text(errors="replace"):
+            if not worker.alive():
+                raise RuntimeError(f"rq worker exited:\n{worker.log_tail()}")
+            if "Listening on" in worker.log_path.read_text(errors="replace"):
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"rq worker not listening after {timeout} s:\n{self.worker.log_tail()}")
+        raise TimeoutError(f"rq worker not listening after {timeout} s:\n{worker.log_tail()}")
 
     def stop(self) -> None:
         for process in (self.backend, self.worker):

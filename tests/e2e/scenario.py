@@ -38,6 +38,7 @@ class Scenario:
     task_ids: list[int] = field(default_factory=list)  # in import order, aligned with gold.tasks
     versions: list[Version] = field(default_factory=list)
     seen: dict = field(default_factory=dict)  # figures for the report
+    copies: dict[int, int] = field(default_factory=dict)  # a task imported later -> the gold task it copies
 
     # --- setup ---
     def create_project(self) -> None:
@@ -56,7 +57,8 @@ class Scenario:
 
     # --- annotating ---
     def gold_result(self, task_id: int) -> list[dict]:
-        return self.gold.result(self.gold.tasks[self.task_ids.index(task_id)])
+        index = self.copies[task_id] if task_id in self.copies else self.task_ids.index(task_id)
+        return self.gold.result(self.gold.tasks[index])
 
     def annotate(self, task_id: int) -> None:
         self.ls.annotate(task_id, self.gold_result(task_id))

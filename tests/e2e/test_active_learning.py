@@ -166,6 +166,7 @@ class _Steps:
         text = scenario.gold.tasks[0].text
         scenario.ls.import_tasks(scenario.project_id, [text])
         new_id = max(t["id"] for t in scenario.ls.tasks(scenario.project_id))
+        scenario.copies[new_id] = 0
         deadline = time.monotonic() + 120
         while new_id not in scenario.ls.predictions(scenario.project_id, version):
             assert time.monotonic() < deadline, (
@@ -197,6 +198,23 @@ class _Steps:
         assert first not in held
         assert scenario.ls.project(scenario.project_id)["model_version"] == version.name
         scenario.seen["v3"] = {"version": version.name, "versions_in_label_studio": held}
+        split = scenario.seen["last_rounds"][-1]["split"]
+        assert split["chunks"] >= 2 and len(split["by_worker"]) == 1, split  # one worker ran it all
+
+    def test_two_workers_share_a_split_scoring_pass(self, scenario: Scenario):
+        second = scenario.backend.add_worker(f"worker-second-{scenario.project_id}")
+        try:
+            scenario.annotate(scenario.versions[-1].next_task)  # the task Label Studio locked for this user
+            started = time.monotonic()
+            scenario.ls.sdk.ml.train(id=scenario.ml_id)
+            version = scenario.wait_for_new_version(started)
+            scenario.check_version(version)
+        finally:
+            second.stop()
+        split = scenario.seen["last_rounds"][-1]["split"]
+        assert split["chunks"] >= 2 and len(split["by_worker"]) == 2 and split["rerun"] == 0, split
+        assert sum(split["by_worker"].values()) == split["chunks"], split
+        scenario.seen["split"] = split
 
 
 class TestChoicesProject(_Steps):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_label_studio import worker_env
 from tests.conftest import require_or_skip
 
 REDIS_URL = os.environ.get("AL_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -30,19 +31,6 @@ def redis_conn():
     yield conn
     conn.flushdb()
     conn.close()
-
-
-def worker_env(settings) -> dict[str, str]:
-    """The environment an `rq worker` needs to run the backend's jobs with these settings."""
-    from ml_backend.settings import env_name
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AL_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[env_name(name)] = str(value)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 @pytest.fixture

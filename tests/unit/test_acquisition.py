@@ -137,6 +137,17 @@ def test_a_second_retrain_embeds_only_the_new_tasks(tiny_model_dir):
     assert third.rows_embedded_ == 1  # a changed text is embedded again
 
 
+def test_the_forward_pass_a_frozen_head_needs_is_the_tasks_not_cached(tiny_model_dir, tmp_path):
+    for cache in (MemoryEmbeddingCache(), SqliteEmbeddingCache(tmp_path / "n.sqlite")):
+        labeled, pool = toy_reviews(10, seed=9), unlabeled(toy_reviews(8, seed=10, start=200))
+        model = frozen(tiny_model_dir, cache).fit(labeled)
+        assert [e.id for e in model.needs_forward(labeled + pool)] == [e.id for e in pool]
+        twin = dataclasses.replace(pool[0], id="twin")  # the same text under another id: one vector
+        assert [e.id for e in model.needs_forward(pool + [twin])] == [e.id for e in pool]
+        model.infer(pool[:3])
+        assert [e.id for e in model.needs_forward(pool)] == [e.id for e in pool[3:]]
+
+
 def test_the_file_cache_is_shared_between_models_and_processes(tiny_model_dir, tmp_path):
     labeled = toy_reviews(12, seed=6)
     first = frozen(tiny_model_dir, SqliteEmbeddingCache(tmp_path / "e.sqlite")).fit(labeled)

@@ -112,6 +112,7 @@ def test_backend_command_parses_and_listens_on_the_published_port():
 def test_worker_command_listens_to_the_backend_queue(name):
     command = harness.compose_command(name)
     assert command[:2] == ["rq", "worker"]
+    assert command[command.index("--worker-class") + 1] == "ml_backend.worker.Worker"  # the job code preloaded
     assert command[command.index("--url") + 1] == environment(name)["REDIS_URL"]
     queue = command[-1]
     assert queue == environment(name)["AL_RQ_QUEUE"] == Settings.model_fields["rq_queue"].default

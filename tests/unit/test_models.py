@@ -3,7 +3,7 @@ import pytest
 
 from al_core.data import Example
 from al_core.exceptions import ModelLoadError, NotFittedError
-from al_core.models import TransformerClassifier, TransformerTagger, build_model, load_model
+from al_core.models import ModelOutputs, TransformerClassifier, TransformerTagger, build_model, load_model
 from tests.unit.engine_fixtures import FAST, TAGS, ner_examples, sentiment_examples
 
 
@@ -132,3 +132,27 @@ def test_errors_are_named(tiny_model_dir, tmp_path):
         TransformerClassifier(tiny_model_dir, ["a", "b"], FAST).fit([Example(id="1", text="x", label="c")])
     with pytest.raises(ValueError, match="unknown task kind"):
         build_model("regression", tiny_model_dir, ["a"])
+
+
+@pytest.mark.parametrize("kind", ["classification", "tagging"])
+def test_outputs_of_chunks_saved_loaded_and_joined_are_one_pass_over_all(tiny_model_dir, tmp_path, kind):
+    if kind == "classification":
+        model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
+        examples = [e.without_labels() for e in sentiment_examples(1)]
+    else:
+        model = TransformerTagger(tiny_model_dir, TAGS, FAST).fit(ner_examples(1))
+        examples = [e.without_labels() for e in ner_examples(1)]
+    whole = model.infer(examples, probs=True, embeddings=True)
+    parts = []
+    for n, start in enumerate(range(0, len(examples), 3)):
+        model.infer(examples[start : start + 3], probs=True, embeddings=True).save(tmp_path / f"{n}.npz")
+        parts.append(ModelOutputs.load(tmp_path / f"{n}.npz"))
+    joined = ModelOutputs.concat(parts)
+    assert joined.n == whole.n == len(examples) and len(parts) > 1
+    np.testing.assert_allclose(joined.embeddings, whole.embeddings, atol=1e-5)
+    if kind == "classification":
+        np.testing.assert_allclose(joined.probs, whole.probs, atol=1e-5)
+    else:
+        assert [p.shape for p in joined.probs] == [p.shape for p in whole.probs]
+        for mine, theirs in zip(joined.probs, whole.probs, strict=True):
+            np.testing.assert_allclose(mine, theirs, atol=1e-5)
