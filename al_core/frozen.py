@@ -37,6 +37,9 @@ from al_core.training import TrainingConfig
 HEAD_FILE = "frozen_head.npz"
 # Inverse regularisation of the logistic regression (BENCHMARKS.md, learning curves).
 HEAD_C = 1.0
+# Tasks tokenized and embedded at a time (and then cached): the tokenized features of a
+# 100,000-task pool at once would take gigabytes.
+EMBED_CHUNK = 2048
 
 
 class EmbeddingCache(Protocol):
@@ -197,8 +200,10 @@ class _FrozenEncoderModel:
         for key, example in zip(keys, examples, strict=True):
             if key not in found and key not in missing:
                 missing[key] = example
-        if missing:
-            fresh = dict(zip(missing, self._embed(list(missing.values())), strict=True))
+        pending = list(missing.items())
+        for start in range(0, len(pending), EMBED_CHUNK):  # tokenized features of one chunk at a time
+            part = dict(pending[start : start + EMBED_CHUNK])
+            fresh = dict(zip(part, self._embed(list(part.values())), strict=True))
             self.cache.set_many(fresh)
             found.update(fresh)
         return [found[k] for k in keys]

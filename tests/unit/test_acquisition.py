@@ -137,6 +137,21 @@ def test_a_second_retrain_embeds_only_the_new_tasks(tiny_model_dir):
     assert third.rows_embedded_ == 1  # a changed text is embedded again
 
 
+def test_a_big_pass_is_embedded_chunk_by_chunk_with_the_same_vectors(tiny_model_dir, monkeypatch):
+    import al_core.frozen
+
+    texts = unlabeled(toy_reviews(20, seed=11))
+    whole = frozen(tiny_model_dir).fit(toy_reviews(6, seed=12)).vectors(texts)
+    monkeypatch.setattr(al_core.frozen, "EMBED_CHUNK", 7)
+    model = frozen(tiny_model_dir)
+    calls = []
+    embed = model._embed
+    monkeypatch.setattr(model, "_embed", lambda examples: calls.append(len(examples)) or embed(examples))
+    chunked = model.vectors(texts)
+    assert calls == [7, 7, 6]
+    np.testing.assert_allclose(np.stack(chunked), np.stack(whole), atol=1e-5)
+
+
 def test_the_forward_pass_a_frozen_head_needs_is_the_tasks_not_cached(tiny_model_dir, tmp_path):
     for cache in (MemoryEmbeddingCache(), SqliteEmbeddingCache(tmp_path / "n.sqlite")):
         labeled, pool = toy_reviews(10, seed=9), unlabeled(toy_reviews(8, seed=10, start=200))
