@@ -89,27 +89,24 @@ class SqliteEmbeddingCache:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, shape TEXT, data BLOB)")
         return db
 
-    def get_many(self, keys):
+    def _select(self, columns: str, keys):
+        """The rows of `keys`, 500 keys per query (below SQLite's limit on bound parameters)."""
         keys = list(keys)
-        out: dict[str, np.ndarray] = {}
         db = self._connect()
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, shape, data in db.execute(f"SELECT key, shape, data FROM vectors WHERE key IN ({marks})", chunk):
-                dims = tuple(int(d) for d in shape.split("x"))
-                out[key] = np.frombuffer(data, dtype=np.float16).reshape(dims).astype(np.float32)
+            yield from db.execute(f"SELECT {columns} FROM vectors WHERE key IN ({marks})", chunk)
+
+    def get_many(self, keys):
+        out: dict[str, np.ndarray] = {}
+        for key, shape, data in self._select("key, shape, data", keys):
+            dims = tuple(int(d) for d in shape.split("x"))
+            out[key] = np.frombuffer(data, dtype=np.float16).reshape(dims).astype(np.float32)
         return out
 
     def present(self, keys):
-        keys = list(keys)
-        found: set[str] = set()
-        db = self._connect()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(k for (k,) in db.execute(f"SELECT key FROM vectors WHERE key IN ({marks})", chunk))
-        return found
+        return {key for (key,) in self._select("key", keys)}
 
     def set_many(self, entries):
         rows = [

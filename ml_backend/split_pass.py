@@ -23,6 +23,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from al_core.data import Example
@@ -59,6 +60,12 @@ def _owners_key(pass_id: str) -> str:
     return f"al:pass:{pass_id}:owners"
 
 
+def _record_owner(redis, pass_id: str, index: int, owner: str, ttl: int) -> None:
+    key = _owners_key(pass_id)
+    redis.hset(key, str(index), owner)
+    redis.expire(key, ttl)
+
+
 def take_chunk(queue, pass_id: str, index: int, owner: str, ttl: int) -> bool:
     """Takes chunk `index` out of the queue for `owner` (an atomic LREM: True for one taker only)."""
     from rq.exceptions import NoSuchJobError
@@ -66,9 +73,7 @@ def take_chunk(queue, pass_id: str, index: int, owner: str, ttl: int) -> bool:
 
     if not queue.remove(chunk_job_id(pass_id, index)):
         return False
-    key = _owners_key(pass_id)
-    queue.connection.hset(key, str(index), owner)
-    queue.connection.expire(key, ttl)
+    _record_owner(queue.connection, pass_id, index, owner, ttl)
     try:
         Job.fetch(chunk_job_id(pass_id, index), connection=queue.connection).delete(remove_from_queue=False)
     except NoSuchJobError:
@@ -102,7 +107,8 @@ class SplitPass:
 
     def __call__(self, model, examples: list[Example], probs: bool, embeddings: bool) -> ModelOutputs:
         size = self.settings.split_chunk
-        work = model.needs_forward(examples) if size else []
+        # a pass no bigger than a chunk is never split: no need to ask what needs the network
+        work = model.needs_forward(examples) if size and len(examples) > size else []
         if len(work) <= size:
             return model.infer(examples, probs=probs, embeddings=embeddings)
         started = time.perf_counter()
@@ -140,16 +146,13 @@ class SplitPass:
                 if take_chunk(queue, pass_id, index, self.owner, ttl):
                     parts[index] = _run_chunk(model, folder, index, probs, embeddings)
             rerun = self._collect(pass_id, n, parts, folder, model, probs, embeddings)
-            owners = {int(k): v.decode().split(" ", 1)[1] for k, v in self.redis.hgetall(_owners_key(pass_id)).items()}
+            workers = Counter(v.decode().split(" ", 1)[1] for v in self.redis.hvals(_owners_key(pass_id)))
         finally:
             for index in range(n):  # a failed retrain leaves no chunk behind it in the queue
                 take_chunk(queue, pass_id, index, self.owner, ttl)
             self.redis.delete(_owners_key(pass_id))
             shutil.rmtree(folder, ignore_errors=True)
-        by_worker: dict[str, int] = {}
-        for name in owners.values():
-            by_worker[name] = by_worker.get(name, 0) + 1
-        self.report = {"chunks": n, "chunk_size": size, "tasks": len(work), "by_worker": by_worker, "rerun": rerun}
+        self.report = {"chunks": n, "chunk_size": size, "tasks": len(work), "by_worker": dict(workers), "rerun": rerun}
         return ModelOutputs.concat([parts[i] for i in range(n)])
 
     def _collect(self, pass_id: str, n: int, parts: dict, folder: Path, model, probs, embeddings) -> int:
@@ -170,7 +173,7 @@ class SplitPass:
                         continue
                     # its job failed, its worker died, or it ran where MODEL_DIR is another folder
                     log.warning("project %s: chunk %d of a scoring pass was lost; running it here", self.project, index)
-                    self.redis.hset(_owners_key(pass_id), str(index), self.owner)
+                    _record_owner(self.redis, pass_id, index, self.owner, self.settings.job_timeout + 60)
                     _run_chunk(model, folder, index, probs, embeddings)
                     rerun += 1
                 parts[index] = ModelOutputs.load(result)
@@ -199,8 +202,7 @@ def score_chunk(project_id: int, pass_id: str, index: int, n_chunks: int, probs:
     model = load_model(folder / "model", embedding_cache=embedding_cache(settings, project))
     ran = [int(index)]
     if job is not None:
-        job.connection.hset(_owners_key(pass_id), str(index), owner)
-        job.connection.expire(_owners_key(pass_id), settings.job_timeout + 60)
+        _record_owner(job.connection, pass_id, int(index), owner, settings.job_timeout + 60)
     _run_chunk(model, folder, int(index), bool(probs), bool(embeddings))
     if job is not None:  # from the front, while nobody took them
         queue = Queue(job.origin, connection=job.connection)
