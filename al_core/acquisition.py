@@ -13,7 +13,8 @@ simulator's config and the benchmarks start from it):
 The quality estimate: k-fold cross-validation of the head in frozen mode (cheap: the
 vectors are cached); in finetune mode a fixed share of the labeled tasks (chosen by a hash
 of their ids, so the same tasks stay out across versions) is held out of training and the
-version is measured on it. Accuracy for classification, strict span F1 for tagging.
+version is measured on it. Accuracy for classification, micro F1 for multi-label classification,
+strict span F1 for tagging.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import Example
+from al_core.kinds import kind_of
 
 Mode = Literal["auto", "frozen", "finetune"]
 
@@ -47,7 +49,7 @@ class AcquisitionConfig:
             raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
 
     def frozen_below(self, kind: str) -> int:
-        return self.frozen_below_classification if kind == CLASSIFICATION else self.frozen_below_tagging
+        return kind_of(kind).frozen_below(self)
 
 
 def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int) -> str:
@@ -59,7 +61,7 @@ def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int) -> str:
 
 @dataclass(frozen=True)
 class QualityEstimate:
-    metric: str  # accuracy | span_f1
+    metric: str  # accuracy | micro_f1 | span_f1
     value: float | None
     method: str
     n: int  # labeled tasks the estimate is measured on
@@ -69,16 +71,13 @@ class QualityEstimate:
 
 
 def metric_name(kind: str) -> str:
-    return "accuracy" if kind == CLASSIFICATION else "span_f1"
+    return kind_of(kind).metric
 
 
 def score_predictions(kind: str, gold: list[Example], predicted: list) -> float:
-    """Accuracy (labels) or strict span F1 (tag lists) of predictions against gold examples."""
-    from al_core.metrics import accuracy, span_f1
-
-    if kind == CLASSIFICATION:
-        return float(accuracy([e.label for e in gold], predicted))
-    return float(span_f1([e.tags for e in gold], predicted)["f1"])
+    """The kind's metric (accuracy, micro F1, strict span F1) of predictions against gold examples."""
+    task_kind = kind_of(kind)
+    return task_kind.score([task_kind.gold(e) for e in gold], predicted)
 
 
 def _held_out(example: Example, share: float) -> bool:

@@ -13,17 +13,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-# Learning rate by task kind when TrainingConfig.learning_rate is None: a token-classification
-# head trained for a hundred steps needs a larger rate than a sequence head (BENCHMARKS.md,
-# learning curves).
-DEFAULT_LEARNING_RATES = {"classification": 5e-5, "tagging": 3e-4}
-
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """Every knob of fine-tuning, with the project's one set of defaults."""
 
-    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES of the model's kind
+    learning_rate: float | None = None  # None: the learning rate of the model's task kind
     weight_decay: float = 0.01
     epochs: int = 3
     # The schedule: max(epochs x batches per epoch, min_steps), capped by max_steps. Three epochs
@@ -54,7 +49,9 @@ class TrainingConfig:
         """This config with the learning rate resolved for a task kind."""
         if self.learning_rate is not None:
             return self
-        return self.replace(learning_rate=DEFAULT_LEARNING_RATES[kind])
+        from al_core.kinds import kind_of
+
+        return self.replace(learning_rate=kind_of(kind).learning_rate)
 
     @classmethod
     def fields(cls) -> list[str]:

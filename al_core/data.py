@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-TaskKind = Literal["classification", "tagging"]
-CLASSIFICATION: TaskKind = "classification"
-TAGGING: TaskKind = "tagging"
+# The names of the task kinds (their behaviour: al_core.kinds)
+KindName = Literal["classification", "multilabel", "tagging"]
+CLASSIFICATION: KindName = "classification"
+MULTILABEL: KindName = "multilabel"
+TAGGING: KindName = "tagging"
 
 
 @dataclass
@@ -15,6 +17,7 @@ class Example:
     """One task.
 
     Classification: `text` and, when labeled, `label`.
+    Multi-label classification: `text` and, when labeled, `choices` (the set of classes, maybe empty).
     Tagging: `words` (and `text`, the words' source string) and, when labeled, `tags`
     (IOB2, one per word). `offsets` are the words' character spans in `text` when known
     (needed to turn word tags back into Label Studio character spans).
@@ -23,6 +26,7 @@ class Example:
     id: str
     text: str
     label: str | None = None
+    choices: list[str] | None = None
     words: list[str] | None = None
     tags: list[str] | None = None
     offsets: list[tuple[int, int]] | None = None
@@ -30,15 +34,15 @@ class Example:
 
     @property
     def is_labeled(self) -> bool:
-        return self.label is not None or self.tags is not None
+        return self.label is not None or self.choices is not None or self.tags is not None
 
     @property
     def n_words(self) -> int:
         return len(self.words) if self.words is not None else len(self.text.split())
 
     def without_labels(self) -> Example:
-        """The task as a model sees it when it predicts: no label, no tags."""
-        return replace(self, label=None, tags=None, meta=dict(self.meta))
+        """The task as a model sees it when it predicts: no label, no choices, no tags."""
+        return replace(self, label=None, choices=None, tags=None, meta=dict(self.meta))
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Dataset:
     `labels` are class names (classification) or IOB2 tag names including "O" (tagging).
     """
 
-    kind: TaskKind
+    kind: KindName
     examples: list[Example]
     labels: list[str]
 

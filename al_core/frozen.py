@@ -6,6 +6,7 @@ about as much for classification and costs milliseconds (BENCHMARKS.md, learning
 
 - `FrozenClassifier`: the mean of the last hidden layer over the text's sub-tokens, a
   multinomial logistic regression over the labels seen so far.
+- `FrozenMultiLabel`: the same vectors, one binary logistic regression per class.
 - `FrozenTagger`: the last hidden layer at each word's first sub-token, one logistic
   regression over the words of the labeled sentences (one tag per word).
 
@@ -31,7 +32,15 @@ from transformers import AutoModel
 from al_core.data import Example
 from al_core.exceptions import ModelLoadError
 from al_core.inference import run_batched
-from al_core.models import ModelOutputs, TransformerClassifier, TransformerTagger, read_model_meta
+from al_core.kinds import kind_of
+from al_core.models import (
+    ModelOutputs,
+    TransformerClassifier,
+    TransformerMultiLabel,
+    TransformerTagger,
+    multi_hot,
+    read_model_meta,
+)
 from al_core.training import TrainingConfig
 
 HEAD_FILE = "frozen_head.npz"
@@ -157,6 +166,42 @@ class LinearHead:
         return out
 
 
+@dataclasses.dataclass
+class BinaryHeads:
+    """One binary logistic regression per class (multi-label): row k of `coef` says class k.
+
+    A class whose training rows are all of one outcome gets no regression: a constant
+    probability, the smoothed share of its positive rows ((positives + 1) / (rows + 2)).
+    `classes` is every class index (kept for the saved head's one format).
+    """
+
+    classes: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int) -> BinaryHeads:
+        from sklearn.linear_model import LogisticRegression
+
+        n_rows, n_labels = targets.shape
+        coef = np.zeros((n_labels, vectors.shape[1]), dtype=np.float32)
+        intercept = np.zeros(n_labels, dtype=np.float32)
+        for k in range(n_labels):
+            column = targets[:, k]
+            if column.min() == column.max():
+                share = (column.sum() + 1.0) / (n_rows + 2.0)
+                intercept[k] = np.log(share / (1.0 - share))
+                continue
+            model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(vectors, column)
+            coef[k], intercept[k] = model.coef_[0], model.intercept_[0]
+        return cls(np.arange(n_labels), coef, intercept)
+
+    def probs(self, vectors: np.ndarray, n_labels: int) -> np.ndarray:
+        """(n, K, 2): each class's [P(absent), P(present)]."""
+        present = 1.0 / (1.0 + np.exp(-(np.asarray(vectors) @ self.coef.T + self.intercept)))
+        return np.stack([1.0 - present, present], axis=-1).astype(np.float32)
+
+
 class _FrozenEncoderModel:
     """What both frozen kinds share; mixed in before the transformer class of their kind, whose
     tokenization (`_encode`, the text cut) they reuse."""
@@ -164,6 +209,7 @@ class _FrozenEncoderModel:
     mode = "frozen"
     scores_whole_pool = True
     _auto_class = AutoModel
+    _head_class: type = LinearHead
 
     def __init__(
         self,
@@ -176,7 +222,7 @@ class _FrozenEncoderModel:
         super().__init__(model_name_or_path, labels, config)
         self.cache = embedding_cache if embedding_cache is not None else MemoryEmbeddingCache()
         self.head_c = head_c
-        self.head_: LinearHead | None = None
+        self.head_: LinearHead | BinaryHeads | None = None
         self.rows_embedded_ = 0  # tasks the encoder ran on (the rest came from the cache)
 
     # -- vectors -------------------------------------------------------------------------
@@ -238,7 +284,7 @@ class _FrozenEncoderModel:
         if not examples:
             raise ValueError("no labeled examples to train on")
         vectors, targets = self._rows(examples, self.vectors(examples))
-        self.head_ = LinearHead.fit(vectors, targets, self.head_c, self.config.seed)
+        self.head_ = self._head_class.fit(vectors, targets, self.head_c, self.config.seed)
         return self
 
     def cross_validated_predictions(self, examples: list[Example], folds: int) -> list:
@@ -250,7 +296,7 @@ class _FrozenEncoderModel:
         splitter = KFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
         for train, held in splitter.split(np.arange(len(examples))):
             rows, targets = self._rows([examples[i] for i in train], [vectors[i] for i in train])
-            head = LinearHead.fit(rows, targets, self.head_c, self.config.seed)
+            head = self._head_class.fit(rows, targets, self.head_c, self.config.seed)
             for i in held:
                 predictions[i] = self._decode(self._probs_of(vectors[i], head))
         return predictions
@@ -287,7 +333,7 @@ class _FrozenEncoderModel:
         model = cls(meta["base_model"], meta["labels"], config, embedding_cache, meta.get("head_c", HEAD_C))
         try:
             with np.load(Path(folder) / HEAD_FILE) as head:
-                model.head_ = LinearHead(head["classes"], head["coef"], head["intercept"])
+                model.head_ = cls._head_class(head["classes"], head["coef"], head["intercept"])
         except (OSError, KeyError, ValueError) as error:
             raise ModelLoadError(f"cannot read the head in {folder}: {error}") from error
         model._require_encoder()  # a loaded version serves new tasks, which need the encoder
@@ -327,6 +373,23 @@ class FrozenClassifier(_FrozenEncoderModel, TransformerClassifier):
 
     def _summary(self, vector):
         return vector
+
+
+class FrozenMultiLabel(FrozenClassifier, TransformerMultiLabel):
+    """Mean-pooled encoder vectors and a binary logistic regression per class: a set of labels per text."""
+
+    _head_class = BinaryHeads
+
+    def _rows(self, examples, vectors):
+        return np.stack(vectors), np.stack([multi_hot(e, self.labels, self.label_to_id) for e in examples])
+
+    def _batch_probs(self, vectors):
+        if not vectors:
+            return np.zeros((0, len(self.labels), 2), dtype=np.float32)
+        return self.head_.probs(np.stack(vectors), len(self.labels))
+
+    def _decode(self, probs) -> list[str]:
+        return kind_of(self.kind).decode(probs, self.labels)
 
 
 class FrozenTagger(_FrozenEncoderModel, TransformerTagger):
@@ -392,6 +455,3 @@ class FrozenTagger(_FrozenEncoderModel, TransformerTagger):
     def _summary(self, matrix):
         seen = matrix[~np.isnan(matrix[:, 0])] if len(matrix) else matrix
         return seen.mean(axis=0) if len(seen) else np.zeros(matrix.shape[-1], dtype=np.float32)
-
-
-FROZEN_CLASSES = {FrozenClassifier.kind: FrozenClassifier, FrozenTagger.kind: FrozenTagger}

@@ -1,23 +1,30 @@
 """Label Studio's JSON shapes: labeling configs, tasks, annotations, exports and prediction results.
 
-Plain dicts and XML only (no SDK). Supported configs: one <Choices> (classification, single or
-multiple choice) or one <Labels> (named entities) over one <Text> object.
+Plain dicts and XML only (no SDK). Supported configs: one <Choices> (classification, or
+multi-label classification with choice="multiple") or one <Labels> (named entities) over one
+<Text> object. What differs by kind is the kind's (al_core.kinds).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from al_core.data import CLASSIFICATION, TAGGING, Dataset, Example, TaskKind
+from al_core.data import Dataset, Example, KindName
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
+from al_core.kinds import TaskKind, kind_for_control, kind_of
+from al_core.spans import (  # noqa: F401  (the span helpers, importable from here as well)
+    Span,
+    iob2_labels,
+    spans_to_tags,
+    tags_to_spans,
+    tokenize_words,
+    words_text,
+)
 
-Span = tuple[int, int, str]
-
-_CONTROL_KINDS = {"Choices": CLASSIFICATION, "Labels": TAGGING}
+_CONTROL_TAGS = ("Choices", "Labels")
 _OBJECT_TAG = "Text"
 _LAYOUT_TAGS = {"Filter"}  # has toName but only filters the label list on screen
 
@@ -26,7 +33,7 @@ _LAYOUT_TAGS = {"Filter"}  # has toName but only filters the label list on scree
 class LabelConfig:
     """What the engine needs from a labeling config."""
 
-    kind: TaskKind
+    kind: KindName
     from_name: str  # name of the control tag (<Choices name=...>)
     to_name: str  # name of the <Text> object it labels
     value_key: str  # the task data field holding the text ($text -> "text")
@@ -38,6 +45,10 @@ class LabelConfig:
     def result_type(self) -> str:
         """The "type" of result regions for this control ("choices" or "labels")."""
         return self.tag.lower()
+
+    @property
+    def task_kind(self) -> TaskKind:
+        return kind_of(self.kind)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +84,7 @@ def parse_label_config(xml: str) -> LabelConfig:
         )
 
     control = controls[0]
-    if control.tag not in _CONTROL_KINDS:
+    if control.tag not in _CONTROL_TAGS:
         raise UnsupportedConfigError(
             f"<{control.tag}> is not supported: use <Choices> or <Labels> over <Text>"
         )
@@ -101,7 +112,7 @@ def parse_label_config(xml: str) -> LabelConfig:
         raise UnsupportedConfigError(f"<{control.tag} name={name!r}> repeats a label")
     multi_label = control.tag == "Choices" and control.get("choice", "single") == "multiple"
     return LabelConfig(
-        kind=_CONTROL_KINDS[control.tag],
+        kind=kind_for_control(control.tag, multi_label).name,
         from_name=name,
         to_name=to_name,
         value_key=value[1:],
@@ -111,96 +122,9 @@ def parse_label_config(xml: str) -> LabelConfig:
     )
 
 
-def iob2_labels(entity_types: list[str]) -> list[str]:
-    """The IOB2 tag set for entity types: ["O", "B-T1", "I-T1", ...] in the given order."""
-    tags = ["O"]
-    for entity_type in entity_types:
-        tags += [f"B-{entity_type}", f"I-{entity_type}"]
-    return tags
-
-
 def model_labels(config: LabelConfig) -> list[str]:
     """The labels a model predicts: class names, or IOB2 tags ("O", "B-PER", "I-PER", ...)."""
-    return list(config.labels) if config.kind == CLASSIFICATION else iob2_labels(config.labels)
-
-
-# ---------------------------------------------------------------------------------------------
-# Words, spans and IOB2 tags
-
-# a word is a run of word characters or one other non-space character (CoNLL-like tokens)
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
-def tokenize_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """Split text into words with their (start, end) character offsets."""
-    matches = list(_WORD.finditer(text))
-    return [m.group() for m in matches], [m.span() for m in matches]
-
-
-def words_text(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
-    """Join pre-tokenized words with single spaces; return the text and each word's offsets."""
-    offsets = []
-    position = 0
-    for word in words:
-        offsets.append((position, position + len(word)))
-        position += len(word) + 1
-    return " ".join(words), offsets
-
-
-def spans_to_tags(
-    text: str,
-    spans: list[Span],
-    words: list[str] | None = None,
-    offsets: list[tuple[int, int]] | None = None,
-    dropped: list[Span] | None = None,
-) -> tuple[list[str], list[tuple[int, int]], list[str]]:
-    """Character spans (start, end, label) -> words, offsets and IOB2 tags.
-
-    Words come from tokenize_words(text) unless words and offsets are given. A word is in a span
-    when they overlap; a span overlapping an earlier-starting one (or covering no word) is
-    dropped, and appended to `dropped` when a list is given.
-    """
-    if offsets is None:
-        words, offsets = tokenize_words(text)
-    elif words is None:
-        words = [text[start:end] for start, end in offsets]
-    tags = ["O"] * len(offsets)
-    for start, end, label in sorted(spans):
-        if not 0 <= start < end <= len(text):
-            raise DataFormatError(
-                f"span {start}-{end} ({label}) is outside the text of {len(text)} characters"
-            )
-        inside = [i for i, (w_start, w_end) in enumerate(offsets) if w_start < end and w_end > start]
-        if not inside or any(tags[i] != "O" for i in inside):
-            if dropped is not None:
-                dropped.append((start, end, label))
-            continue
-        tags[inside[0]] = f"B-{label}"
-        for i in inside[1:]:
-            tags[i] = f"I-{label}"
-    return list(words), list(offsets), tags
-
-
-def tags_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[str]) -> list[Span]:
-    """IOB2 word tags -> character spans (start, end, label); a stray I- tag starts a new span."""
-    if len(offsets) != len(tags):
-        raise ValueError(f"{len(offsets)} words but {len(tags)} tags")
-    spans: list[Span] = []
-    current: list | None = None  # [start, end, label] of the open span
-    for (start, end), tag in zip(offsets, tags, strict=True):
-        if tag == "O":
-            current = None
-            continue
-        prefix, _, label = tag.partition("-")
-        if prefix not in ("B", "I") or not label:
-            raise ValueError(f"bad IOB2 tag {tag!r}")
-        if prefix == "I" and current is not None and current[2] == label:
-            current[1] = end
-            spans[-1] = (current[0], end, label)
-        else:
-            current = [start, end, label]
-            spans.append((start, end, label))
-    return spans
+    return config.task_kind.model_labels(config.labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,16 +147,12 @@ def _newest_key(annotation: dict) -> tuple:
 
 def _answer_key(annotation: dict, config: LabelConfig) -> tuple:
     """What an annotation says for the config's control: its choices, or its spans."""
-    answer = []
-    for region in annotation.get("result") or []:
-        if not isinstance(region, dict) or region.get("from_name") != config.from_name:
-            continue
-        value = region.get("value") if isinstance(region.get("value"), dict) else {}
-        if config.kind == CLASSIFICATION:
-            answer += [str(c) for c in value.get("choices") or []]
-        else:
-            answer.append((str(value.get("start")), str(value.get("end")), str(value.get("labels"))))
-    return tuple(sorted(answer))
+    values = [
+        region["value"]
+        for region in annotation.get("result") or []
+        if isinstance(region, dict) and region.get("from_name") == config.from_name and isinstance(region.get("value"), dict)
+    ]
+    return config.task_kind.answer(values)
 
 
 @dataclass
@@ -280,8 +200,8 @@ def task_to_example(
     """A Label Studio task -> Example, gold from `annotation` or else from `choose_annotation`.
 
     For a webhook (whose task carries no annotations) pass the event's annotation. A classification
-    annotation with no choice leaves the example unlabeled; a tagging annotation with no regions
-    means "no entities" (all O). Multiple choices: label is the first, meta["labels"] has them all.
+    annotation with no choice leaves the example unlabeled; a multi-label one is the empty set; a
+    tagging annotation with no regions means "no entities" (all O).
 
     Strict (the default, for exports): a label outside the config or a malformed region raises
     DataFormatError. `lenient` (the live backend): such a choice leaves the example unlabeled and
@@ -315,64 +235,18 @@ def task_to_example(
         meta["annotation_id"] = annotation.get("id")
     skipped: dict[str, int] = {}
 
-    def skip(reason: str, error: str) -> None:
-        if not lenient:
+    def skip(reason: str, error: str | None) -> None:
+        if error is not None and not lenient:
             raise DataFormatError(error)
         skipped[reason] = skipped.get(reason, 0) + 1
 
-    if config.kind == CLASSIFICATION:
-        chosen = [c for r in regions for c in (r.get("value") or {}).get("choices") or []]
-        unknown = _unknown_labels(chosen, config)
-        if unknown:
-            skip("unknown_label", _unknown_message(unknown, config, task_id))
-            chosen = []  # a removed class cannot be learned: the task is not used for training
-        if chosen:
-            meta["labels"] = chosen
-        if skipped:
-            meta["skipped"] = skipped
-        return Example(id=task_id, text=text, label=chosen[0] if chosen else None, meta=meta)
-
-    words, offsets = tokenize_words(text)
-    if annotation is None:
-        return Example(id=task_id, text=text, words=words, offsets=offsets, meta=meta)
-    spans = []
-    for region in regions:
-        value = region.get("value") or {}
-        region_labels = value.get("labels") or []
-        unknown = _unknown_labels(region_labels, config)
-        if unknown:
-            skip("unknown_label", _unknown_message(unknown, config, task_id))
-            continue
-        start, end = value.get("start"), value.get("end")
-        if not region_labels or not isinstance(start, int) or not isinstance(end, int):
-            skip("malformed_region", f"task {task_id}: a labels region needs start, end and labels: {value}")
-            continue
-        if lenient and not 0 <= start < end <= len(text):  # strict: spans_to_tags names the span
-            skip("malformed_region", "")
-            continue
-        spans.append((start, end, region_labels[0]))
-    if lenient and regions and not spans and skipped:
-        # every span was unusable: training on "no entities" would teach the opposite of the annotation
-        meta["skipped"] = skipped
-        return Example(id=task_id, text=text, words=words, offsets=offsets, meta=meta)
-    dropped: list[Span] = []
-    try:
-        words, offsets, tags = spans_to_tags(text, spans, words, offsets, dropped=dropped)
-    except DataFormatError as err:
-        raise DataFormatError(f"task {task_id}: {err}") from err
-    if dropped:
-        skipped["overlapping_span"] = len(dropped)
+    kind = config.task_kind
+    example = kind.unlabeled(task_id, text, meta)
+    if annotation is not None:
+        example = kind.labeled(example, regions, config.labels, skip, lenient)
     if skipped:
         meta["skipped"] = skipped
-    return Example(id=task_id, text=text, words=words, tags=tags, offsets=offsets, meta=meta)
-
-
-def _unknown_labels(labels: list, config: LabelConfig) -> list:
-    return [label for label in labels if label not in config.labels]
-
-
-def _unknown_message(unknown: list, config: LabelConfig, task_id: str) -> str:
-    return f"task {task_id}: label {unknown[0]!r} is not in the label config ({', '.join(config.labels)})"
+    return example
 
 
 def examples_from_export(tasks: list[dict], config: LabelConfig) -> Dataset:
@@ -436,57 +310,31 @@ def infer_config(tasks: list[dict], path: Path) -> LabelConfig:
     data_keys = {k for task in tasks for k in (task.get("data") or {})}
     value_key = to_name if to_name in data_keys or len(data_keys) != 1 else next(iter(data_keys))
     tag = "Choices" if first["type"] == "choices" else "Labels"
-    return LabelConfig(
-        _CONTROL_KINDS[tag], first.get("from_name"), to_name, value_key, sorted(labels), multi_label, tag
-    )
+    kind = kind_for_control(tag, multi_label).name
+    return LabelConfig(kind, first.get("from_name"), to_name, value_key, sorted(labels), multi_label, tag)
 
 
 # ---------------------------------------------------------------------------------------------
 # Results sent back to Label Studio
 
 
-def prediction_result(
-    example_or_text: Example | str,
-    config: LabelConfig,
-    label: str | list[str] | None = None,
-    tags: list[str] | None = None,
-    offsets: list[tuple[int, int]] | None = None,
-    score: float | None = None,
-) -> list[dict]:
-    """Label Studio result regions for a predicted label (choices) or IOB2 word tags (labels).
+def prediction_result(example: Example | str, config: LabelConfig, value=None, score: float | None = None) -> list[dict]:
+    """Label Studio result regions saying `value` (a class, a list of classes, or IOB2 word tags;
+    default: the example's own gold value) for `example` (or a bare text).
 
-    With an Example and no label/tags, its own label/tags are used. Tag offsets default to the
-    example's offsets, else tokenize_words(text). `score`, when given, is set on every region.
+    Tags are read at the example's word offsets, else at tokenize_words(text)'s. `score`, when
+    given, is set on every region.
     """
-    example = example_or_text if isinstance(example_or_text, Example) else None
-    text = example.text if example is not None else example_or_text
+    if isinstance(example, str):
+        example = Example(id="", text=example)
+    kind = config.task_kind
+    if value is None:
+        value = kind.gold(example)
+    if value is None:
+        raise ValueError(f"no {config.result_type} to put in a result")
     base = {"from_name": config.from_name, "to_name": config.to_name, "type": config.result_type}
-    if config.kind == CLASSIFICATION:
-        if label is None and example is not None:
-            label = example.meta.get("labels") or example.label
-        if label is None:
-            raise ValueError("no label to put in a choices result")
-        choices = [label] if isinstance(label, str) else list(label)
-        _check_result_labels(choices, config)
-        regions = [{**base, "value": {"choices": choices}}]
-    else:
-        if tags is None and example is not None:
-            tags = example.tags
-            offsets = offsets if offsets is not None else example.offsets
-        if tags is None:
-            raise ValueError("no tags to put in a labels result")
-        if offsets is None:
-            offsets = tokenize_words(text)[1]
-        spans = tags_to_spans(text, offsets, tags)
-        _check_result_labels([span_label for _, _, span_label in spans], config)
-        regions = [
-            {
-                "id": f"r{i}",
-                **base,
-                "value": {"start": start, "end": end, "text": text[start:end], "labels": [lab]},
-            }
-            for i, (start, end, lab) in enumerate(spans)
-        ]
+    regions = kind.regions(example, value, base)
+    _check_result_labels([label for r in regions for label in r["value"][kind.result_key]], config)
     if score is not None:
         for region in regions:
             region["score"] = float(score)

@@ -1,7 +1,8 @@
 """Transformer models over the transformers Auto* classes, for any model id or local folder.
 
-`TransformerClassifier` (sequence classification) and `TransformerTagger` (token
-classification, one tag per word, read at each word's first sub-token) share one wrapper:
+`TransformerClassifier` (sequence classification), `TransformerMultiLabel` (a sigmoid per class)
+and `TransformerTagger` (token classification, one tag per word, read at each word's first
+sub-token) share one wrapper:
 fit with the paper's recipe, class probabilities, [CLS] embeddings for Mahalanobis, and
 save/load as safetensors (never pickle).
 """
@@ -16,9 +17,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Example
 from al_core.exceptions import ModelLoadError, NotFittedError
 from al_core.inference import run_batched
+from al_core.kinds import KINDS, kind_of
 from al_core.training import CheckpointCallback, TrainingConfig, resolve_device, seed_everything, train_module
 
 MODEL_META = "al_model.json"
@@ -28,7 +30,9 @@ MODEL_META = "al_model.json"
 class ModelOutputs:
     """What one pass over a set of examples gives: probabilities and/or embeddings, in input order.
 
-    `probs` is an (n, K) array for classification and a list of (n_words, K) arrays for tagging.
+    `probs` is an (n, K) array for classification, an (n, K, 2) array for multi-label
+    classification (each class's [P(absent), P(present)]) and a list of (n_words, K) arrays for
+    tagging.
     """
 
     n: int
@@ -94,6 +98,7 @@ class _TransformerModel:
     _auto_class: type
     mode = "finetune"
     scores_whole_pool = False  # scoring means a forward pass per task: UPS decides how many
+    _head_options: dict = {}  # extra settings of a fresh head (its loss)
 
     def __init__(self, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
         if not labels:
@@ -121,6 +126,7 @@ class _TransformerModel:
                     id2label=dict(enumerate(self.labels)),
                     label2id=self.label_to_id,
                     ignore_mismatched_sizes=True,
+                    **self._head_options,
                 )
             module = self._auto_class.from_pretrained(source, use_safetensors=True, **extra)
         except (OSError, ValueError, KeyError) as error:
@@ -173,7 +179,7 @@ class _TransformerModel:
         features = self._encode(examples, with_labels=False)
 
         def per_batch(outputs, batch, indices):
-            token_probs = torch.softmax(outputs.logits.float(), dim=-1).cpu().numpy() if probs else None
+            token_probs = self._activate(outputs.logits.float()).cpu().numpy() if probs else None
             cls = outputs.hidden_states[-1][:, 0, :].float().cpu().numpy() if embeddings else None
             return [
                 (None if token_probs is None else token_probs[k], None if cls is None else cls[k])
@@ -230,6 +236,15 @@ class _TransformerModel:
         return model
 
     # -- per-kind parts ------------------------------------------------------------------
+    @staticmethod
+    def _activate(logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from the head's logits: a softmax over the labels."""
+        return torch.softmax(logits, dim=-1)
+
+    def encode(self, examples: list[Example], with_labels: bool) -> list[dict]:
+        """Token ids (and label ids) of `examples` as this model reads them, its text cut included."""
+        return self._encode(examples, with_labels)
+
     def _encode(self, examples: list[Example], with_labels: bool) -> list[dict]:
         raise NotImplementedError
 
@@ -283,6 +298,44 @@ class TransformerClassifier(_TransformerModel):
     def predict(self, examples: list[Example]) -> list[str]:
         probs = self.predict_proba(examples)
         return [self.labels[i] for i in probs.argmax(axis=1)] if len(examples) else []
+
+
+class TransformerMultiLabel(TransformerClassifier):
+    """Multi-label sequence classification: a sigmoid per class, trained with binary cross-entropy."""
+
+    kind = MULTILABEL
+    _head_options = {"problem_type": "multi_label_classification"}
+
+    def _encode(self, examples, with_labels):
+        features = super()._encode([e.without_labels() for e in examples], with_labels=False)
+        if with_labels:
+            for feature, example in zip(features, examples, strict=True):
+                feature["labels"] = multi_hot(example, self.labels, self.label_to_id)
+        return features
+
+    @staticmethod
+    def _activate(logits):
+        present = torch.sigmoid(logits)
+        return torch.stack([1.0 - present, present], dim=-1)
+
+    def _empty_probs(self):
+        return np.zeros((0, len(self.labels), 2), dtype=np.float32)
+
+    def predict(self, examples: list[Example]) -> list[list[str]]:
+        kind = kind_of(self.kind)
+        return [kind.decode(p, self.labels) for p in self.predict_proba(examples)]
+
+
+def multi_hot(example: Example, labels: list[str], label_to_id: dict[str, int]) -> np.ndarray:
+    """A multi-label example's classes as a 0/1 float vector over `labels`."""
+    if example.choices is None:
+        raise ValueError(f"example {example.id} has no label set")
+    target = np.zeros(len(labels), dtype=np.float32)
+    for label in example.choices:
+        if label not in label_to_id:
+            raise ValueError(f"example {example.id}: label {label!r} is not one of {labels}")
+        target[label_to_id[label]] = 1.0
+    return target
 
 
 class TransformerTagger(_TransformerModel):
@@ -359,19 +412,15 @@ class TransformerTagger(_TransformerModel):
         return [[self.labels[i] for i in p.argmax(axis=1)] for p in self.predict_proba(examples)]
 
 
-MODEL_CLASSES = {CLASSIFICATION: TransformerClassifier, TAGGING: TransformerTagger}
 # How an acquisition model learns: fine-tuning the whole transformer, or a head on frozen vectors.
 MODES = ("finetune", "frozen")
 
 
-def _classes(mode: str) -> dict:
-    if mode == "frozen":
-        from al_core.frozen import FROZEN_CLASSES
-
-        return FROZEN_CLASSES
-    if mode != "finetune":
+def model_class(kind: str, mode: str = "finetune") -> type:
+    """The model class of a task kind and mode."""
+    if mode not in MODES:
         raise ValueError(f"unknown model mode {mode!r}; expected one of {', '.join(MODES)}")
-    return MODEL_CLASSES
+    return kind_of(kind).model_class(mode)
 
 
 def build_model(
@@ -383,12 +432,10 @@ def build_model(
     embedding_cache=None,
 ):
     """A new, unfitted model of the given task kind and mode (`embedding_cache`: frozen mode only)."""
-    classes = _classes(mode)
-    if kind not in classes:
-        raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(classes)}")
+    cls = model_class(kind, mode)
     if mode == "frozen":
-        return classes[kind](model_name_or_path, labels, config, embedding_cache)
-    return classes[kind](model_name_or_path, labels, config)
+        return cls(model_name_or_path, labels, config, embedding_cache)
+    return cls(model_name_or_path, labels, config)
 
 
 def read_model_meta(folder: str | Path) -> dict:
@@ -399,7 +446,7 @@ def read_model_meta(folder: str | Path) -> dict:
         raise ModelLoadError(f"{folder} is not a saved model folder (no {MODEL_META})") from error
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"cannot read {path}: {error}") from error
-    if not isinstance(meta, dict) or meta.get("kind") not in MODEL_CLASSES or not meta.get("labels"):
+    if not isinstance(meta, dict) or meta.get("kind") not in KINDS or not meta.get("labels"):
         raise ModelLoadError(f"{path} does not describe a model (kind and labels needed)")
     if meta.get("mode", "finetune") not in MODES:
         raise ModelLoadError(f"{path}: unknown model mode {meta.get('mode')!r}")
@@ -410,7 +457,7 @@ def load_model(folder: str | Path, config: TrainingConfig | None = None, embeddi
     """Loads a model saved by `save`, of whichever kind and mode it is."""
     meta = read_model_meta(folder)
     mode = meta.get("mode", "finetune")
-    cls = _classes(mode)[meta["kind"]]
+    cls = model_class(meta["kind"], mode)
     if mode == "frozen":
         return cls.load(folder, config, embedding_cache)
     return cls.load(folder, config)

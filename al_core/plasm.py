@@ -7,8 +7,8 @@ training checkpoints t of lr_t * ||grad loss(x, y_hat; theta_t)||^2, taken over 
 model's last layer (its classification head), which is the practical version. How much
 to drop: 1 - the teacher's held-out score, or a fraction the user gives.
 
-For tagging the unit is the sentence: one confidence, one filter score, one keep/drop
-decision per sentence.
+The unit is the task: for tagging one confidence, one filter score, one keep/drop decision per
+sentence; for multi-label classification per text, over all its classes.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.data import Example
 from al_core.exceptions import ALError
+from al_core.kinds import kind_of
+from al_core.kinds.tagging import valid_iob2  # noqa: F401  (part of this module's interface)
 
 # ---------------------------------------------------------------------------------------------
 # Pseudo-labeling
@@ -33,9 +35,10 @@ from al_core.exceptions import ALError
 class PseudoLabels:
     """The teacher's answer for each example, in input order.
 
-    `labels`: a class name per example (classification) or a tag list per sentence (tagging).
-    `confidences`: max probability (classification); geometric mean of the words' max
-    probabilities (tagging), so one unsure word lowers the whole sentence.
+    `labels`: each example's value in its kind's shape (a class, a set of classes, a tag list).
+    `confidences`: the kind's confidence: the max probability (classification); the geometric
+    mean of the decisions' max probabilities (multi-label: per class; tagging: per word), so one
+    unsure decision lowers the whole task.
     """
 
     labels: list
@@ -61,40 +64,16 @@ def pseudo_label(
     if not examples:
         return PseudoLabels(labels=[], confidences=np.zeros(0))
     probs = _predict_in_chunks(teacher, examples, chunk_size, progress)
-    labels: list = []
-    confidences = np.zeros(len(examples))
-    for i, p in enumerate(probs):
-        p = np.asarray(p, dtype=float)
-        if teacher.kind == CLASSIFICATION:
-            labels.append(teacher.labels[int(p.argmax())])
-            confidences[i] = float(p.max())
-        else:
-            labels.append(valid_iob2([teacher.labels[int(k)] for k in p.argmax(axis=1)]) if len(p) else [])
-            # mean log of the words' max probabilities, back to a probability scale
-            confidences[i] = (
-                float(np.exp(np.mean(np.log(np.clip(p.max(axis=1), 1e-12, 1.0))))) if len(p) else 1.0
-            )
+    kind = kind_of(teacher.kind)
+    labels = [kind.decode(np.asarray(p, dtype=float), teacher.labels) for p in probs]
+    confidences = np.array([kind.confidence(np.asarray(p, dtype=float)) for p in probs])
     return PseudoLabels(labels=labels, confidences=confidences)
 
 
-def valid_iob2(tags: list[str]) -> list[str]:
-    """Word-by-word argmax can give I-X with no B-X before it; such a tag starts the entity (B-X)."""
-    fixed = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("I-") and (i == 0 or fixed[-1][2:] != tag[2:] or fixed[-1] == "O"):
-            tag = "B-" + tag[2:]
-        fixed.append(tag)
-    return fixed
-
-
 def with_labels(examples: Sequence[Example], labels: Sequence, kind: str) -> list[Example]:
-    """Copies of `examples` carrying `labels` (a class or a tag list each)."""
-    if kind == CLASSIFICATION:
-        return [replace(e, label=y, meta=dict(e.meta)) for e, y in zip(examples, labels, strict=True)]
-    return [
-        replace(e, tags=list(y), words=e.words if e.words is not None else e.text.split(), meta=dict(e.meta))
-        for e, y in zip(examples, labels, strict=True)
-    ]
+    """Copies of `examples` carrying `labels` (each in its kind's shape)."""
+    task_kind = kind_of(kind)
+    return [task_kind.with_gold(e, y) for e, y in zip(examples, labels, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,36 +171,6 @@ def classification_head(model: torch.nn.Module) -> torch.nn.Module:
     return children[-1]
 
 
-def _encode(
-    tokenizer, examples: Sequence[Example], targets: Sequence, kind: str, labels: list[str], max_length: int
-):
-    """Token ids and label ids; for tagging, the label sits on each word's first sub-token."""
-    index = {label: i for i, label in enumerate(labels)}
-    features = []
-    for example, target in zip(examples, targets, strict=True):
-        if kind == CLASSIFICATION:
-            enc = tokenizer(example.text, truncation=True, max_length=max_length)
-            row = {
-                k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
-            }
-            row["labels"] = index[target]
-        else:
-            words = example.words if example.words is not None else example.text.split()
-            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-            row = {
-                k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
-            }
-            tag_ids, previous = [], None
-            for word_id in enc.word_ids():
-                tag_ids.append(
-                    index[target[word_id]] if word_id is not None and word_id != previous else -100
-                )
-                previous = word_id
-            row["labels"] = tag_ids
-        features.append(row)
-    return features
-
-
 def _head_grad_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
     """||grad of each row's loss w.r.t. the head's parameters||^2, one value per row.
 
@@ -254,7 +203,10 @@ def _head_grad_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> 
                 logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
                 if not (target != -100).any():
                     continue
-            loss = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=-100)
+            if target.is_floating_point():  # multi-label: a 0/1 vector, a sigmoid per class
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float())
+            else:
+                loss = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=-100)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             norms[i] = float(sum((g.float() ** 2).sum() for g in grads if g is not None))
     return norms
@@ -289,11 +241,11 @@ def self_influence(
     bar = tqdm(total=len(checkpoints) * len(examples), desc="tracin", unit="ex", disable=not progress)
     for checkpoint in checkpoints:
         wrapper = load(checkpoint.path)
-        model, kind = wrapper.model_, wrapper.kind
+        model = wrapper.model_
         device = next(model.parameters()).device
-        max_length = getattr(getattr(wrapper, "config", None), "max_length", 256)
         model.eval()
-        features = _encode(wrapper.tokenizer_, examples, targets, kind, list(wrapper.labels), max_length)
+        # tokenized as the model reads a task (its text cut included), labeled with the targets
+        features = wrapper.encode(with_labels(examples, targets, wrapper.kind), with_labels=True)
         pad_id = wrapper.tokenizer_.pad_token_id or 0
         for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             batch = pad_batch([features[i] for i in indices], pad_id)
@@ -401,9 +353,7 @@ def filter_pseudo_labels(
     drop_fraction: float,
 ) -> FilteredPseudoLabels:
     """Scores the pseudo-labeled pool with `label_filter` and drops `drop_fraction` of it."""
-    if kind not in (CLASSIFICATION, TAGGING):
-        raise ALError(f"unknown task kind {kind!r}")
-    labeled = with_labels(pool, pseudo.labels, kind)
+    labeled = with_labels(pool, pseudo.labels, kind)  # an unknown kind raises here
     scores = np.asarray(label_filter.score(labeled, pseudo), dtype=float)
     fraction = drop_fraction if label_filter.drops else 0.0
     return FilteredPseudoLabels(

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from al_core.data import CLASSIFICATION, TAGGING, Dataset, Example
+from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Dataset, Example
 from al_core.exceptions import ALError, DataFormatError
 from al_core.ls_format import iob2_labels, read_ls_export, words_text
 
@@ -93,12 +93,16 @@ def _label(raw, names: dict[str, str] | None, path: Path, line: int) -> str | No
     return names[raw]
 
 
-def _classification_dataset(examples: list[Example], names: dict[str, str] | None) -> Dataset:
+def _classification_dataset(examples: list[Example], names: dict[str, str] | None, path: Path) -> Dataset:
+    """A classification dataset, or a multi-label one when labels are lists (all of them must be)."""
+    multi = any(e.choices is not None for e in examples)
+    if multi and any(e.label is not None for e in examples):
+        raise DataFormatError("some labels are lists and some are single values: use one or the other", str(path))
     if names is not None:
         labels = list(dict.fromkeys(names.values()))
     else:
-        labels = sorted({e.label for e in examples if e.label is not None})
-    return Dataset(CLASSIFICATION, examples, labels)
+        labels = sorted({c for e in examples for c in ([e.label] if e.label is not None else e.choices or [])})
+    return Dataset(MULTILABEL if multi else CLASSIFICATION, examples, labels)
 
 
 class _IdChecker:
@@ -182,7 +186,7 @@ def read_csv(
         label = _label(row[label_idx], names, path, line) if label_idx is not None else None
         example_id = ids(row[id_idx], line) if id_idx is not None else str(len(examples))
         examples.append(Example(id=example_id, text=text, label=label))
-    return _classification_dataset(examples, names)
+    return _classification_dataset(examples, names, path)
 
 
 def _column_index(
@@ -215,7 +219,9 @@ def read_jsonl(
     encoding: str = "utf-8",
     label_names: LabelNames = None,
 ) -> Dataset:
-    """Read one JSON object per line; fields other than text/label/id go to Example.meta."""
+    """Read one JSON object per line; fields other than text/label/id go to Example.meta.
+
+    A label that is a list of classes (maybe empty) makes the dataset multi-label."""
     path = Path(path)
     names = _name_map(label_names)
     ids = _IdChecker(path)
@@ -235,11 +241,18 @@ def read_jsonl(
             raise DataFormatError(f"text field {text_field!r} is {problem}", str(path), line)
         if not text.strip():
             raise DataFormatError("empty text", str(path), line)
-        label = _label(record.get(label_field), names, path, line) if label_field else None
+        raw_label = record.get(label_field) if label_field else None
+        label, choices = None, None
+        if isinstance(raw_label, list):
+            choices = [_label(value, names, path, line) for value in raw_label]
+            if None in choices:
+                raise DataFormatError("a label list holds an empty label", str(path), line)
+        else:
+            label = _label(raw_label, names, path, line)
         example_id = ids(record.get(id_field), line) if id_field else str(len(examples))
         meta = {k: v for k, v in record.items() if k not in (text_field, label_field, id_field)}
-        examples.append(Example(id=example_id, text=text, label=label, meta=meta))
-    return _classification_dataset(examples, names)
+        examples.append(Example(id=example_id, text=text, label=label, choices=choices, meta=meta))
+    return _classification_dataset(examples, names, path)
 
 
 def read_label_text(path: str | Path, encoding: str = "utf-8", label_names: LabelNames = None) -> Dataset:
@@ -255,7 +268,7 @@ def read_label_text(path: str | Path, encoding: str = "utf-8", label_names: Labe
             raise DataFormatError("expected '<label> <text>'", str(path), line)
         label = _label(parts[0], names, path, line)
         examples.append(Example(id=str(len(examples)), text=parts[1], label=label))
-    return _classification_dataset(examples, names)
+    return _classification_dataset(examples, names, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,10 +436,12 @@ def _write_text(path: str | Path, text: str) -> None:
 
 
 def write_jsonl(data: Dataset | Iterable[Example], path: str | Path) -> None:
-    """Write classification examples as JSONL {id, text, label, **meta}; read back with id_field="id"."""
+    """Write classification examples as JSONL {id, text, label, **meta} (label: a list of classes for
+    multi-label examples); read back with id_field="id"."""
     lines = []
     for example in _examples(data):
-        record = {**example.meta, "id": example.id, "text": example.text, "label": example.label}
+        label = example.choices if example.choices is not None else example.label
+        record = {**example.meta, "id": example.id, "text": example.text, "label": label}
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     _write_text(path, "".join(lines))
 

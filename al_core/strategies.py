@@ -3,6 +3,10 @@
 A strategy says which model outputs it needs (probabilities, embeddings or nothing),
 turns those outputs into one score per task, and is found by name in a registry. Batch
 selection is separate: by count (classification) or by a word budget (tagging).
+
+The probability scores take an (n, K) array, one distribution per task, or an (n, K, 2) array of
+K yes/no decisions per task (multi-label classification): each decision is scored as a two-class
+task and a task scores the mean over its decisions.
 """
 
 from __future__ import annotations
@@ -12,31 +16,36 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Example
 from al_core.exceptions import EmptyPoolError, UnknownStrategyError
 
 _EPS = 1e-12
 
 
 # -- scores from probabilities (pure functions) ------------------------------------------
+def _per_task(scores: np.ndarray) -> np.ndarray:
+    """Scores of decisions, (n,) or (n, K): the mean of each task's decisions."""
+    return scores.mean(axis=1) if scores.ndim == 2 else scores
+
+
 def least_confidence(probs: np.ndarray) -> np.ndarray:
     """1 - max_y P(y|x), in [0, 1 - 1/K]."""
-    return 1.0 - np.asarray(probs).max(axis=1)
+    return _per_task(1.0 - np.asarray(probs).max(axis=-1))
 
 
 def margin(probs: np.ndarray) -> np.ndarray:
     """1 - (P(best) - P(second best)): a small margin between the top two means uncertain."""
     probs = np.asarray(probs)
-    if probs.shape[1] < 2:
+    if probs.shape[-1] < 2:
         return np.zeros(len(probs))
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    return 1.0 - (top2[:, 1] - top2[:, 0])
+    top2 = np.sort(probs, axis=-1)[..., -2:]
+    return _per_task(1.0 - (top2[..., 1] - top2[..., 0]))
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
     """-sum_y P(y|x) log P(y|x)."""
     probs = np.asarray(probs)
-    return -(probs * np.log(probs + _EPS)).sum(axis=1)
+    return _per_task(-(probs * np.log(probs + _EPS)).sum(axis=-1))
 
 
 def mnlp(word_probs: Sequence[np.ndarray]) -> np.ndarray:
@@ -57,7 +66,7 @@ class QueryStrategy:
     """Scores pool tasks; higher means more informative, ask first."""
 
     name: str = ""
-    kinds: frozenset[str] = frozenset({CLASSIFICATION, TAGGING})
+    kinds: frozenset[str] = frozenset({CLASSIFICATION, MULTILABEL, TAGGING})
     needs_probs: bool = False
     needs_embeddings: bool = False
 
@@ -106,16 +115,19 @@ class _ProbabilityStrategy(QueryStrategy):
         return np.asarray(self.function(probs), dtype=np.float64)
 
 
+_CHOICE_KINDS = frozenset({CLASSIFICATION, MULTILABEL})
+
+
 class LeastConfidence(_ProbabilityStrategy):
-    name, kinds, function = "lc", frozenset({CLASSIFICATION}), staticmethod(least_confidence)
+    name, kinds, function = "lc", _CHOICE_KINDS, staticmethod(least_confidence)
 
 
 class Margin(_ProbabilityStrategy):
-    name, kinds, function = "margin", frozenset({CLASSIFICATION}), staticmethod(margin)
+    name, kinds, function = "margin", _CHOICE_KINDS, staticmethod(margin)
 
 
 class Entropy(_ProbabilityStrategy):
-    name, kinds, function = "entropy", frozenset({CLASSIFICATION}), staticmethod(entropy)
+    name, kinds, function = "entropy", _CHOICE_KINDS, staticmethod(entropy)
 
 
 class MNLP(_ProbabilityStrategy):

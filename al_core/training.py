@@ -38,12 +38,13 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
 def pad_batch(features: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pads a batch to its own longest row (dynamic padding). `labels` pads with -100."""
+    """Pads a batch to its own longest row (dynamic padding). Per-token `labels` pad with -100."""
     width = max(len(f["input_ids"]) for f in features)
     batch: dict[str, torch.Tensor] = {}
     for key in (k for k in MODEL_INPUTS if k in features[0]):
         if key == "labels" and not isinstance(features[0]["labels"], list):
-            batch[key] = torch.tensor([f[key] for f in features])
+            # a class id per row, or a multi-label row's 0/1 float vector
+            batch[key] = torch.as_tensor(np.array([f[key] for f in features]))
             continue
         fill = {"input_ids": pad_token_id, "labels": -100}.get(key, 0)
         rows = [list(f[key]) + [fill] * (width - len(f[key])) for f in features]

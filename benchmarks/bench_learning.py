@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from al_core.kinds import kind_of
 from benchmarks.report import machine_line, write_section
+from simulate.report import METRIC_NAMES
 
 MODELS = Path.home() / ".cache" / "al-models"
 # pool split, held-out split (None: split off the pool)
@@ -135,7 +137,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
     pool = [e.without_labels() for e in gold]
     labeled_ids = [e.id for e in draw(gold, args.al_counts[0], seed)]
     embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
-    default = "lc" if kind == "classification" else "mnlp"
+    default = kind_of(kind).default_strategy
     strategy_name = (args.al_strategy or default) if ordering == "al" else "random"
     acquisition = AcquisitionConfig()
     points = []
@@ -175,7 +177,7 @@ def curve_tables_of(args, model: str, done: dict) -> str:
         if not any(k[:2] == (model, name) for k in done):
             continue
         kind = "tagging" if name in ("conll2003", "wnut17") else "classification"
-        metric = "span F1" if kind == "tagging" else "accuracy"
+        metric = METRIC_NAMES[kind_of(kind).metric]
         sizes = sorted({r.get("test_size", args.test_size) for k, r in done.items() if k[:2] == (model, name)})
         seeds = sorted({k[3] for k in done if k[:2] == (model, name)})
         lines += [

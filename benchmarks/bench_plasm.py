@@ -24,36 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import CLASSIFICATION, TAGGING, Example
+from al_core.kinds import kind_of
 from al_core.ls_format import (
-    iob2_labels,
     parse_label_config,
     prediction_result,
     spans_to_tags,
     tags_to_spans,
     words_text,
 )
-from al_core.metrics import accuracy, span_f1
 from al_core.models import build_model
-from al_core.readers import read_conll, read_csv, read_jsonl, shared_dataset
+from al_core.readers import read_conll, read_csv, shared_dataset
 from al_core.strategies import get_strategy, select_batch
 from al_core.training import TrainingConfig
 from benchmarks.report import machine_line, write_section
 from plasm_export.cli import main as plasm_export
+from simulate.report import METRIC_NAMES
 
 FILTERS = ("tracin", "uncertainty", "none")
-
-
-def cls_config(labels):
-    choices = "".join(f'<Choice value="{label}"/>' for label in labels)
-    return f'<View><Text name="text" value="$text"/><Choices name="topic" toName="text">{choices}</Choices></View>'
-
-
-def ner_config(types):
-    labels = "".join(f'<Label value="{t}"/>' for t in types)
-    return (
-        f'<View><Labels name="label" toName="text">{labels}</Labels><Text name="text" value="$text"/></View>'
-    )
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -94,8 +82,8 @@ def acquire(kind, labels, pool, seed_size, rounds, batch, acquisition_model, tra
     rng = random.Random(seed)
     ids = [e.id for e in pool]
     labeled = set(rng.sample(ids, seed_size))
-    strategy = get_strategy("lc" if kind == CLASSIFICATION else "mnlp")
-    model_labels = labels if kind == CLASSIFICATION else iob2_labels(labels)
+    strategy = get_strategy(kind_of(kind).default_strategy)
+    model_labels = kind_of(kind).model_labels(labels)
     for _ in range(rounds):
         model = build_model(kind, acquisition_model, model_labels, training)
         model.fit([e for e in pool if e.id in labeled])
@@ -111,10 +99,7 @@ def export_tasks(kind, config_xml, pool, labeled_ids):
     for e in pool:
         task = {"id": int(e.id), "data": {"text": e.text}, "annotations": [], "predictions": []}
         if e.id in labeled_ids:
-            if kind == CLASSIFICATION:
-                result = prediction_result(e.text, config, label=e.label)
-            else:
-                result = prediction_result(e.text, config, tags=e.tags, offsets=e.offsets)
+            result = prediction_result(e, config)
             task["annotations"] = [{"id": int(e.id), "result": result, "was_cancelled": False}]
         tasks.append(task)
     return tasks
@@ -174,27 +159,30 @@ def token_successor(train: list[Example]):
     return predict
 
 
+LINEAR_SUCCESSORS = {CLASSIFICATION: text_successor, TAGGING: token_successor}
+# the training set plasm-export wrote, read back in the kind's own format
+TRAIN_READERS = {
+    CLASSIFICATION: lambda out: read_csv(out / "train.csv", "text", "label", id_column="id").examples,
+    TAGGING: lambda out: read_conll(out / "train.conll").examples,
+}
+
+
 def successor_score(kind, train, test):
     start = time.perf_counter()
-    predict = (text_successor if kind == CLASSIFICATION else token_successor)(train)
+    predict = LINEAR_SUCCESSORS[kind](train)
     fit_s = time.perf_counter() - start
-    predictions = predict(test)
-    if kind == CLASSIFICATION:
-        return accuracy([e.label for e in test], predictions), fit_s
-    return span_f1([e.tags for e in test], predictions)["f1"], fit_s
+    return kind_of(kind).score([kind_of(kind).gold(e) for e in test], predict(test)), fit_s
 
 
 def pseudo_quality(kind, rows, truth):
-    """Accuracy (cls) or span F1 (NER) of the pseudo-labels against the hidden gold, kept vs dropped."""
+    """The kind's metric of the pseudo-labels against the hidden gold, kept vs dropped."""
+    task_kind = kind_of(kind)
+    field = {CLASSIFICATION: "label", TAGGING: "tags"}[kind]  # the JSONL record's label field
     out = {}
     for part, keep in (("kept", True), ("dropped", False)):
         chosen = [r for r in rows if r["source"] == "pseudo" and r["kept"] == keep]
-        if not chosen:
-            out[part] = None
-        elif kind == CLASSIFICATION:
-            out[part] = accuracy([truth[r["id"]].label for r in chosen], [r["label"] for r in chosen])
-        else:
-            out[part] = span_f1([truth[r["id"]].tags for r in chosen], [r["tags"] for r in chosen])["f1"]
+        gold = [task_kind.gold(truth[r["id"]]) for r in chosen]
+        out[part] = task_kind.score(gold, [r[field] for r in chosen]) if chosen else None
     return out
 
 
@@ -204,8 +192,8 @@ def pseudo_quality(kind, rows, truth):
 def run_dataset(name, args, folder: Path) -> dict:
     kind = CLASSIFICATION if name == "agnews" else "tagging"
     labels, pool, test = (agnews if name == "agnews" else conll)(args.pool, args.test, args.seed)
-    config_xml = cls_config(labels) if kind == CLASSIFICATION else ner_config(labels)
-    lr = args.cls_lr if kind == CLASSIFICATION else args.ner_lr
+    config_xml = kind_of(kind).label_config_xml(kind_of(kind).model_labels(labels))
+    lr = {CLASSIFICATION: args.cls_lr, TAGGING: args.ner_lr}[kind]
     acq_training = TrainingConfig(
         learning_rate=lr, epochs=args.epochs, max_length=args.max_length, seed=args.seed
     )
@@ -245,7 +233,7 @@ def run_dataset(name, args, folder: Path) -> dict:
         filter_name
     ) in FILTERS:  # tracin first: it saves the teacher's checkpoints, the others reuse the teacher
         out = folder / f"{name}-{filter_name}"
-        formats = "jsonl,csv" if kind == CLASSIFICATION else "jsonl,conll"
+        formats = ",".join(f for f in kind_of(kind).formats if f != "ls")
         start = time.perf_counter()
         code = plasm_export(
             [
@@ -279,11 +267,7 @@ def run_dataset(name, args, folder: Path) -> dict:
             raise SystemExit(f"plasm-export failed on {name} with {filter_name}")
         report = json.loads((out / "report.json").read_text())
         rows = [json.loads(line) for line in (out / "all_tasks.jsonl").read_text().splitlines()]
-        if kind == CLASSIFICATION:
-            train = read_csv(out / "train.csv", "text", "label", id_column="id").examples
-            assert len(read_jsonl(out / "all_tasks.jsonl", id_field="id")) == len(rows)
-        else:
-            train = read_conll(out / "train.conll").examples
+        train = TRAIN_READERS[kind](out)
         score, fit_s = successor_score(kind, train, test)
         result["teacher_score"] = report["teacher"]["heldout_score"]
         result["teacher_metric"] = report["teacher"]["metric"]
@@ -323,7 +307,7 @@ def markdown(results: dict, args) -> str:
         "",
     ]
     for name, r in results.items():
-        metric = "accuracy" if r["kind"] == CLASSIFICATION else "span F1"
+        metric = METRIC_NAMES[kind_of(r["kind"]).metric]
         lines += [
             f"### {'AG News' if name == 'agnews' else 'CoNLL-2003'} ({r['n_labeled']} labeled, {r['n_pool']} "
             f"unlabeled, {r['n_test']} test; acquisition took {r['acquisition_s']:.0f} s)",

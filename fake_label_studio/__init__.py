@@ -4,6 +4,7 @@ backend settings and `rq worker` environments for the tests are fake_label_studi
 
 from fake_label_studio.server import (
     CLS_CONFIG,
+    MULTI_CONFIG,
     NER_CONFIG,
     TEXTS,
     TIME_FORMAT,
@@ -22,6 +23,7 @@ from fake_label_studio.testing import (
 
 __all__ = [
     "CLS_CONFIG",
+    "MULTI_CONFIG",
     "NER_CONFIG",
     "TEXTS",
     "TIME_FORMAT",

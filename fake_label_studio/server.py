@@ -71,6 +71,10 @@ CLS_CONFIG = """<View><Text name="text" value="$text"/>
 <Choices name="sentiment" toName="text" choice="single">
 <Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""
 
+MULTI_CONFIG = """<View><Text name="text" value="$text"/>
+<Choices name="topics" toName="text" choice="multiple">
+<Choice value="Sport"/><Choice value="Money"/><Choice value="Food"/></Choices></View>"""
+
 NER_CONFIG = """<View><Labels name="label" toName="text">
 <Label value="PER"/><Label value="LOC"/></Labels>
 <Text name="text" value="$text"/></View>"""
@@ -172,10 +176,12 @@ class FakeLabelStudio:
             self._annotations_changed(task)
             return annotation_id
 
-    def choose(self, task_id: int, label: str, from_name: str = "sentiment", **fields) -> int:
+    def choose(self, task_id: int, label: str | list[str], from_name: str = "sentiment", **fields) -> int:
+        """An annotation choosing `label` (a list: several choices, for a multiple-choice config)."""
+        choices = [label] if isinstance(label, str) else list(label)
         return self.annotate(
             task_id,
-            [{"from_name": from_name, "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+            [{"from_name": from_name, "to_name": "text", "type": "choices", "value": {"choices": choices}}],
             **fields,
         )
 

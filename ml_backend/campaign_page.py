@@ -14,6 +14,8 @@ from html import escape
 
 from flask import Flask, Response, jsonify
 
+from al_core.data import CLASSIFICATION
+from al_core.kinds import kind_of
 from al_core.stopping import StoppingRule
 from ml_backend.campaign import campaign_figures
 from ml_backend.campaign_plots import PLOTS, STEP_COLORS, PlotCache
@@ -128,7 +130,7 @@ def project_html(service: CampaignService, project: str, key: tuple, figures: di
     parts.append(_figure(service, project, key, figures, "quality"))
     counts = figures["label_counts"]
     if counts:
-        unit = "labeled spans" if figures.get("kind") == "tagging" else "labeled tasks"
+        unit = "labeled " + kind_of(figures.get("kind") or CLASSIFICATION).mention_unit
         rows = "".join(
             f'<tr><td>{escape(str(name))}</td><td class="{"zero" if not n else ""}">{n}</td></tr>'
             for name, n in counts.items()

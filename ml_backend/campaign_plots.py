@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 import matplotlib
 
+from al_core.data import CLASSIFICATION
+from al_core.kinds import kind_of
+
 matplotlib.use("Agg")
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -89,7 +92,7 @@ def quality_svg(figures: dict) -> str:
         right.bar_label(bars, padding=2)
         right.set_xlim(0, max(values + [1]) * 1.2)
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
-        unit = "spans" if figures.get("kind") == "tagging" else "tasks"
+        unit = kind_of(figures.get("kind") or CLASSIFICATION).mention_unit
         right.set_title(f"labeled {unit} per class")
     else:
         right.set_title("labels per class")

@@ -68,11 +68,6 @@ def check_config(label_config: str):
             f"several <Text> objects ({', '.join(texts)}); the backend reads one text per task, the one "
             f"<{config.tag} toName={config.to_name!r}> labels: remove the others from the config"
         )
-    if config.multi_label:
-        raise UnsupportedConfigError(
-            f'<Choices name="{config.from_name}" choice="multiple"> is not supported: '
-            'the acquisition model predicts one class per text (use choice="single")'
-        )
     return config
 
 
@@ -310,7 +305,7 @@ def _retrain(
     window = settings.query_window
     previous = {} if config_changed or window else mirror.published_results()
     # with a window, regions are made for the window alone (a frozen head scores the whole pool)
-    candidates = query_window(pool, scores, probs, strategy.name, len(labels), window) if window else pool
+    candidates = query_window(pool, scores, probs, strategy.name, config.task_kind.outcomes(len(labels)), window) if window else pool
     predictions = pool_predictions(candidates, scores, probs, strategy.name, labels, config, previous)
     fresh, rest = split_publish(predictions, probs, window or settings.publish_first, bounded=bool(window))
     lap("predictions_s")
@@ -382,12 +377,12 @@ def split_publish(
     return fresh[:first], fresh[first:] + rest
 
 
-def query_window(pool, scores: dict, probs: dict, strategy: str, n_labels: int, size: int) -> list:
+def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, size: int) -> list:
     """The `size` freshly scored pool tasks with the lowest published score (asked first)."""
     fresh = [e for e in pool if e.id in probs and e.id in scores]
     if not fresh:
         return []
-    published = published_scores(strategy, [scores[e.id] for e in fresh], n_labels)
+    published = published_scores(strategy, [scores[e.id] for e in fresh], outcomes)
     return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
@@ -415,7 +410,7 @@ def pool_predictions(
     scored = [e for e in pool if e.id in scores]
     if not scored:
         return []
-    published = published_scores(strategy, [scores[e.id] for e in scored], len(labels))
+    published = published_scores(strategy, [scores[e.id] for e in scored], config.task_kind.outcomes(len(labels)))
     out = []
     for example, score in zip(scored, published, strict=True):
         fresh = probs.get(example.id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from al_core.data import CLASSIFICATION
 from al_core.ls_format import LabelConfig, model_labels, parse_label_config
 
 
@@ -66,7 +65,7 @@ def region_problem(result: Any, config: LabelConfig) -> str | None:
                 f"{config.from_name!r} -> {config.to_name!r}"
             )
         value = region.get("value") if isinstance(region.get("value"), dict) else {}
-        values = value.get("choices" if config.kind == CLASSIFICATION else "labels") or []
+        values = value.get(config.task_kind.result_key) or []
         unknown = [v for v in values if v not in config.labels]
         if not values or unknown:
             return f"label {unknown[0] if unknown else None!r} is not in the label config ({', '.join(config.labels)})"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import Example
 from al_core.exceptions import DataFormatError
 from al_core.ls_format import (
     LabelConfig,
@@ -54,14 +54,16 @@ def untrained_answer(n_tasks: int) -> list[dict]:
 
 
 def regions(example: Example, probs: np.ndarray, labels: list[str], config: LabelConfig) -> list[dict]:
-    """Label Studio regions for one example from its probabilities ((K,) or (n_words, K))."""
-    if config.kind == CLASSIFICATION:
-        best = int(np.argmax(probs))
-        result = prediction_result(example, config, label=labels[best])
-        result[0]["score"] = round(float(probs[best]), 4)
-        return result
-    tags = [labels[i] for i in np.asarray(probs).argmax(axis=1)] if len(probs) else []
-    return prediction_result(example, config, tags=tags, offsets=example.offsets)
+    """Label Studio regions for one example from its probabilities (one row of ModelOutputs.probs).
+
+    A choices region carries the model's confidence in it as its score; a multi-label text with no
+    class above the threshold gets no region."""
+    kind = config.task_kind
+    result = prediction_result(example, config, kind.decode(probs, labels))
+    if kind.region_confidence:
+        for region in result:
+            region["score"] = round(kind.confidence(probs), 4)
+    return result
 
 
 def save_strategy_state(strategy, folder: Path) -> None:
@@ -150,7 +152,7 @@ class Predictor:
             self.strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(examples)),
             dtype=np.float64,
         )
-        scores = published_scores(self.strategy.name, informativeness, len(self.labels))
+        scores = published_scores(self.strategy.name, informativeness, config.task_kind.outcomes(len(self.labels)))
         answers = [
             {
                 "result": regions(example, probs, self.labels, config),

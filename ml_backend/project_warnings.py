@@ -25,7 +25,9 @@ def warning(code: str, message: str) -> dict[str, str]:
 def class_warnings(label_counts: dict[str, int], kind: str = "classification") -> list[dict[str, str]]:
     if not label_counts:
         return []
-    what = "class" if kind == "classification" else "entity type"
+    from al_core.kinds import kind_of
+
+    what = kind_of(kind).label_noun
     seen = [label for label, n in label_counts.items() if n > 0]
     missing = [label for label, n in label_counts.items() if n == 0]
     if len(seen) == 1 and missing:

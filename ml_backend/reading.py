@@ -13,9 +13,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import Example
 from al_core.exceptions import DataFormatError
-from al_core.ls_format import LabelConfig, tags_to_spans, task_to_example
+from al_core.ls_format import LabelConfig, task_to_example
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,11 @@ def log_report(project_id: int, report: ReadReport) -> None:
 
 
 def label_counts(labeled: list[Example], config: LabelConfig) -> dict[str, int]:
-    """Labeled tasks per class (classification) or spans per entity type (NER), every label listed."""
+    """Labeled tasks per class (classification, multi-label) or spans per entity type (NER), every
+    label listed."""
     counts = dict.fromkeys(config.labels, 0)
     for example in labeled:
-        if config.kind == CLASSIFICATION:
-            if example.label in counts:
-                counts[example.label] += 1
-        elif example.tags is not None:
-            for _, _, label in tags_to_spans(example.text, example.offsets, example.tags):
-                if label in counts:
-                    counts[label] += 1
+        for label in config.task_kind.label_mentions(example):
+            if label in counts:
+                counts[label] += 1
     return counts

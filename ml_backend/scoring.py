@@ -14,7 +14,9 @@ therefore a bounded, strictly decreasing function of the informativeness u, alwa
 | md       | min_c Mahalanobis distance to class c | [0, inf)   | 1 / (1 + u)               |
 | random   | uniform draw                        | [0, 1)       | 1 - u                     |
 
-K is the number of classes (tags for mnlp). Results are clipped to [0, 1] against rounding.
+K is the number of outcomes of one decision: the classes (tags for mnlp; 2 for the per-class
+yes/no decisions of multi-label classification, whose u is the mean over the classes). Results
+are clipped to [0, 1] against rounding.
 """
 
 from __future__ import annotations
@@ -57,5 +59,7 @@ def published_score(strategy: str, informativeness: float, n_classes: int) -> fl
 
 
 def default_strategy(kind: str) -> str:
-    """The strategy used when STRATEGY=auto: least confidence for classes, MNLP for entities."""
-    return "lc" if kind == "classification" else "mnlp"
+    """The strategy used when STRATEGY=auto: the kind's (least confidence for classes, MNLP for entities)."""
+    from al_core.kinds import kind_of
+
+    return kind_of(kind).default_strategy

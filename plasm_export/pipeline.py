@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from al_core.data import CLASSIFICATION, Example
-from al_core.exceptions import ALError, UnsupportedConfigError
+from al_core.acquisition import score_predictions
+from al_core.data import Example
+from al_core.exceptions import ALError
+from al_core.kinds import kind_of
 from al_core.plasm import (
     CheckpointRecorder,
     FilteredPseudoLabels,
@@ -63,7 +65,7 @@ class ExportResult:
     project: AnnotatedProject
     settings: ExportSettings
     rows: list[Row]
-    teacher_metric: str  # "accuracy" or "span_f1"
+    teacher_metric: str  # the kind's metric: "accuracy", "micro_f1" or "span_f1"
     teacher_score: float
     drop_fraction: float
     teacher_version: str
@@ -82,17 +84,12 @@ class ExportResult:
 
 
 def _metric_name(kind: str) -> str:
-    return "accuracy" if kind == CLASSIFICATION else "span_f1"
+    return kind_of(kind).metric
 
 
 def score(model, examples: list[Example]) -> float:
-    """Accuracy (classification) or strict span F1 (tagging) of `model` on labeled `examples`."""
-    from al_core.metrics import accuracy, span_f1
-
-    predictions = model.predict(examples)
-    if model.kind == CLASSIFICATION:
-        return accuracy([e.label for e in examples], predictions)
-    return span_f1([e.tags for e in examples], predictions)["f1"]
+    """The kind's metric (accuracy, micro F1, strict span F1) of `model` on labeled `examples`."""
+    return score_predictions(model.kind, examples, model.predict([e.without_labels() for e in examples]))
 
 
 def split_gold(
@@ -109,8 +106,8 @@ def split_gold(
         )
     n_heldout = min(len(gold) - 1, max(1, round(holdout * len(gold))))
     stratify = None
-    if kind == CLASSIFICATION:
-        labels = [e.label for e in gold]
+    labels = [kind_of(kind).stratum(e) for e in gold]
+    if None not in labels:
         counts = {y: labels.count(y) for y in set(labels)}
         if min(counts.values()) >= 2 and n_heldout >= len(counts) and len(gold) - n_heldout >= len(counts):
             stratify = labels
@@ -128,7 +125,7 @@ def inputs_hash(project: AnnotatedProject, settings: ExportSettings, train, held
         "teacher": settings.teacher,
         "training": training,
         "holdout": settings.holdout,
-        "train": [(e.id, e.text, e.label, e.tags) for e in train],
+        "train": [(e.id, e.text, e.label, e.choices, e.tags) for e in train],
         "heldout": [e.id for e in heldout],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -210,13 +207,7 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
     """Trains (or reloads) the teacher, pseudo-labels and filters the pool, checks a successor."""
     from al_core.models import build_model, load_model
 
-    config = project.config
-    kind = config.kind
-    if config.multi_label:
-        raise UnsupportedConfigError(
-            f"<Choices name={config.from_name!r}> allows several choices; plasm-export handles single-choice "
-            "classification and named entities only"
-        )
+    kind = project.config.kind
     progress = settings.progress
     timings: dict[str, float] = {}
     gold = project.dataset.labeled()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from al_core.data import CLASSIFICATION
+from al_core.kinds import kind_of
 from plasm_export.pipeline import ExportResult, Row
 
 SOURCES = ("gold", "pseudo_kept", "pseudo_dropped")
@@ -15,13 +15,6 @@ def _source(row: Row) -> str:
     return "gold" if row.source == "gold" else ("pseudo_kept" if row.kept else "pseudo_dropped")
 
 
-def _classes_of(row: Row, kind: str) -> list[str]:
-    """The class of a text, or the entity type of every span in a sentence."""
-    if kind == CLASSIFICATION:
-        return [row.example.label]
-    return [tag[2:] for tag in row.example.tags if tag.startswith("B-")]
-
-
 def build_report(result: ExportResult) -> dict:
     kind = result.kind
     tasks = Counter(_source(r) for r in result.rows)
@@ -29,14 +22,14 @@ def build_report(result: ExportResult) -> dict:
         label: dict.fromkeys(SOURCES, 0) for label in result.project.config.labels
     }
     for row in result.rows:
-        for label in _classes_of(row, kind):
+        for label in kind_of(kind).label_mentions(row.example):
             per_class.setdefault(label, dict.fromkeys(SOURCES, 0))[_source(row)] += 1
     n_pseudo = tasks["pseudo_kept"] + tasks["pseudo_dropped"]
     settings = result.settings
     return {
         "source": result.project.origin,
         "kind": kind,
-        "unit": "task" if kind == CLASSIFICATION else "sentence (task); per-class counts are entity spans",
+        "unit": kind_of(kind).unit,
         "labels": result.project.config.labels,
         "teacher": {
             "model": settings.teacher,
@@ -82,7 +75,7 @@ def report_markdown(report: dict) -> str:
         "|---:|---:|---:|---:|",
         "| {gold} | {pseudo_kept} | {pseudo_dropped} | {total} |".format(**report["tasks"]),
         "",
-        "## Per class" + ("" if report["kind"] == "classification" else " (entity spans)"),
+        f"## Per {kind_of(report['kind']).label_noun}",
         "",
         "| class | gold | pseudo kept | pseudo dropped |",
         "|---|---:|---:|---:|",

@@ -14,11 +14,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from al_core.data import CLASSIFICATION, TAGGING
 from al_core.exceptions import ALError
-from al_core.ls_format import prediction_result, tags_to_spans, tokenize_words
+from al_core.kinds import kind_of
+from al_core.ls_format import prediction_result
 from al_core.readers import write_conll
-from plasm_export.pipeline import ExportResult, Row
+from plasm_export.pipeline import ExportResult
 
 FILE_NAMES = {
     "jsonl": "all_tasks.jsonl",
@@ -26,39 +26,20 @@ FILE_NAMES = {
     "conll": "train.conll",
     "ls": "label_studio_import.json",
 }
-FORMAT_KINDS = {
-    "jsonl": (CLASSIFICATION, TAGGING),
-    "csv": (CLASSIFICATION,),
-    "conll": (TAGGING,),
-    "ls": (CLASSIFICATION, TAGGING),
-}
 
 
 def check_formats(formats: list[str], kind: str) -> list[str]:
     """The formats to write; "all" means every one that fits the task kind. Raises on a misfit."""
+    fits = kind_of(kind).formats
     if "all" in formats:
-        return [f for f, kinds in FORMAT_KINDS.items() if kind in kinds]
-    unknown = [f for f in formats if f not in FORMAT_KINDS]
+        return list(fits)
+    unknown = [f for f in formats if f not in FILE_NAMES]
     if unknown:
-        raise ALError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FORMAT_KINDS)}, all")
-    misfit = [f for f in formats if kind not in FORMAT_KINDS[f]]
+        raise ALError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FILE_NAMES)}, all")
+    misfit = [f for f in formats if f not in fits]
     if misfit:
-        fits = ", ".join(f for f, kinds in FORMAT_KINDS.items() if kind in kinds)
-        raise ALError(f"format {misfit[0]!r} does not fit a {kind} project; use {fits}")
+        raise ALError(f"format {misfit[0]!r} does not fit a {kind} project; use {', '.join(fits)}")
     return list(dict.fromkeys(formats))
-
-
-def _offsets(row: Row) -> list[tuple[int, int]]:
-    example = row.example
-    return list(example.offsets) if example.offsets is not None else tokenize_words(example.text)[1]
-
-
-def _spans(row: Row) -> list[dict]:
-    text = row.example.text
-    return [
-        {"start": start, "end": end, "label": label, "text": text[start:end]}
-        for start, end, label in tags_to_spans(text, _offsets(row), row.example.tags)
-    ]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -66,14 +47,11 @@ def _rounded(value: float | None) -> float | None:
 
 
 def jsonl_text(result: ExportResult) -> str:
+    kind = kind_of(result.kind)
     lines = []
     for row in result.rows:
         e = row.example
-        record: dict = {"id": e.id, "text": e.text}
-        if result.kind == CLASSIFICATION:
-            record["label"] = e.label
-        else:
-            record.update(words=list(e.words), tags=list(e.tags), spans=_spans(row))
+        record: dict = {"id": e.id, "text": e.text, **kind.json_fields(e)}
         record.update(
             source=row.source,
             teacher_confidence=_rounded(row.teacher_confidence),
@@ -88,6 +66,8 @@ def jsonl_text(result: ExportResult) -> str:
 
 
 def csv_text(result: ExportResult) -> str:
+    """The training rows; a multi-label row's classes are joined by "|"."""
+    kind = kind_of(result.kind)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "text", "label", "source", "teacher_confidence", "filter_score"])
@@ -96,7 +76,7 @@ def csv_text(result: ExportResult) -> str:
             [
                 row.example.id,
                 row.example.text,
-                row.example.label,
+                kind.csv_label(row.example),
                 row.source,
                 "" if row.teacher_confidence is None else f"{row.teacher_confidence:.6f}",
                 "" if row.filter_score is None else f"{row.filter_score:.6g}",
@@ -125,10 +105,7 @@ def label_studio_tasks(result: ExportResult) -> list[dict]:
                 "plasm_filter_score": _rounded(row.filter_score),
             },
         }
-        if config.kind == CLASSIFICATION:
-            result_regions = prediction_result(e.text, config, label=e.label)
-        else:
-            result_regions = prediction_result(e.text, config, tags=list(e.tags), offsets=_offsets(row))
+        result_regions = prediction_result(e, config)
         if row.source == "gold":
             task["annotations"] = [{"result": result_regions}]
         else:

@@ -27,27 +27,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import httpx
 
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import Example
 from al_core.exceptions import ALError
-from al_core.ls_format import parse_label_config, prediction_result
+from al_core.kinds import kind_of
+from al_core.ls_format import parse_label_config, prediction_result, task_to_example
 from fake_label_studio import TOKEN, FakeLabelStudio
 
 
 def label_config_xml(kind: str, labels: list[str]) -> str:
-    """A Label Studio labeling config for the dataset: Choices (classification) or Labels (tagging)."""
-    if kind == CLASSIFICATION:
-        choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
-        return (
-            f'<View>\n  <Text name="text" value="$text"/>\n  <Choices name="label" toName="text" '
-            f'choice="single">\n{choices}\n  </Choices>\n</View>'
-        )
-    types = sorted({t.split("-", 1)[1] for t in labels if t != "O"})
-    entries = "\n".join(f"    <Label value={quoteattr(t)}/>" for t in types)
-    return f'<View>\n  <Labels name="label" toName="text">\n{entries}\n  </Labels>\n  <Text name="text" value="$text"/>\n</View>'
+    """A Label Studio labeling config for the dataset's kind and model labels (tagging: IOB2 tags)."""
+    return kind_of(kind).label_config_xml(labels)
 
 
 class ReplayError(ALError):
@@ -231,19 +223,22 @@ class Replay:
                 ranked.append((not scores, *key, task["id"]))
         return [r[-1] for r in sorted(ranked)[:size]]
 
-    def pool_accuracy(self, version: str) -> float | None:
-        """Share of unlabeled tasks whose published label (classification) matches the gold one."""
-        if self.kind != CLASSIFICATION:
-            return None
-        hits = total = 0
+    def pool_quality(self, version: str) -> float | None:
+        """The kind's metric (accuracy, micro F1, span F1) of the pre-annotations `version` published
+        on unlabeled tasks against their gold labels, both read back as Label Studio results."""
+        kind = self.config.task_kind
+        gold, predicted = [], []
         with self.ls.lock:
             for task in self._tasks():
                 mine = [p for p in task["predictions"] if p.get("model_version") == version]
-                if task["annotations"] or not mine or not mine[-1]["result"]:
+                if task["annotations"] or not mine:
                     continue
-                total += 1
-                hits += mine[-1]["result"][0]["value"]["choices"][0] == self.by_task[task["id"]].label
-        return hits / total if total else None
+                stub = {"id": task["id"], "data": task["data"]}
+                truth = {"result": prediction_result(self.by_task[task["id"]], self.config)}
+                gold.append(kind.gold(task_to_example(stub, self.config, truth)))
+                read = task_to_example(stub, self.config, {"result": mine[-1]["result"]}, lenient=True)
+                predicted.append(kind.gold(read))
+        return kind.score(gold, predicted) if gold else None
 
     def run(self, seed_ids: list[int], batch_size: int, iterations: int, progress: bool = True):
         """Yields one record per iteration: annotate a batch, wait for the retrain, predict."""
@@ -277,7 +272,8 @@ class Replay:
                 "predict_s": predict_s,
                 "predict_tasks": len(results),
                 "published": len(self.ls.predictions_of(version)),
-                "pool_accuracy": self.pool_accuracy(version),
+                "pool_metric": self.config.task_kind.metric,
+                "pool_quality": self.pool_quality(version),
                 "sampling": sampling,
             }
             yield record

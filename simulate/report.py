@@ -20,6 +20,9 @@ import numpy as np
 
 from simulate.runner import RESULTS
 
+# how a record's metric is named on a plot axis
+METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro F1", "span_f1": "span F1 (strict)"}
+
 
 def find_results(paths: list[str | Path]) -> list[Path]:
     """results.jsonl files in the given folders (or below them), or the files themselves."""
@@ -128,7 +131,7 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
             ax.fill_between(x, y - s, y + s, alpha=0.15)
         metric = lines[0][1][0]["metric"]
         ax.set_xlabel("labeled tasks")
-        ax.set_ylabel("accuracy" if metric == "accuracy" else "span F1 (strict)")
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.set_title(
             f"{title}: mean ± std over seeds"
             if title == "acquisition models"

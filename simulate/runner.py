@@ -28,8 +28,9 @@ import numpy as np
 import yaml
 
 from al_core.acquisition import fit_with_estimate, resolve_mode
-from al_core.data import CLASSIFICATION, Example
+from al_core.data import Example
 from al_core.frozen import MemoryEmbeddingCache
+from al_core.kinds import kind_of
 from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from simulate import successors as model_factory
 from simulate.config import ConfigError, SimulationConfig, expand_path
@@ -104,11 +105,18 @@ def load_data(config: SimulationConfig) -> SimulationData:
     )
 
 
-def evaluate(model, test: list[Example]) -> float:
-    """Accuracy (classification) or strict span F1 (tagging) on the whole test set."""
-    from al_core.acquisition import score_predictions
+def evaluate(model, test: list[Example]) -> dict[str, float]:
+    """The kind's metrics on the whole test set, its main metric first (accuracy; micro and macro
+    F1 for multi-label classification; strict span F1 for tagging)."""
+    kind = kind_of(model.kind)
+    predicted = model.predict([e.without_labels() for e in test])
+    return kind.scores([kind.gold(e) for e in test], predicted)
 
-    return score_predictions(model.kind, test, model.predict([e.without_labels() for e in test]))
+
+def _scored(prefix: str, scores: dict[str, float]) -> dict[str, float]:
+    """A record's score columns: the main metric as <prefix>_score, the others by name."""
+    main, *others = scores
+    return {f"{prefix}_score": scores[main], **{f"{prefix}_{name}": scores[name] for name in others}}
 
 
 def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int) -> list[str]:
@@ -402,7 +410,7 @@ class Simulation:
             "strategy": config.strategy,
             "scoring": config.scoring.mode,
             "acquisition_mode": mode,
-            "metric": "accuracy" if data.kind == CLASSIFICATION else "span_f1",
+            "metric": kind_of(data.kind).metric,
             "labeled_ids_before": list(labeled_ids),
         }
         self._last_query = []
@@ -447,7 +455,7 @@ class Simulation:
         base["query_ids"] = list(self._last_query)
         base["quality_estimate"] = quality.value
         start = time.perf_counter()
-        base["acquisition_score"] = evaluate(acquisition, data.test)
+        base.update(_scored("acquisition", evaluate(acquisition, data.test)))
         base["acq_eval_s"] = time.perf_counter() - start
         del acquisition
         records = []
@@ -475,6 +483,7 @@ class Simulation:
                 "successor": spec.name,
                 "successor_kind": spec.kind,
                 "successor_score": base["acquisition_score"],
+                **{f"successor_{name}": base[f"acquisition_{name}"] for name in kind_of(self.data.kind).metrics[1:]},
                 "successor_fit_s": base["acq_fit_s"],
                 "successor_eval_s": base["acq_eval_s"],
             }
@@ -484,11 +493,11 @@ class Simulation:
         model.fit(train)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        score = evaluate(model, data.test)
+        scores = evaluate(model, data.test)
         return {
             "successor": spec.name,
             "successor_kind": spec.kind,
-            "successor_score": score,
+            **_scored("successor", scores),
             "successor_fit_s": fit_s,
             "successor_eval_s": time.perf_counter() - start,
         }
@@ -516,7 +525,7 @@ class Simulation:
             start = time.perf_counter()
             teacher.fit(train, on_checkpoint=recorder)
             timings["teacher_fit_s"] = time.perf_counter() - start
-            teacher_score = evaluate(teacher, held_out) if held_out else None
+            teacher_score = next(iter(evaluate(teacher, held_out).values())) if held_out else None
             fraction = (
                 pcfg.drop_fraction
                 if pcfg.drop_fraction is not None
@@ -532,12 +541,8 @@ class Simulation:
             )
             timings["filter_s"] = time.perf_counter() - start
         kept = filtered.kept_examples
-        correct = [
-            (e.label == data.gold[e.id].label)
-            if data.kind == CLASSIFICATION
-            else (e.tags == data.gold[e.id].tags)
-            for e in kept
-        ]
+        kind = kind_of(data.kind)
+        correct = [kind.agrees(kind.gold(e), kind.gold(data.gold[e.id])) for e in kept]
         info = {
             "teacher": pcfg.teacher.name,
             "teacher_holdout_score": teacher_score,

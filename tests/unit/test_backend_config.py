@@ -21,8 +21,8 @@ def client(tmp_path):
     return create_app(backend_settings(None, tmp_path / "store", tmp_path / "model")).test_client()
 
 
-@pytest.mark.parametrize("config", [CLS_CONFIG, NER_CONFIG])
-def test_setup_accepts_choices_and_labels_over_text(client, config):
+@pytest.mark.parametrize("config", [CLS_CONFIG, MULTI, NER_CONFIG])
+def test_setup_accepts_choices_multiple_choices_and_labels_over_text(client, config):
     answer = client.post("/setup", json={"project": "3.1795318993", "schema": config})
     assert answer.status_code == 200
     assert answer.json == {"model_version": "untrained"}
@@ -31,7 +31,6 @@ def test_setup_accepts_choices_and_labels_over_text(client, config):
 @pytest.mark.parametrize(
     "config,named",
     [
-        (MULTI, 'choice="multiple"'),
         (IMAGE, "<Image>"),
         (TWO_CONTROLS, "several control tags"),
         ("<View", "not valid XML"),

@@ -144,10 +144,10 @@ def test_project_updated_retrains_only_when_the_labels_change(tmp_path):
 
 def test_project_updated_with_an_unsupported_config_is_reported(tmp_path):
     backend = make_backend(tmp_path)
-    bad = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
+    bad = CLS_CONFIG.replace("<View>", '<View><Image name="photo" value="$photo"/>')
     answer = handle_event({"action": "PROJECT_UPDATED", "project": {"id": 7, "label_config": bad}}, backend)
     assert answer["config"] == "unsupported"
-    assert "multiple" in backend.status("7")["projects"]["7"]["last_error"]
+    assert "<Image> is not supported" in backend.status("7")["projects"]["7"]["last_error"]
 
 
 @pytest.mark.parametrize(

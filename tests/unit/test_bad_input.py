@@ -14,7 +14,6 @@ TRAINED = 1  # project with a promoted version
 UNTRAINED_PROJECT = 2  # known to Label Studio, never trained
 
 IMAGE_CONFIG = '<View><Image name="img" value="$image"/><Choices name="c" toName="img"><Choice value="A"/></Choices></View>'
-MULTI_CONFIG = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
 NO_CONTROL_CONFIG = '<View><Text name="text" value="$text"/></View>'
 
 
@@ -80,7 +79,6 @@ CASES = [
     ("setup-schema-blank", "POST", "/setup", {"json": {"project": "1.5", "schema": "  \n\t"}}, 400, "schema"),
     ("setup-schema-not-xml", "POST", "/setup", {"json": {"project": "1.5", "schema": "<View><Text"}}, 400, "not valid XML"),
     ("setup-image-tag", "POST", "/setup", {"json": {"project": "1.5", "schema": IMAGE_CONFIG}}, 400, "<Image>"),
-    ("setup-multi-choice", "POST", "/setup", {"json": {"project": "1.5", "schema": MULTI_CONFIG}}, 400, "multiple"),
     ("setup-no-control", "POST", "/setup", {"json": {"project": "1.5", "schema": NO_CONTROL_CONFIG}}, 400, "Choices"),
     ("setup-xml-entity-bomb", "POST", "/setup", {"json": {"project": "1.5", "schema": '<!DOCTYPE v [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><View><Text name="text" value="&c;"/></View>'}}, 400, "label config"),
     # --- /predict ---

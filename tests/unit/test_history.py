@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from al_core.data import Example
+from al_core.ls_format import LabelConfig
 from ml_backend.history import (
     HistoryCache,
     append_record,
@@ -90,8 +91,8 @@ def test_the_cache_rereads_only_a_changed_file(tmp_path, monkeypatch):
     assert cache.records("6") == ((0, 0), [])  # no history yet
 
 
-CLS = SimpleNamespace(kind="classification", labels=["World", "Sports", "Business"])
-NER = SimpleNamespace(kind="tagging", labels=["PER", "LOC"])
+CLS = LabelConfig("classification", "label", "text", "text", ["World", "Sports", "Business"], False, "Choices")
+NER = LabelConfig("tagging", "label", "text", "text", ["PER", "LOC"], False, "Labels")
 
 
 def test_label_counts_per_class_and_per_entity_type():

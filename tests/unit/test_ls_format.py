@@ -286,19 +286,19 @@ def test_read_ls_export_errors_name_file(tmp_path):
 
 def test_prediction_result_choices():
     config = parse_label_config(CLS_CONFIG)
-    assert prediction_result("some review", config, label="Neutral") == [
+    assert prediction_result("some review", config, "Neutral") == [
         {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Neutral"]}}
     ]
     scored = prediction_result(Example(id="1", text="t", label="Negative"), config, score=0.0288)
     assert scored[0]["value"] == {"choices": ["Negative"]} and scored[0]["score"] == 0.0288
     with pytest.raises(ValueError, match="'Angry' is not in the label config"):
-        prediction_result("t", config, label="Angry")
+        prediction_result("t", config, "Angry")
 
 
 def test_prediction_result_labels():
     config = parse_label_config(NER_CONFIG)
     text = "Alice works at Globex"
-    regions = prediction_result(text, config, tags=["B-PER", "O", "O", "B-ORG"])
+    regions = prediction_result(text, config, ["B-PER", "O", "O", "B-ORG"])
     assert regions == [
         {
             "id": "r0",

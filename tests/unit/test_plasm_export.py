@@ -440,8 +440,6 @@ def _error_case(tmp_path, name):
         config = CLS_CONFIG.replace(
             "</View>", '<Labels name="l" toName="text"><Label value="X"/></Labels></View>'
         )
-    elif name == "multiple choice":
-        config = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
     return write(tmp_path / "export.json", tasks), write(tmp_path / "config.xml", config)
 
 
@@ -452,7 +450,6 @@ def _error_case(tmp_path, name):
         ("label outside the config", "'Sarcastic' is not in the label config"),
         ("unreadable config", "<Image> is not supported"),
         ("two controls", "several control tags"),
-        ("multiple choice", "allows several choices"),
     ],
 )
 def test_clear_errors_and_nothing_written(tiny_model_dir, tmp_path, capsys, case, message):

@@ -318,17 +318,17 @@ def test_lenient_reading_keeps_valid_spans_strict_reading_refuses():
 
 def test_setup_refusals_are_logged_and_two_texts_are_refused(tmp_path, caplog):
     client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
-    multiple = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
+    image = CLS_CONFIG.replace("<View>", '<View><Image name="photo" value="$photo"/>')
     two_texts = CLS_CONFIG.replace("<View>", '<View><Text name="title" value="$title"/>')
     with caplog.at_level(logging.WARNING, logger="ml_backend.backend"):
-        for config in (multiple, two_texts, multiple):
+        for config in (image, two_texts, image):
             answer = client.post("/setup", json={"project": "3.1", "schema": config})
             assert answer.status_code == 400
     two = client.post("/setup", json={"project": "3.1", "schema": two_texts}).json["error"]
     assert "several <Text> objects (title, text)" in two
     logged = [r.getMessage() for r in caplog.records if r.name == "ml_backend.backend"]
     assert len(logged) == 2  # once per project and reason, not on every /setup
-    assert any('choice="multiple"' in m for m in logged) and any("<Text> objects" in m for m in logged)
+    assert any("<Image>" in m for m in logged) and any("<Text> objects" in m for m in logged)
 
 
 # --- item 8: a wrong API key --------------------------------------------------------------------
