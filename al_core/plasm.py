@@ -359,3 +359,60 @@ def filter_pseudo_labels(
     return FilteredPseudoLabels(
         labeled, np.asarray(pseudo.confidences), scores, keep_mask(scores, fraction), fraction
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline plasm-export and the simulator share: split the gold labels, train the teacher on
+# one part and score it on the other, label the pool, filter by the teacher's score
+
+
+def split_gold(
+    gold: list[Example], kind: str, holdout: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(train, held-out); stratified by class for classification when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < holdout < 1.0:
+        raise ALError(f"the held-out share must be between 0 and 1, got {holdout}")
+    if len(gold) < 2:
+        raise ALError(
+            f"only {len(gold)} annotated task: at least 2 are needed (one to train, one to measure)"
+        )
+    n_heldout = min(len(gold) - 1, max(1, round(holdout * len(gold))))
+    stratify = None
+    labels = [kind_of(kind).stratum(e) for e in gold]
+    if None not in labels:
+        counts = {y: labels.count(y) for y in set(labels)}
+        if min(counts.values()) >= 2 and n_heldout >= len(counts) and len(gold) - n_heldout >= len(counts):
+            stratify = labels
+    train, heldout = train_test_split(gold, test_size=n_heldout, random_state=seed, stratify=stratify)
+    return list(train), list(heldout)
+
+
+def score_teacher(teacher, heldout: Sequence[Example]) -> float:
+    """The kind's metric (accuracy, micro F1, span F1) of the teacher on the held-out gold labels."""
+    from al_core.acquisition import score_predictions
+
+    return score_predictions(teacher.kind, list(heldout), teacher.predict([e.without_labels() for e in heldout]))
+
+
+def label_pool(
+    teacher,
+    pool: Sequence[Example],
+    label_filter: PseudoLabelFilter,
+    score: float,
+    drop_fraction: float | None = None,
+    progress: bool = False,
+) -> tuple[FilteredPseudoLabels, dict[str, float]]:
+    """The teacher's pseudo-labels for the pool, the `drop_fraction` (default: 1 - its held-out
+    `score`) with the highest filter scores dropped; and the seconds each step took."""
+    import time
+
+    fraction = drop_fraction_from_score(score) if drop_fraction is None else drop_fraction
+    start = time.perf_counter()
+    pseudo = pseudo_label(teacher, pool, progress=progress)
+    timings = {"pseudo_label_s": time.perf_counter() - start}
+    start = time.perf_counter()
+    filtered = filter_pseudo_labels(pool, pseudo, teacher.kind, label_filter, fraction)
+    timings["filter_s"] = time.perf_counter() - start
+    return filtered, timings

@@ -18,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from al_core.acquisition import score_predictions
 from al_core.data import Example
-from al_core.exceptions import ALError
 from al_core.kinds import kind_of
 from al_core.plasm import (
     CheckpointRecorder,
     FilteredPseudoLabels,
     TracInFilter,
-    drop_fraction_from_score,
-    filter_pseudo_labels,
     get_filter,
-    pseudo_label,
+    label_pool,
+    score_teacher,
+    split_gold,
 )
 from al_core.training import TrainingConfig
 from plasm_export.source import AnnotatedProject
@@ -85,34 +83,6 @@ class ExportResult:
 
 def _metric_name(kind: str) -> str:
     return kind_of(kind).metric
-
-
-def score(model, examples: list[Example]) -> float:
-    """The kind's metric (accuracy, micro F1, strict span F1) of `model` on labeled `examples`."""
-    return score_predictions(model.kind, examples, model.predict([e.without_labels() for e in examples]))
-
-
-def split_gold(
-    gold: list[Example], kind: str, holdout: float, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """(train, held-out); stratified by class for classification when every class allows it."""
-    from sklearn.model_selection import train_test_split
-
-    if not 0.0 < holdout < 1.0:
-        raise ALError(f"--holdout must be between 0 and 1, got {holdout}")
-    if len(gold) < 2:
-        raise ALError(
-            f"only {len(gold)} annotated task: at least 2 are needed (one to train, one to measure)"
-        )
-    n_heldout = min(len(gold) - 1, max(1, round(holdout * len(gold))))
-    stratify = None
-    labels = [kind_of(kind).stratum(e) for e in gold]
-    if None not in labels:
-        counts = {y: labels.count(y) for y in set(labels)}
-        if min(counts.values()) >= 2 and n_heldout >= len(counts) and len(gold) - n_heldout >= len(counts):
-            stratify = labels
-    train, heldout = train_test_split(gold, test_size=n_heldout, random_state=seed, stratify=stratify)
-    return list(train), list(heldout)
 
 
 def inputs_hash(project: AnnotatedProject, settings: ExportSettings, train, heldout) -> str:
@@ -235,7 +205,7 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
         epochs.close()
         timings["teacher_fit_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        teacher_score = score(teacher, heldout)
+        teacher_score = score_teacher(teacher, heldout)
         timings["teacher_eval_s"] = time.perf_counter() - start
         work.save_teacher(
             teacher, {"teacher_score": teacher_score, "teacher_fit_s": timings["teacher_fit_s"]}
@@ -249,28 +219,20 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
             "(export the project with all tasks to include the unlabeled ones)",
             True,
         )
-    start = time.perf_counter()
-    pseudo = pseudo_label(teacher, pool, progress=progress)
-    timings["pseudo_label_s"] = time.perf_counter() - start
-
-    fraction = (
-        drop_fraction_from_score(teacher_score) if settings.drop_fraction is None else settings.drop_fraction
-    )
     label_filter = (
         TracInFilter(checkpoints, batch_size=settings.training.eval_batch_size, progress=progress)
         if settings.filter == "tracin"
         else get_filter(settings.filter)
     )
-    start = time.perf_counter()
     ids = [e.id for e in pool]
     cached = work.cached_scores(settings.filter, ids) if settings.filter == "tracin" else None
     if cached is not None:
         _say("resuming: TracIn scores computed earlier are reused", progress)
         label_filter = _Cached(label_filter, cached)
-    filtered = filter_pseudo_labels(pool, pseudo, kind, label_filter, fraction)
+    filtered, steps = label_pool(teacher, pool, label_filter, teacher_score, settings.drop_fraction, progress)
+    timings.update(steps)
     if settings.filter == "tracin" and cached is None:
         work.save_scores(settings.filter, ids, filtered.scores)
-    timings["filter_s"] = time.perf_counter() - start
 
     rows = _rows(project.dataset.examples, train, heldout, filtered)
     version = f"plasm-teacher-{Path(settings.teacher.rstrip('/')).name}-{work.digest[:8]}"
@@ -350,7 +312,7 @@ def check_successor(
         model = build_model(kind, successor, labels, training).fit(examples, on_checkpoint=epochs)
         epochs.close()
         fit_s = time.perf_counter() - start
-        results[name] = {"score": score(model, heldout), "n_train": len(examples), "fit_s": fit_s}
+        results[name] = {"score": score_teacher(model, heldout), "n_train": len(examples), "fit_s": fit_s}
         del model
     better = "with_pseudo" if results["with_pseudo"]["score"] > results["gold_only"]["score"] else "gold_only"
     return {

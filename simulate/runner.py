@@ -512,11 +512,8 @@ class Simulation:
 
         pcfg, data = self.config.plasm, self.data
         timings = {}
-        rng = np.random.default_rng([seed, t, 17])
-        order = rng.permutation(len(labeled))
-        n_hold = 0 if pcfg.drop_fraction is not None else max(1, round(pcfg.holdout_fraction * len(labeled)))
-        held_out = [labeled[i] for i in sorted(order[:n_hold])]
-        train = [labeled[i] for i in sorted(order[n_hold:])] or labeled
+        # the same hold-out split as plasm-export's (stratified by class where the classes allow it)
+        train, held_out = plasm.split_gold(labeled, data.kind, pcfg.holdout_fraction, _iteration_seed(seed, t))
         teacher = model_factory.build(
             pcfg.teacher, data.kind, data.labels, self.config.training, _iteration_seed(seed, t)
         )
@@ -525,21 +522,12 @@ class Simulation:
             start = time.perf_counter()
             teacher.fit(train, on_checkpoint=recorder)
             timings["teacher_fit_s"] = time.perf_counter() - start
-            teacher_score = next(iter(evaluate(teacher, held_out).values())) if held_out else None
-            fraction = (
-                pcfg.drop_fraction
-                if pcfg.drop_fraction is not None
-                else plasm.drop_fraction_from_score(teacher_score)
-            )
-            start = time.perf_counter()
-            pseudo = plasm.pseudo_label(teacher, pool)
-            timings["pseudo_label_s"] = time.perf_counter() - start
+            teacher_score = plasm.score_teacher(teacher, held_out)
             options = {"checkpoints": recorder.checkpoints} if recorder is not None else {}
-            start = time.perf_counter()
-            filtered = plasm.filter_pseudo_labels(
-                pool, pseudo, data.kind, plasm.get_filter(pcfg.filter, **options), fraction
-            )
-            timings["filter_s"] = time.perf_counter() - start
+            label_filter = plasm.get_filter(pcfg.filter, **options)
+            filtered, steps = plasm.label_pool(teacher, pool, label_filter, teacher_score, pcfg.drop_fraction)
+            timings.update(steps)
+            fraction = filtered.drop_fraction
         kept = filtered.kept_examples
         kind = kind_of(data.kind)
         correct = [kind.agrees(kind.gold(e), kind.gold(data.gold[e.id])) for e in kept]

@@ -176,6 +176,46 @@ def test_a_label_removed_mid_campaign_is_a_new_model(stack, label_studio: LabelS
     assert last["publish"] == {"ok": True, "sent": len(unlabeled), "created": len(unlabeled)}
 
 
+TOPICS = """<View><Text name="text" value="$text"/>
+<Choices name="topics" toName="text" choice="multiple">
+<Choice value="sport"/><Choice value="money"/><Choice value="food"/></Choices></View>"""
+
+
+def test_a_multiple_choice_project_learns_sets_of_classes(stack, label_studio: LabelStudioAPI):
+    """A <Choices choice="multiple"> project: annotations with several choices are read from Label
+    Studio, the version's pre-annotations name several classes, and Label Studio accepts them and
+    serves the lowest score first."""
+    ls, backend = label_studio, stack["backend"]
+    project = ls.sdk.projects.create(title="topics", label_config=TOPICS).id
+    texts = [f"the {a} {b} story number {i}" for i, (a, b) in enumerate((a, b) for a in ("team", "bank", "soup") for b in ("goal", "tax", "bread"))]
+    ls.import_tasks(project, texts * 2)
+    ids = sorted(t["id"] for t in ls.tasks(project))
+    ls.sdk.ml.create(project=project, url=backend.url, title="embedded backend")
+    answers = [["sport", "money", "food"]] * 6 + [["sport"], ["sport", "food"]]
+    for task_id, chosen in zip(ids, answers, strict=False):
+        result = [{"from_name": "topics", "to_name": "text", "type": "choices", "value": {"choices": chosen}}]
+        ls.annotate(task_id, result)
+    stored = {t["id"]: t["annotations"][0]["result"][0]["value"]["choices"] for t in ls.tasks(project) if t["annotations"]}
+    assert stored[ids[0]] == ["sport", "money", "food"], stored  # Label Studio kept every choice
+
+    ls.sdk.ml.train(id=ls.sdk.ml.list(project=project)[0].id)
+    status = wait_version(ls, backend, project, None)
+    assert status["last_error"] is None, status
+    last = status["last_round"]
+    assert last["kind"] == "multilabel" and last["n_labeled"] == 8, last
+    assert last["label_counts"] == {"sport": 8, "money": 6, "food": 7}, last
+    version = status["current_version"]
+    published = ls.predictions(project, version)
+    unlabeled = ls.unlabeled_ids(project)
+    assert published and set(published) <= unlabeled
+    chosen = [r["value"]["choices"] for p in published.values() for r in p["result"]]
+    assert chosen and all(set(c) <= {"sport", "money", "food"} for c in chosen), chosen
+    assert max(len(c) for c in chosen) > 1, chosen  # several classes in one pre-annotation
+    scores = {t: p["score"] for t, p in published.items()}
+    served = ls.next_task(project)
+    assert scores.get(served["id"]) == min(scores.values()), (served["id"], scores)
+
+
 def test_sigterm_during_a_retrain_stops_cleanly_and_the_retrain_is_queued_again(
     stack, label_studio: LabelStudioAPI
 ):
