@@ -32,6 +32,17 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 2**20)
     backend = Backend(settings, redis=redis)
+    app.extensions["al_backend"] = backend
+    warn_about_missing_parts(settings)
+    if settings.basic_auth_user and settings.basic_auth_password:
+        app.before_request(basic_auth_check(settings.basic_auth_user, settings.basic_auth_password))
+    register_protocol_routes(app, backend)
+    register_campaign_routes(app, backend)  # GET / and /campaign/...: the campaign page
+    register_error_handlers(app, settings)
+    return app
+
+
+def warn_about_missing_parts(settings: Settings) -> None:
     if not (settings.label_studio_url and settings.label_studio_api_key):
         log.warning(
             "LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY are not set: /predict works, but retrains cannot read "
@@ -42,20 +53,21 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
             "AL_ACQUISITION_MODEL %r is not a local folder: the first retrain will try to fetch it by id",
             settings.acquisition_model,
         )
-    app.extensions["al_backend"] = backend
 
-    def body():
-        """The request's JSON, whatever its Content-Type (None for an empty body)."""
-        raw = request.get_data()
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
-            raise BadRequest(f"the request body is not valid JSON: {str(error)[:200]}") from None
 
-    if settings.basic_auth_user and settings.basic_auth_password:
-        app.before_request(basic_auth_check(settings.basic_auth_user, settings.basic_auth_password))
+def body():
+    """The request's JSON, whatever its Content-Type (None for an empty body)."""
+    raw = request.get_data()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
+        raise BadRequest(f"the request body is not valid JSON: {str(error)[:200]}") from None
+
+
+def register_protocol_routes(app: Flask, backend: Backend) -> None:
+    """Label Studio's ML backend routes, and /versions and /status."""
 
     @app.get("/health")
     def health():
@@ -91,7 +103,9 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
     def status(project: str | None = None):
         return jsonify(backend.status(check_project(project) if project else None))
 
-    register_campaign_routes(app, backend)  # GET / and /campaign/...: the campaign page
+
+def register_error_handlers(app: Flask, settings: Settings) -> None:
+    """Every error as a JSON {"error": message} with its status: 400, 413, 503, 500."""
 
     @app.errorhandler(BadRequest)
     @app.errorhandler(InvalidNameError)
@@ -127,8 +141,6 @@ def create_app(settings: Settings | None = None, redis=None) -> Flask:
         if settings.label_studio_api_key:
             message = message.replace(settings.label_studio_api_key, "***")
         return jsonify({"error": message}), 500
-
-    return app
 
 
 def basic_auth_check(user: str, password: str):

@@ -11,15 +11,14 @@ from al_core.ls_format import LabelConfig
 from ml_backend.embedded_state import FileState
 from ml_backend.errors import BadRequest
 from ml_backend.events import handle_event
-from ml_backend.jobs import check_config
 from ml_backend.key_check import KeyCheck
-from ml_backend.label_set import label_set_changed, promoted_label_set_changed
+from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.project_warnings import round_warnings
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
 from ml_backend.settings import Settings
 from ml_backend.status import RedisState
-from ml_backend.store import PROJECT_RE, UNTRAINED, FileScoreCache, RedisScoreCache, VersionStore, task_mirror
+from ml_backend.store import PROJECT_RE, UNTRAINED, VersionStore, score_cache, task_mirror
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +100,10 @@ class Backend:
                 mirror.mark_annotations(annotation_ids)
 
     def score_cache(self, project: str):
-        if self.redis is not None:
-            return RedisScoreCache(self.redis, project)
+        """The project's score cache (store.score_cache), one object per project for this process."""
         cache = self._caches.get(project)
         if cache is None:
-            cache = self._caches[project] = FileScoreCache(self.store.project_dir(project) / "scores.sqlite")
+            cache = self._caches[project] = score_cache(self.settings, project, self.redis)
         return cache
 
     # --- routes ---

@@ -25,12 +25,12 @@ import numpy as np
 from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.exceptions import UnsupportedConfigError
 from al_core.loop import run_round
-from al_core.ls_format import model_labels, parse_label_config
+from al_core.ls_format import model_labels
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
 from ml_backend.history import record_retrain
-from ml_backend.label_set import label_set_changed, promoted_label_set_changed, region_problem, text_objects
+from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed, region_problem
 from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
 from ml_backend.mirror import sync
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
@@ -38,6 +38,7 @@ from ml_backend.reading import ReadReport, label_counts, log_report, read_exampl
 from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, get_settings
 from ml_backend.split_pass import SplitPass, configure_torch
+from ml_backend.status import RedisState, RunLockTimeout, rq_job_alive
 from ml_backend.store import (
     VersionStore,
     check_project,
@@ -57,18 +58,6 @@ class NotReadyError(RuntimeError):
     def __init__(self, message: str, summary: dict | None = None):
         super().__init__(message)
         self.summary = summary or {}
-
-
-def check_config(label_config: str):
-    """Parse a label config and refuse what the acquisition model cannot learn."""
-    config = parse_label_config(label_config)
-    texts = text_objects(label_config)
-    if len(texts) > 1:
-        raise UnsupportedConfigError(
-            f"several <Text> objects ({', '.join(texts)}); the backend reads one text per task, the one "
-            f"<{config.tag} toName={config.to_name!r}> labels: remove the others from the config"
-        )
-    return config
 
 
 def strategy_name(settings: Settings, kind: str) -> str:
@@ -95,8 +84,6 @@ def retrain(project_id: int) -> dict:
     per project whatever the number of workers."""
     from rq import get_current_job
 
-    from ml_backend.queue import rq_job_alive
-    from ml_backend.status import RedisState, RunLockTimeout
 
     settings = get_settings()
     redis = _redis(settings)

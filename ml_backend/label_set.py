@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from al_core.exceptions import UnsupportedConfigError
 from al_core.ls_format import LabelConfig, model_labels, parse_label_config
 
 
@@ -77,3 +78,15 @@ def text_objects(xml: str) -> list[str]:
     import xml.etree.ElementTree as ET
 
     return [el.get("name") or "?" for el in ET.fromstring(xml).iter("Text") if "value" in el.attrib]
+
+
+def check_config(label_config: str):
+    """Parse a label config and refuse what the acquisition model cannot learn."""
+    config = parse_label_config(label_config)
+    texts = text_objects(label_config)
+    if len(texts) > 1:
+        raise UnsupportedConfigError(
+            f"several <Text> objects ({', '.join(texts)}); the backend reads one text per task, the one "
+            f"<{config.tag} toName={config.to_name!r}> labels: remove the others from the config"
+        )
+    return config

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from ml_backend.settings import Settings
+from ml_backend.status import RedisState, rq_job_alive
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +121,6 @@ class RQRunner:
         )
 
 
-def rq_job_alive(redis, job_id: str) -> bool:
-    """False once rq has given the job up (failed, stopped, gone) or finished it, or when the
-    worker running it stopped sending heartbeats (a SIGKILLed worker's key expires)."""
-    from rq import Worker
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    try:
-        job = Job.fetch(job_id, connection=redis)
-        status = job.get_status(refresh=True)
-    except NoSuchJobError:
-        return False
-    if status == JobStatus.STARTED and job.worker_name:
-        return bool(redis.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
-    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
-
-
 def enqueue_retrain(queue, project: str | int, job_timeout: int):
     """A retrain job on an RQ queue. Should its worker die (SIGKILL, OOM), rq's registry cleanup
     calls `retrain_abandoned`, which clears the running flag and queues the retrain again."""
@@ -160,7 +144,6 @@ def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
     from rq import Queue
     from rq.exceptions import AbandonedJobError
 
-    from ml_backend.status import RedisState
 
     if exc_type is not AbandonedJobError:
         return

@@ -29,6 +29,7 @@ from pathlib import Path
 from al_core.data import Example
 from al_core.models import ModelOutputs, load_model
 from ml_backend.settings import Settings, get_settings
+from ml_backend.status import rq_job_alive
 from ml_backend.store import VersionStore, check_project, embedding_cache
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,6 @@ class SplitPass:
     def _collect(self, pass_id: str, n: int, parts: dict, folder: Path, model, probs, embeddings) -> int:
         """Waits for the chunks other workers run; runs here those whose job failed, whose worker
         died or that came back without a result. Returns how many were run again."""
-        from ml_backend.queue import rq_job_alive
 
         rerun = 0
         deadline = time.monotonic() + self.settings.job_timeout

@@ -244,3 +244,20 @@ class RedisState:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def rq_job_alive(redis, job_id: str) -> bool:
+    """False once rq has given the job up (failed, stopped, gone) or finished it, or when the
+    worker running it stopped sending heartbeats (a SIGKILLed worker's key expires)."""
+    from rq import Worker
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(job_id, connection=redis)
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        return False
+    if status == JobStatus.STARTED and job.worker_name:
+        return bool(redis.exists(Worker.redis_worker_namespace_prefix + job.worker_name))
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)

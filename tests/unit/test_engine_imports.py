@@ -20,3 +20,30 @@ def test_engine_imports_no_web_queue_or_sdk_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"al_core pulled in: {out.stdout.strip()}"
+
+
+def _imports_between(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports (at the top or inside a function)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / package
+    graph = {}
+    for path in root.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + "."):
+                found.add(node.module.split(".")[1])
+        graph[path.stem] = found
+    return graph
+
+
+def test_the_backend_modules_import_each_other_without_a_cycle():
+    from graphlib import CycleError, TopologicalSorter
+
+    graph = _imports_between("ml_backend")
+    assert "jobs" in graph["queue"] and "status" in graph["jobs"]  # the graph is read, not empty
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as error:
+        raise AssertionError(f"ml_backend modules import each other in a cycle: {error.args[1]}") from None
+    assert order.index("jobs") < order.index("queue")  # the web side's queue runs the jobs, not the reverse
