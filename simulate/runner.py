@@ -383,12 +383,11 @@ class Simulation:
             # the cache first: if a kill lands before the records, iteration t runs again from cache t-1
             self.store.save_cache(seed, t, cache)
             yield records
-            labeled_ids = labeled_ids + self._last_query
+            labeled_ids = labeled_ids + records[0]["query_ids"]
 
     def _iteration(self, seed: int, t: int, labeled_ids: list[str], cache: InMemoryScoreCache) -> list[dict]:
-        from al_core.loop import run_round
-        from al_core.strategies import get_strategy
-
+        """Iteration t of a seed: the acquisition round (a query, except at the last iteration),
+        then every successor, with and without PLASM. Each record holds the query (query_ids)."""
         config, data = self.config, self.data
         labeled_set = set(labeled_ids)
         labeled = [data.gold[i] for i in labeled_ids]
@@ -413,56 +412,71 @@ class Simulation:
             "metric": kind_of(data.kind).metric,
             "labeled_ids_before": list(labeled_ids),
         }
-        self._last_query = []
         if t < config.iterations and pool:
-            previous = {i: c.score for i, c in cache.get_many([e.id for e in pool]).items()}
-            subsampling = self._subsampling()
-            result = run_round(
-                acquisition,
-                labeled,
-                pool,
-                get_strategy(config.strategy, seed=iteration_seed),
-                PoolSubsampler(subsampling, seed=seed),
-                cache,
-                iteration=t,
-                model_version=f"seed{seed}-it{t}",
-                acquisition=modes,
-                **self._query_size(),
-            )
-            quality = result.quality
-            self._last_query = list(result.selected_ids)
-            base.update(
-                acq_fit_s=result.timings.get("fit_s", 0.0),
-                inference_s=result.timings.get("inference_s", 0.0),
-                select_s=result.timings.get("select_s", 0.0),
-                n_scored=result.n_scored,
-                full_scoring=subsampling.is_full_iteration(t),
-                overlap=overlap_with_previous_ranking(
-                    previous if len(previous) == len(pool) else {}, result.selected_ids, config.overlap_k
-                ),
-            )
-        else:  # the last iteration: the acquisition model is trained and evaluated, nothing is queried
-            start = time.perf_counter()
-            quality = fit_with_estimate(acquisition, labeled, modes)
-            base.update(
-                acq_fit_s=time.perf_counter() - start,
-                inference_s=0.0,
-                select_s=0.0,
-                n_scored=0,
-                full_scoring=False,
-                overlap=None,
-            )
-        base["query_ids"] = list(self._last_query)
-        base["quality_estimate"] = quality.value
+            base.update(self._query_round(acquisition, labeled, pool, cache, seed, t))
+        else:
+            base.update(self._last_round(acquisition, labeled))
         start = time.perf_counter()
         base.update(_scored("acquisition", evaluate(acquisition, data.test)))
         base["acq_eval_s"] = time.perf_counter() - start
         del acquisition
-        records = []
-        for spec in config.successors:
-            records.append(
-                {**base, **self._train_successor(spec, labeled, iteration_seed, base), "pseudo_labels": False}
-            )
+        return self._successor_records(base, labeled, pool, seed, t)
+
+    def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int) -> dict:
+        """The backend's round (al_core.loop.run_round): fit, subsample, score, select."""
+        from al_core.loop import run_round
+        from al_core.strategies import get_strategy
+
+        config = self.config
+        previous = {i: c.score for i, c in cache.get_many([e.id for e in pool]).items()}
+        subsampling = self._subsampling()
+        result = run_round(
+            acquisition,
+            labeled,
+            pool,
+            get_strategy(config.strategy, seed=_iteration_seed(seed, t)),
+            PoolSubsampler(subsampling, seed=seed),
+            cache,
+            iteration=t,
+            model_version=f"seed{seed}-it{t}",
+            acquisition=config.acquisition_mode.engine(),
+            **self._query_size(),
+        )
+        return {
+            "acq_fit_s": result.timings.get("fit_s", 0.0),
+            "inference_s": result.timings.get("inference_s", 0.0),
+            "select_s": result.timings.get("select_s", 0.0),
+            "n_scored": result.n_scored,
+            "full_scoring": subsampling.is_full_iteration(t),
+            "overlap": overlap_with_previous_ranking(
+                previous if len(previous) == len(pool) else {}, result.selected_ids, config.overlap_k
+            ),
+            "query_ids": list(result.selected_ids),
+            "quality_estimate": result.quality.value,
+        }
+
+    def _last_round(self, acquisition, labeled) -> dict:
+        """The last iteration: the acquisition model is trained and evaluated, nothing is queried."""
+        start = time.perf_counter()
+        quality = fit_with_estimate(acquisition, labeled, self.config.acquisition_mode.engine())
+        return {
+            "acq_fit_s": time.perf_counter() - start,
+            "inference_s": 0.0,
+            "select_s": 0.0,
+            "n_scored": 0,
+            "full_scoring": False,
+            "overlap": None,
+            "query_ids": [],
+            "quality_estimate": quality.value,
+        }
+
+    def _successor_records(self, base: dict, labeled, pool, seed: int, t: int) -> list[dict]:
+        """One record per successor trained on the labeled set, and per successor + PLASM."""
+        config, iteration_seed = self.config, _iteration_seed(seed, t)
+        records = [
+            {**base, **self._train_successor(spec, labeled, iteration_seed, base), "pseudo_labels": False}
+            for spec in config.successors
+        ]
         if config.plasm is not None and self._plasm_at(t):
             training_set, plasm_info = self._plasm_training_set(labeled, pool, seed, t)
             for spec in config.successors:
