@@ -312,7 +312,6 @@ def _retrain(
         "status": "trained",
         "version": version,
         "iteration": iteration,
-        "kind": config.kind,
         "n_labeled": len(labeled),
         "n_pool": len(pool),
         "n_scored": n_scored,
