@@ -245,7 +245,7 @@ class Simulation:
     def settings_in_force(self) -> dict:
         """Every training, scoring and acquisition value the run uses, defaults included."""
         config = self.config
-        acquisition = {"model": config.acquisition.name, "mode": config.acquisition_mode.model_dump()}
+        acquisition = {"model": config.acquisition.name, "mode": dataclasses.asdict(config.acquisition_mode)}
         if config.acquisition.kind == "transformer":
             training = model_factory.training_config(config.acquisition, config.training, seed=0)
             acquisition["training"] = {k: v for k, v in dataclasses.asdict(training).items() if k != "seed"}
@@ -386,7 +386,7 @@ class Simulation:
         labeled = [data.gold[i] for i in labeled_ids]
         pool = [e for e in data.pool if e.id not in labeled_set]
         iteration_seed = _iteration_seed(seed, t)
-        modes = config.acquisition_mode.engine()
+        modes = config.acquisition_mode
         mode = resolve_mode(modes, data.kind, len(labeled)) if config.acquisition.kind == "transformer" else "finetune"
         acquisition = model_factory.build(
             config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
