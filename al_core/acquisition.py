@@ -23,30 +23,37 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from al_core.config import STRICT
 from al_core.data import Example
 from al_core.kinds import kind_of
 
 Mode = Literal["auto", "frozen", "finetune"]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class AcquisitionConfig:
-    mode: Mode = "auto"
-    # auto: the frozen head below this many labeled tasks, fine-tuning from it on
-    frozen_below_classification: int = 100
-    frozen_below_tagging: int = 0
-    # the quality estimate
-    cv_folds: int = 5
-    holdout_share: float = 0.1
-    min_estimate_labels: int = 10  # fewer labeled tasks: no estimate (and nothing held out)
-
-    def __post_init__(self):
-        if self.mode not in ("auto", "frozen", "finetune"):
-            raise ValueError(f"unknown acquisition mode {self.mode!r}; expected auto, frozen or finetune")
-        if not 0.0 <= self.holdout_share < 1.0:
-            raise ValueError(f"holdout_share must be within [0, 1), got {self.holdout_share}")
-        if self.cv_folds < 2:
-            raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
+    mode: Mode = Field(
+        "auto",
+        description="frozen: a logistic regression on the encoder's cached vectors (retrains in milliseconds, "
+        "every task scored each time); finetune: the whole model fine-tuned; auto: frozen below "
+        "frozen_below_classification / frozen_below_tagging labeled tasks, finetune from there on.",
+    )
+    frozen_below_classification: int = Field(100, ge=0, description="auto: classification labels before fine-tuning.")
+    frozen_below_tagging: int = Field(0, ge=0, description="auto: tagging labels before fine-tuning.")
+    cv_folds: int = Field(5, ge=2, description="Quality estimate of a frozen head: k-fold cross-validation.")
+    holdout_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Quality estimate of a fine-tuned version: the share of labeled tasks held out of its "
+        "training (the same tasks every version, by a hash of their ids); 0: no estimate.",
+    )
+    min_estimate_labels: int = Field(
+        10, ge=0, description="Fewest labeled tasks for a quality estimate (fewer: none, and nothing held out)."
+    )
 
     def frozen_below(self, kind: str) -> int:
         return kind_of(kind).frozen_below(self)

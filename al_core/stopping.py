@@ -19,9 +19,12 @@ from dataclasses import dataclass
 
 from sklearn.metrics import cohen_kappa_score
 
-DEFAULT_SAMPLE = 200
-DEFAULT_THRESHOLD = 0.99
-DEFAULT_WINDOW = 3
+from al_core.config import StrategyConfig
+
+_DEFAULTS = StrategyConfig()
+DEFAULT_SAMPLE = _DEFAULTS.stability_sample
+DEFAULT_THRESHOLD = _DEFAULTS.stop_kappa
+DEFAULT_WINDOW = _DEFAULTS.stop_window
 
 Prediction = str | int | Sequence[str | int]
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from al_core.config import STRICT
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class InMemoryScoreCache:
 Mode = Literal["full", "ups", "random"]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class SubsamplingConfig:
     """How much of the pool to score each iteration.
 
@@ -70,21 +74,13 @@ class SubsamplingConfig:
     whole pool; full_every = 0 means never again after the first ones.
     """
 
-    mode: Mode = "ups"
-    gamma: float = 0.1
-    temperature: float = 0.01
-    full_first: int = 2
-    full_every: int = 4
-
-    def __post_init__(self):
-        if self.mode not in ("full", "ups", "random"):
-            raise ValueError(f"unknown subsampling mode {self.mode!r}; expected full, ups or random")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must be within [0, 1], got {self.gamma}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature T must be >= 0, got {self.temperature}")
-        if self.full_first < 0 or self.full_every < 0:
-            raise ValueError("full-scoring iterations must be >= 0")
+    mode: Mode = Field(
+        "ups", description="Pool scoring: full (every task each time), ups (uncertainty-based subsampling), random."
+    )
+    gamma: float = Field(0.1, ge=0, le=1, description="UPS: fraction of the pool re-scored per iteration.")
+    temperature: float = Field(0.01, ge=0, description="UPS: temperature T of the sampling (0: a hard cut).")
+    full_first: int = Field(2, ge=0, description="UPS: first iterations that score the whole pool.")
+    full_every: int = Field(4, ge=0, description="UPS: score the whole pool every N-th iteration (0: never).")
 
     def is_full_iteration(self, iteration: int) -> bool:
         if self.mode == "full" or iteration < self.full_first:

@@ -1,7 +1,8 @@
 """The retrain and scoring jobs.
 
-`retrain(project_id)` and `score_new_tasks(project_id, tasks)` are the RQ entry points
-(primitive arguments only; settings come from the worker's environment). The embedded
+`retrain(project_id, settings)` and `score_new_tasks(project_id, tasks, settings)` are the RQ
+entry points (primitive arguments only; `settings`: the values the web process resolved,
+`Settings.for_jobs`, so a worker runs with them whatever its own environment). The embedded
 runner calls `run_retrain` / `run_scoring` directly with the web process's settings.
 
 A retrain reads Label Studio at its start (so every annotation made before it started is
@@ -28,7 +29,7 @@ from al_core.loop import run_round
 from al_core.ls_format import model_labels
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
-from al_core.ups import CachedScore, PoolSubsampler, SubsamplingConfig
+from al_core.ups import CachedScore, PoolSubsampler
 from ml_backend.history import record_retrain
 from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed, region_problem
 from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
@@ -36,7 +37,7 @@ from ml_backend.mirror import sync
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
 from ml_backend.scoring import default_strategy, published_scores
-from ml_backend.settings import Settings, get_settings
+from ml_backend.settings import Settings, job_settings
 from ml_backend.split_pass import SplitPass, configure_torch
 from ml_backend.status import RedisState, RunLockTimeout, rq_job_alive
 from ml_backend.store import (
@@ -79,13 +80,13 @@ def _redis(settings: Settings):
 # --- RQ entry points -------------------------------------------------------------------------
 
 
-def retrain(project_id: int) -> dict:
-    """RQ job: one retrain of a project (settings from the worker's environment), one at a time
-    per project whatever the number of workers."""
+def retrain(project_id: int, settings: dict | None = None) -> dict:
+    """RQ job: one retrain of a project with the web process's settings (a job queued without
+    them: the worker's environment), one at a time per project whatever the number of workers."""
     from rq import get_current_job
 
 
-    settings = get_settings()
+    settings = job_settings(settings)
     redis = _redis(settings)
     state = RedisState(redis)
     job = get_current_job()
@@ -113,9 +114,9 @@ def retrain(project_id: int) -> dict:
         raise
 
 
-def score_new_tasks(project_id: int, tasks: list[dict]) -> dict:
+def score_new_tasks(project_id: int, tasks: list[dict], settings: dict | None = None) -> dict:
     """RQ job: score newly imported tasks with the promoted version and publish them."""
-    settings = get_settings()
+    settings = job_settings(settings)
     return run_scoring(int(project_id), tasks, settings, redis=_redis(settings))
 
 
@@ -241,16 +242,7 @@ def _retrain(
     scores: dict[str, float] = {}
     n_scored = 0
     if pool:
-        subsampler = PoolSubsampler(
-            SubsamplingConfig(
-                mode=settings.ups_mode,
-                gamma=settings.ups_gamma,
-                temperature=settings.ups_temperature,
-                full_first=settings.ups_full_first,
-                full_every=settings.ups_full_every,
-            ),
-            seed=settings.seed,
-        )
+        subsampler = PoolSubsampler(settings.subsampling_config(), seed=settings.seed)
         result = run_round(
             model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1,
             acquisition=acquisition, infer=split,

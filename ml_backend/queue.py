@@ -94,7 +94,8 @@ class EmbeddedRunner:
 
 
 class RQRunner:
-    """Jobs on an RQ queue, for `rq worker` processes (primitive arguments only)."""
+    """Jobs on an RQ queue, for `rq worker` processes (primitive arguments only, the settings
+    resolved here among them: `Settings.for_jobs`)."""
 
     def __init__(self, settings: Settings, redis):
         from rq import Queue
@@ -107,13 +108,14 @@ class RQRunner:
         return rq_job_alive(self.redis, job_id)
 
     def submit_retrain(self, project: str) -> None:
-        enqueue_retrain(self.queue, project, self.settings.job_timeout)
+        enqueue_retrain(self.queue, project, self.settings.job_timeout, self.settings.for_jobs())
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
         self.queue.enqueue(
             "ml_backend.jobs.score_new_tasks",
             int(project),
             tasks,
+            settings=self.settings.for_jobs(),
             job_timeout=self.settings.job_timeout,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
@@ -121,14 +123,16 @@ class RQRunner:
         )
 
 
-def enqueue_retrain(queue, project: str | int, job_timeout: int):
-    """A retrain job on an RQ queue. Should its worker die (SIGKILL, OOM), rq's registry cleanup
-    calls `retrain_abandoned`, which clears the running flag and queues the retrain again."""
+def enqueue_retrain(queue, project: str | int, job_timeout: int, settings: dict | None = None):
+    """A retrain job on an RQ queue, with the settings it runs with (`Settings.for_jobs`). Should its
+    worker die (SIGKILL, OOM), rq's registry cleanup calls `retrain_abandoned`, which clears the
+    running flag and queues the retrain again."""
     from rq import Callback
 
     return queue.enqueue(
         "ml_backend.jobs.retrain",
         int(project),
+        settings=settings,
         job_timeout=job_timeout,
         result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600,
@@ -152,7 +156,8 @@ def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
     if not state.end_lost_run(project, job.id, LOST_RUN):
         return
     if state.claim_pending(project, ttl=int(job.timeout or 3600) + 60):
-        enqueue_retrain(Queue(job.origin, connection=connection), project, int(job.timeout or 3600))
+        queue = Queue(job.origin, connection=connection)
+        enqueue_retrain(queue, project, int(job.timeout or 3600), job.kwargs.get("settings"))  # the same settings
     log.warning("project %s: retrain job %s was abandoned by its worker; queued again", project, job.id)
 
 

@@ -4,73 +4,39 @@ The names Label Studio's ML backends already use are kept as they are (LABEL_STU
 LABEL_STUDIO_API_KEY, REDIS_URL, MODEL_DIR, LOG_LEVEL); every other setting is AL_ and the
 field name in upper case (AL_PORT, AL_STRATEGY, AL_UPS_GAMMA ...), so that generic names
 such as PORT or SEED in the environment cannot change the backend by accident.
+
+Training, pool subsampling, the acquisition mode, the query strategy and publishing are
+settings of their config models (al_core.config and its neighbours, `PublishingConfig`
+here), each field defined there once with its default, bounds and description, and embedded
+here flat, so that every variable keeps its name: AL_EPOCHS, AL_UPS_GAMMA, AL_ACQUISITION_MODE.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from al_core.acquisition import AcquisitionConfig
-from al_core.config import TrainingConfig
-
-_TRAINING = TrainingConfig()
-_ACQUISITION = AcquisitionConfig()
-# Settings that are TrainingConfig fields of the same name (warm_start sets from_scratch).
-TRAINING_FIELDS = (
-    "learning_rate", "epochs", "min_steps", "max_steps", "batch_size", "max_length", "seed", "device",
-    "eval_batch_size", "freeze_embeddings", "group_by_length",
-)
+from al_core.config import STRICT, StrategyConfig, TrainingConfig, field_definitions
+from al_core.ups import SubsamplingConfig
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=False, env_prefix="AL_", populate_by_name=True
-    )
+@pydantic_dataclass(frozen=True, config=STRICT)
+class PublishingConfig:
+    """How a retrain's scores reach Label Studio."""
 
-    # --- serving ---
-    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
-    port: int = Field(9090, ge=1, le=65535, description="HTTP port (Label Studio's usual ML backend port).")
-    server_threads: int = Field(8, ge=1, description="Request threads of the HTTP server.")
-    max_request_mb: float = Field(
-        64.0, gt=0, description="Largest request body in MB (larger ones are refused with 413)."
-    )
-    basic_auth_user: str | None = Field(
-        None, description="When set with AL_BASIC_AUTH_PASSWORD, every route but /health asks for basic auth."
-    )
-    basic_auth_password: str | None = Field(None, description="Password of AL_BASIC_AUTH_USER.")
-    log_level: str = Field(
-        "INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"), description="Python logging level."
-    )
-
-    # --- Label Studio ---
-    label_studio_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("LABEL_STUDIO_URL", "label_studio_url"),
-        description="Label Studio's base URL, used by the retrain job to read tasks and publish scores.",
-    )
-    label_studio_api_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices("LABEL_STUDIO_API_KEY", "label_studio_api_key"),
-        description="API key for LABEL_STUDIO_URL: a legacy token or a personal access token (PAT).",
-    )
-    ls_timeout: float = Field(60.0, gt=0, description="Timeout in seconds of one call to Label Studio.")
-    ls_retries: int = Field(
-        3, ge=0, description="Retries (with exponential backoff) of a failed call to Label Studio."
-    )
-    ls_page_size: int = Field(
-        1000, ge=1, description="Tasks per page when reading a project from Label Studio."
-    )
     publish_batch_size: int = Field(
         10000,
         ge=1,
         description="Predictions per bulk import call when publishing scores to Label Studio (large batches "
         "are several times faster on a default Label Studio 1.23).",
     )
-
     publish_first: int = Field(
         1000,
         ge=1,
@@ -93,10 +59,93 @@ class Settings(BaseSettings):
         "are deleted in bulk after each retrain (never the project's current one). 0 keeps every version.",
     )
 
+
+@dataclass(frozen=True)
+class Embedded:
+    """A config model whose fields are settings, under their own names or those `rename` gives."""
+
+    config: type
+    rename: Mapping[str, str] = field(default_factory=dict)
+    exclude: frozenset[str] = frozenset()
+
+    def fields(self) -> dict[str, tuple]:
+        return field_definitions(self.config, self.rename, self.exclude)
+
+    def build(self, settings: BaseSettings, **values: Any):
+        """The config these settings ask for (`values`: the excluded fields)."""
+        given = {
+            name: getattr(settings, self.rename.get(name, name))
+            for name in self.config.__pydantic_fields__
+            if name not in self.exclude
+        }
+        return self.config(**given, **values)
+
+
+TRAINING = Embedded(TrainingConfig, exclude=frozenset({"from_scratch"}))  # AL_WARM_START decides it
+SUBSAMPLING = Embedded(SubsamplingConfig, rename={name: f"ups_{name}" for name in SubsamplingConfig.__pydantic_fields__})
+ACQUISITION = Embedded(AcquisitionConfig, rename={"mode": "acquisition_mode"})
+STRATEGY = Embedded(StrategyConfig)
+PUBLISHING = Embedded(PublishingConfig)
+EMBEDDED = (TRAINING, SUBSAMPLING, ACQUISITION, STRATEGY, PUBLISHING)
+
+# The embedded fields, as a model the settings inherit them from.
+_EmbeddedSettings = create_model(
+    "_EmbeddedSettings", __module__=__name__, **{k: v for embedded in EMBEDDED for k, v in embedded.fields().items()}
+)
+
+
+class Settings(BaseSettings, _EmbeddedSettings):
+    # An alias, even the field's own name, is read without the AL_ prefix: LABEL_STUDIO_URL. The
+    # cli_ keys shape the options `ml-backend` generates (ml_backend.cli); nothing parses the command
+    # line unless asked, so an `rq worker`'s arguments are never read.
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        env_prefix="AL_",
+        cli_implicit_flags=True,
+        cli_kebab_case=True,
+        cli_show_env_vars=True,
+    )
+
+    # --- serving ---
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(9090, ge=1, le=65535, description="HTTP port (Label Studio's usual ML backend port).")
+    server_threads: int = Field(8, ge=1, description="Request threads of the HTTP server.")
+    max_request_mb: float = Field(
+        64.0, gt=0, description="Largest request body in MB (larger ones are refused with 413)."
+    )
+    basic_auth_user: str | None = Field(
+        None, description="When set with AL_BASIC_AUTH_PASSWORD, every route but /health asks for basic auth."
+    )
+    basic_auth_password: str | None = Field(None, description="Password of AL_BASIC_AUTH_USER.")
+    log_level: str = Field(
+        "INFO", validation_alias="log_level", description="Python logging level."
+    )
+
+    # --- Label Studio ---
+    label_studio_url: str | None = Field(
+        None,
+        validation_alias="label_studio_url",
+        description="Label Studio's base URL, used by the retrain job to read tasks and publish scores.",
+    )
+    label_studio_api_key: str | None = Field(
+        None,
+        validation_alias="label_studio_api_key",
+        description="API key for LABEL_STUDIO_URL: a legacy token or a personal access token (PAT).",
+    )
+    ls_timeout: float = Field(60.0, gt=0, description="Timeout in seconds of one call to Label Studio.")
+    ls_retries: int = Field(
+        3, ge=0, description="Retries (with exponential backoff) of a failed call to Label Studio."
+    )
+    ls_page_size: int = Field(
+        1000, ge=1, description="Tasks per page when reading a project from Label Studio."
+    )
+
     # --- queue ---
     redis_url: str | None = Field(
         None,
-        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        validation_alias="redis_url",
         description="Redis URL. When set, retrains run in an `rq worker` and the score cache lives in Redis; "
         "when unset, an in-process background runner and a file cache in MODEL_DIR are used.",
     )
@@ -119,7 +168,7 @@ class Settings(BaseSettings):
     # --- models ---
     model_dir: str = Field(
         "model_store",
-        validation_alias=AliasChoices("MODEL_DIR", "model_dir"),
+        validation_alias="model_dir",
         description="Folder holding the model versions and the file score cache.",
     )
     acquisition_model: str = Field(
@@ -132,43 +181,6 @@ class Settings(BaseSettings):
     warm_start: bool = Field(
         False, description="Start each retrain from the previous version instead of the pretrained weights."
     )
-    # Training: the defaults are the engine's (al_core.training.TrainingConfig), the one source.
-    epochs: int = Field(_TRAINING.epochs, ge=1, description="Training epochs per retrain (see min_steps).")
-    min_steps: int = Field(
-        _TRAINING.min_steps,
-        ge=0,
-        description="Fewest optimizer steps per fine-tuning retrain: a few dozen labels at 3 epochs are a "
-        "handful of steps, too few to learn from (docs/backend.md, training schedule).",
-    )
-    max_steps: int | None = Field(_TRAINING.max_steps, ge=1, description="Most optimizer steps per retrain.")
-    freeze_embeddings: bool = Field(
-        _TRAINING.freeze_embeddings,
-        description="Keep the word embeddings fixed while training: about a third less time per step on "
-        "a CPU for a small model (its embedding matrix is most of its weights), same accuracy within noise "
-        "(BENCHMARKS.md, backend loop).",
-    )
-    group_by_length: bool = Field(
-        _TRAINING.group_by_length,
-        description="Train on batches of texts of similar length: much less padding per step on short, "
-        "varied texts, same accuracy within noise (BENCHMARKS.md, backend loop).",
-    )
-    max_length: int = Field(_TRAINING.max_length, ge=8, description="Longest input in sub-word tokens.")
-    batch_size: int = Field(_TRAINING.batch_size, ge=1, description="Training batch size.")
-    eval_batch_size: int = Field(
-        _TRAINING.eval_batch_size,
-        ge=1,
-        description="Inference batch size (rows sorted by length). On a CPU small batches pad less: /predict of "
-        "100 tasks was 1.2x to 1.6x faster than with 64 (BENCHMARKS.md); on a GPU use more.",
-    )
-    learning_rate: float | None = Field(
-        _TRAINING.learning_rate,
-        gt=0,
-        description="Fine-tuning learning rate; unset: 5e-5 for classification, 3e-4 for tagging.",
-    )
-    seed: int = Field(_TRAINING.seed, description="Random seed of training and sampling.")
-    device: str | None = Field(
-        _TRAINING.device, description="Torch device; default: cuda with mixed precision if available, else cpu."
-    )
     inference_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
         "auto",
         description="Precision of /predict and of scoring new tasks on a CPU: int8 (dynamic quantization of the "
@@ -177,64 +189,6 @@ class Settings(BaseSettings):
         "always run in full precision.",
     )
     torch_threads: int = Field(0, ge=0, description="Torch CPU threads (0: torch's default).")
-
-    # --- acquisition model: defaults from al_core.acquisition.AcquisitionConfig ---
-    acquisition_mode: Literal["auto", "frozen", "finetune"] = Field(
-        _ACQUISITION.mode,
-        description="frozen: a logistic regression on the encoder's cached vectors (retrains in milliseconds, "
-        "every task scored each time); finetune: the whole model fine-tuned; auto: frozen below "
-        "AL_FROZEN_BELOW_CLASSIFICATION / AL_FROZEN_BELOW_TAGGING labeled tasks, finetune from there on.",
-    )
-    frozen_below_classification: int = Field(
-        _ACQUISITION.frozen_below_classification, ge=0, description="auto: classification labels before fine-tuning."
-    )
-    frozen_below_tagging: int = Field(
-        _ACQUISITION.frozen_below_tagging, ge=0, description="auto: tagging labels before fine-tuning."
-    )
-    cv_folds: int = Field(
-        _ACQUISITION.cv_folds, ge=2, description="Quality estimate of a frozen head: k-fold cross-validation."
-    )
-    holdout_share: float = Field(
-        _ACQUISITION.holdout_share,
-        ge=0,
-        lt=1,
-        description="Quality estimate of a fine-tuned version: the share of labeled tasks held out of its "
-        "training (the same tasks every version, by a hash of their ids); 0: no estimate.",
-    )
-
-    # --- active learning ---
-    strategy: str = Field(
-        "auto",
-        description="Query strategy: auto (lc for classification, mnlp for NER), lc, margin, entropy, md, "
-        "random (classification), mnlp, random (NER).",
-    )
-    ups_mode: Literal["full", "ups", "random"] = Field(
-        "ups",
-        description="Pool scoring: full (every task each time), ups (uncertainty-based subsampling), random.",
-    )
-    ups_gamma: float = Field(
-        0.1, gt=0, le=1, description="UPS: fraction of the pool re-scored per iteration."
-    )
-    ups_temperature: float = Field(0.01, gt=0, description="UPS: temperature T of the sampling.")
-    ups_full_first: int = Field(2, ge=0, description="UPS: first iterations that score the whole pool.")
-    ups_full_every: int = Field(
-        4, ge=0, description="UPS: score the whole pool every N-th iteration (0: never)."
-    )
-    stability_sample: int = Field(
-        200,
-        ge=0,
-        description="Stopping signal: unlabeled tasks (a fixed, hash-chosen sample) every version predicts, "
-        "so consecutive versions can be compared (0: off).",
-    )
-    stop_kappa: float = Field(
-        0.99,
-        gt=0,
-        le=1,
-        description="Stopping signal: mean Cohen's kappa between consecutive versions that says stop.",
-    )
-    stop_window: int = Field(
-        3, ge=1, description="Stopping signal: number of last consecutive-version pairs averaged."
-    )
 
     # --- retrain trigger ---
     retrain_trigger: Literal["annotation", "start_training"] = Field(
@@ -246,17 +200,6 @@ class Settings(BaseSettings):
         1, ge=1, description="With retrain_trigger=annotation: retrain after this many annotation events."
     )
     min_labels: int = Field(2, ge=1, description="Labeled tasks needed before the first training.")
-
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from al_core.strategies import available_strategies
-
-        value = value.strip().lower()
-        known = ["auto", *available_strategies()]
-        if value not in known:
-            raise ValueError(f"unknown strategy {value!r}; expected one of {', '.join(known)}")
-        return value
 
     @field_validator("log_level")
     @classmethod
@@ -274,26 +217,30 @@ class Settings(BaseSettings):
 
     def training_config(self) -> TrainingConfig:
         """The engine's training config these settings ask for."""
-        return TrainingConfig(
-            **{name: getattr(self, name) for name in TRAINING_FIELDS}, from_scratch=not self.warm_start
-        )
+        return TRAINING.build(self, from_scratch=not self.warm_start)
+
+    def subsampling_config(self) -> SubsamplingConfig:
+        return SUBSAMPLING.build(self)
 
     def acquisition_config(self) -> AcquisitionConfig:
-        return AcquisitionConfig(
-            mode=self.acquisition_mode,
-            frozen_below_classification=self.frozen_below_classification,
-            frozen_below_tagging=self.frozen_below_tagging,
-            cv_folds=self.cv_folds,
-            holdout_share=self.holdout_share,
-        )
+        return ACQUISITION.build(self)
 
     @property
     def embedded(self) -> bool:
         """True when no Redis is configured: jobs and cache run inside the web process."""
         return not self.redis_url
 
+    def for_jobs(self) -> dict[str, Any]:
+        """What the web process hands the jobs it queues (`job_settings`): every setting it resolved, so
+        that an `rq worker` runs with the web's values whatever its own environment. RQ keeps a job's
+        arguments in Redis, which already holds the work (tasks, scores, models' outputs) and is
+        trusted with it; the Label Studio API key goes along (a job reads and writes Label Studio),
+        the basic-auth pair does not (a worker serves no HTTP)."""
+        return {**self.model_dump(), "basic_auth_user": None, "basic_auth_password": None}
 
-PLAIN_NAMES = {"label_studio_url", "label_studio_api_key", "redis_url", "model_dir", "log_level"}
+
+SECRETS = {"label_studio_api_key", "basic_auth_password"}
+PLAIN_NAMES = {name for name, info in Settings.model_fields.items() if info.validation_alias}
 
 
 def env_name(field: str) -> str:
@@ -305,3 +252,9 @@ def env_name(field: str) -> str:
 def get_settings() -> Settings:
     """The process's settings, read from the environment on first use (never at import)."""
     return Settings()
+
+
+def job_settings(values: Mapping[str, Any] | None) -> Settings:
+    """A queued job's settings: those the web process resolved (`Settings.for_jobs`), or, for a job
+    queued without them, the worker's environment."""
+    return get_settings() if values is None else Settings(**values)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from al_core.data import Example
 from al_core.models import ModelOutputs, load_model
-from ml_backend.settings import Settings, get_settings
+from ml_backend.settings import Settings, job_settings
 from ml_backend.status import rq_job_alive
 from ml_backend.store import VersionStore, check_project, embedding_cache
 
@@ -138,7 +138,7 @@ class SplitPass:
             for index in reversed(range(n)):
                 queue.enqueue(
                     CHUNK_JOB, int(self.project), pass_id, index, n, probs, embeddings,
-                    job_id=chunk_job_id(pass_id, index), at_front=True,
+                    settings=self.settings.for_jobs(), job_id=chunk_job_id(pass_id, index), at_front=True,
                     job_timeout=self.settings.job_timeout, result_ttl=600, failure_ttl=24 * 3600,
                     description=f"chunk {index + 1} of {n} of a scoring pass of project {self.project}",
                 )
@@ -185,13 +185,16 @@ class SplitPass:
         return rerun
 
 
-def score_chunk(project_id: int, pass_id: str, index: int, n_chunks: int, probs: bool, embeddings: bool) -> dict:
-    """RQ job: chunk `index` of a split scoring pass, by the pass's saved model (settings from the
-    worker's environment), then every chunk of the pass still in the queue, with the model already
-    loaded. A pass that ended meanwhile, or lives in another MODEL_DIR, is nothing to do here."""
+def score_chunk(
+    project_id: int, pass_id: str, index: int, n_chunks: int, probs: bool, embeddings: bool,
+    settings: dict | None = None,
+) -> dict:
+    """RQ job: chunk `index` of a split scoring pass, by the pass's saved model (with the retrain's
+    settings), then every chunk of the pass still in the queue, with the model already loaded. A
+    pass that ended meanwhile, or lives in another MODEL_DIR, is nothing to do here."""
     from rq import Queue, get_current_job
 
-    settings = get_settings()
+    settings = job_settings(settings)
     project = check_project(project_id)
     folder = pass_folder(settings, project, pass_id)
     if not (folder / "model").exists():

@@ -15,11 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from al_core.acquisition import AcquisitionConfig
+from al_core.config import TrainingConfig
 from al_core.exceptions import ALError
 from al_core.ups import SubsamplingConfig
-
-_SCORING = SubsamplingConfig()
-_ACQUISITION = AcquisitionConfig()
 
 
 def expand_path(value: str) -> str:
@@ -105,31 +103,6 @@ class PlasmConfig(_Strict):
     every: int = Field(default=1, ge=0)
 
 
-class ScoringConfig(_Strict):
-    """How much of the pool is re-scored each iteration; defaults from al_core.ups.SubsamplingConfig
-    (the live backend's)."""
-
-    mode: Literal["full", "ups", "random"] = _SCORING.mode
-    gamma: float = Field(default=_SCORING.gamma, ge=0, le=1)
-    temperature: float = Field(default=_SCORING.temperature, ge=0)
-    full_first: int = Field(default=_SCORING.full_first, ge=0)
-    full_every: int = Field(default=_SCORING.full_every, ge=0)
-
-
-class AcquisitionModeConfig(_Strict):
-    """How a transformer acquisition model learns each iteration; defaults from
-    al_core.acquisition.AcquisitionConfig (the live backend's): auto, frozen or finetune."""
-
-    mode: Literal["auto", "frozen", "finetune"] = _ACQUISITION.mode
-    frozen_below_classification: int = Field(default=_ACQUISITION.frozen_below_classification, ge=0)
-    frozen_below_tagging: int = Field(default=_ACQUISITION.frozen_below_tagging, ge=0)
-    cv_folds: int = Field(default=_ACQUISITION.cv_folds, ge=2)
-    holdout_share: float = Field(default=_ACQUISITION.holdout_share, ge=0, lt=1)
-
-    def engine(self) -> AcquisitionConfig:
-        return AcquisitionConfig(**self.model_dump())
-
-
 class Amount(_Strict):
     """A seed or batch size: exactly one of a count, a share of the pool, a word budget or a
     share of the pool's words (tagging: the paper uses 2% of the tokens)."""
@@ -171,8 +144,9 @@ class SimulationConfig(_Strict):
     successors: list[ModelSpec] = Field(min_length=1)
     plasm: PlasmConfig | None = None
     strategy: str = "lc"
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
-    acquisition_mode: AcquisitionModeConfig = Field(default_factory=AcquisitionModeConfig)
+    # the engine's configs, the live backend's too: the same defaults and bounds
+    scoring: SubsamplingConfig = Field(default_factory=SubsamplingConfig)
+    acquisition_mode: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     seed_set: Amount
     batch: Amount
     iterations: int = Field(gt=0)
@@ -208,12 +182,16 @@ class SimulationConfig(_Strict):
 
 
 def _check_training_keys(where: str, values: dict) -> None:
-    from al_core.config import TrainingConfig
-
+    """Training overrides must be TrainingConfig fields within its bounds."""
     known = set(TrainingConfig.fields())
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown training setting(s) {unknown}; known: {sorted(known)}")
+    try:
+        TrainingConfig(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{where}: {problems}") from None
 
 
 def _format_errors(error: ValidationError) -> str:

@@ -253,7 +253,7 @@ class Simulation:
     def settings_in_force(self) -> dict:
         """Every training, scoring and acquisition value the run uses, defaults included."""
         config = self.config
-        acquisition = {"model": config.acquisition.name, "mode": config.acquisition_mode.model_dump()}
+        acquisition = {"model": config.acquisition.name, "mode": dataclasses.asdict(config.acquisition_mode)}
         if config.acquisition.kind == "transformer":
             training = model_factory.training_config(config.acquisition, config.training, seed=0)
             acquisition["training"] = {k: v for k, v in dataclasses.asdict(training).items() if k != "seed"}
@@ -393,7 +393,7 @@ class Simulation:
         labeled = [data.gold[i] for i in labeled_ids]
         pool = [e for e in data.pool if e.id not in labeled_set]
         iteration_seed = _iteration_seed(seed, t)
-        modes = config.acquisition_mode.engine()
+        modes = config.acquisition_mode
         mode = resolve_mode(modes, data.kind, len(labeled)) if config.acquisition.kind == "transformer" else "finetune"
         acquisition = model_factory.build(
             config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
@@ -439,7 +439,7 @@ class Simulation:
             cache,
             iteration=t,
             model_version=f"seed{seed}-it{t}",
-            acquisition=config.acquisition_mode.engine(),
+            acquisition=config.acquisition_mode,
             **self._query_size(),
         )
         return {
@@ -458,7 +458,7 @@ class Simulation:
     def _last_round(self, acquisition, labeled) -> dict:
         """The last iteration: the acquisition model is trained and evaluated, nothing is queried."""
         start = time.perf_counter()
-        quality = fit_with_estimate(acquisition, labeled, self.config.acquisition_mode.engine())
+        quality = fit_with_estimate(acquisition, labeled, self.config.acquisition_mode)
         return {
             "acq_fit_s": time.perf_counter() - start,
             "inference_s": 0.0,

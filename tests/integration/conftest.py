@@ -39,10 +39,10 @@ def run_worker():
     require_or_skip(RQ.exists(), f"no rq executable beside {sys.executable}")
     started: list[subprocess.Popen] = []
 
-    def run(settings, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(settings, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
         process = subprocess.Popen(
             [str(RQ), "worker", "--burst", "--url", settings.redis_url, settings.rq_queue],
-            env=worker_env(settings),
+            env=worker_env(settings) if env is None else env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

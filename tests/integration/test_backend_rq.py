@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
-from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
+from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings, worker_env
 from ml_backend.app import create_app
+from ml_backend.settings import Settings, env_name
 from ml_backend.store import RedisScoreCache
 from tests.integration.conftest import REDIS_URL
 
@@ -69,6 +70,29 @@ def test_a_burst_of_webhooks_is_one_retrain_holding_every_annotation_then_served
         "/predict", json={"project": "1.99", "tasks": tasks, "label_config": CLS_CONFIG}
     ).json
     assert [r["model_version"] for r in results["results"]] == [version] * 4
+
+
+def test_a_worker_without_the_web_environment_runs_with_the_web_settings(
+    tmp_path, redis_conn, fake_ls, run_worker, tiny_model_dir
+):
+    """The retrain job carries the settings the web process resolved: a worker whose environment
+    names no Label Studio, no MODEL_DIR and an invalid AL_EPOCHS still retrains as the web asked."""
+    fake, url = fake_ls
+    fake.add_project(6)
+    ids = fake.add_tasks(6, TEXTS[:20])
+    settings = make_settings(tmp_path, url, tiny_model_dir, acquisition_mode="frozen")
+    client = create_app(settings).test_client()
+    annotate_with_webhooks(fake, client, 6, ids[:4])
+
+    variables = {env_name(name) for name in Settings.model_fields}
+    bare = {k: v for k, v in worker_env(settings).items() if k not in variables}
+    bare["AL_EPOCHS"] = "0"  # were the environment read, the job would be refused
+    worker = run_worker(settings, env=bare)
+    assert worker.returncode == 0, worker.stdout
+
+    status = client.get("/status/6").json["projects"]["6"]
+    assert status["last_error"] is None and status["current_version"], status
+    assert fake.projects[6]["model_version"] == status["current_version"]
 
 
 def test_next_ups_iteration_rescores_only_the_subset_and_reuses_the_cache(

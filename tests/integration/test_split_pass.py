@@ -46,9 +46,9 @@ def start_worker():
     """Starts a real `rq worker` (not in burst mode); every one started is stopped at teardown."""
     started: list[subprocess.Popen] = []
 
-    def start(settings, **env) -> subprocess.Popen:
+    def start(settings, worker_class: str = "ml_backend.worker.Worker", **env) -> subprocess.Popen:
         process = subprocess.Popen(
-            [str(RQ), "worker", "--worker-class", "ml_backend.worker.Worker", "--url", settings.redis_url, settings.rq_queue],
+            [str(RQ), "worker", "--worker-class", worker_class, "--url", settings.redis_url, settings.rq_queue],
             env={**worker_env(settings), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         started.append(process)
@@ -144,14 +144,15 @@ def test_one_worker_alone_runs_the_whole_split_pass(tmp_path, redis_conn, fake_l
 def test_a_chunk_its_worker_could_not_run_is_run_again(
     tmp_path, redis_conn, fake_ls, tiny_model_dir, start_worker
 ):
-    """A second worker pointed at another MODEL_DIR finds no pass folder: its chunk comes back
-    without a result and the retrain's worker runs it itself."""
+    """A second worker that does not see MODEL_DIR (another machine without the shared disk) finds
+    no pass folder: its chunk comes back without a result and the retrain's worker runs it itself.
+    (The jobs carry the web's settings, so a worker's own MODEL_DIR variable cannot cause this.)"""
     fake, ls_url = fake_ls
     ids = _labeled_project(fake)
-    settings = _settings(tmp_path, ls_url, tiny_model_dir, retrain_delay=4)  # time for the second to start
+    settings = _settings(tmp_path, ls_url, tiny_model_dir, retrain_delay=10)  # time for the second to start
 
     def elsewhere():
-        worker = start_worker(settings, MODEL_DIR=str(tmp_path / "elsewhere"))
+        worker = start_worker(settings, worker_class="tests.integration.blind_worker.Worker")
         _wait_listening(redis_conn, 2)
         return [worker]
 

@@ -38,17 +38,42 @@ def unlabeled(examples):
     return [e.without_labels() for e in examples]
 
 
-# --- one source of training defaults ---------------------------------------------------------
+# --- one source of defaults and bounds ----------------------------------------------------
 
 
-def test_backend_simulator_and_plasm_export_train_with_the_engine_defaults(monkeypatch):
+@pytest.fixture
+def clean_environment(monkeypatch):
+    """No backend setting from the environment: the defaults are in force."""
+    from ml_backend.settings import Settings, env_name
+
+    for name in Settings.model_fields:
+        monkeypatch.delenv(env_name(name), raising=False)
+
+
+def _simulator_config(**changes):
+    from simulate.config import parse_config
+
+    return parse_config(
+        {
+            "name": "defaults",
+            "dataset": {"pool_path": "p.jsonl", "test_size": 10},
+            "acquisition": {"model": "m"},
+            "successors": [{"kind": "acquisition"}],
+            "seed_set": {"count": 2},
+            "batch": {"count": 2},
+            "iterations": 1,
+            "seeds": [0],
+            **changes,
+        }
+    )
+
+
+def test_backend_simulator_and_plasm_export_train_with_the_engine_defaults(clean_environment):
     from ml_backend.settings import Settings
     from plasm_export.cli import build_parser, training_config
     from simulate.config import ModelSpec
     from simulate.successors import training_config as simulator_training
 
-    for name in ("AL_EPOCHS", "AL_MIN_STEPS", "AL_LEARNING_RATE", "AL_MAX_LENGTH", "AL_WARM_START"):
-        monkeypatch.delenv(name, raising=False)
     engine = TrainingConfig()
     backend = Settings().training_config()
     args = build_parser().parse_args(["--export", "x.json", "--teacher", "t", "--out", "o"])
@@ -63,21 +88,59 @@ def test_backend_simulator_and_plasm_export_train_with_the_engine_defaults(monke
     assert training_config(args) == engine.replace(group_by_length=False)
 
 
-def test_every_training_field_that_the_backend_sets_has_the_engine_default():
-    from ml_backend.settings import TRAINING_FIELDS, Settings
+def test_every_shared_field_has_one_default_and_one_set_of_bounds_everywhere(clean_environment):
+    """The backend's settings, the simulator's config and plasm-export's flags are made of the
+    engine's config fields: the same default, bounds and description for each."""
+    from ml_backend.settings import EMBEDDED, Settings
+    from plasm_export.cli import TrainingFlags
+    from simulate.config import SimulationConfig
 
-    defaults = TrainingConfig()
-    fields = Settings.model_fields
-    for name in TRAINING_FIELDS:
-        assert fields[name].default == getattr(defaults, name), name
+    def same(a, b):
+        return (a.annotation, a.default, a.metadata, a.description) == (b.annotation, b.default, b.metadata, b.description)
+
+    settings = Settings()
+    for embedded in EMBEDDED:
+        defaults = embedded.config()
+        for name, field in embedded.config.__pydantic_fields__.items():
+            if name in embedded.exclude:
+                continue
+            setting = embedded.rename.get(name, name)
+            assert same(Settings.model_fields[setting], field), setting
+            assert getattr(settings, setting) == getattr(defaults, name), setting
+    for name, field in TrainingFlags.model_fields.items():
+        assert same(field, TrainingConfig.__pydantic_fields__[name]), name
+    assert set(TrainingFlags.model_fields) == set(TrainingConfig.fields()) - {"from_scratch"}
+    # the simulator's sections are the engine's configs themselves; its training overrides are checked by TrainingConfig
+    from al_core.ups import SubsamplingConfig
+
+    assert SimulationConfig.model_fields["scoring"].annotation is SubsamplingConfig
+    assert SimulationConfig.model_fields["acquisition_mode"].annotation is AcquisitionConfig
+    config = _simulator_config()
+    assert config.scoring == settings.subsampling_config() == SubsamplingConfig()
+    assert config.acquisition_mode == settings.acquisition_config() == AcquisitionConfig()
 
 
-def test_the_acquisition_defaults_are_the_engines_in_the_backend_and_the_simulator():
+@pytest.mark.parametrize(
+    "setting, value, section",
+    [("epochs", 0, "training"), ("ups_gamma", 2, "scoring"), ("cv_folds", 1, "acquisition_mode")],
+)
+def test_a_value_out_of_bounds_is_refused_by_the_backend_the_simulator_and_plasm_export(setting, value, section):
+    from pydantic import ValidationError
+
+    from al_core.exceptions import ALError
     from ml_backend.settings import Settings
-    from simulate.config import AcquisitionModeConfig
+    from plasm_export.cli import build_parser, training_config
+    from simulate.config import ConfigError
 
-    assert Settings().acquisition_config() == AcquisitionConfig()
-    assert AcquisitionModeConfig().engine() == AcquisitionConfig()
+    with pytest.raises(ValidationError):
+        Settings(**{setting: value})
+    key = {"ups_gamma": "gamma"}.get(setting, setting)
+    with pytest.raises(ConfigError, match=key):
+        _simulator_config(**{section: {key: value}})
+    if section == "training":
+        args = build_parser().parse_args(["--export", "x", "--teacher", "t", "--out", "o", f"--{setting}", str(value)])
+        with pytest.raises(ALError, match=f"--{setting}"):
+            training_config(args)
 
 
 # --- the schedule -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from benchmarks import bench_publish
-from ml_backend.cli import build_parser
+from ml_backend.cli import parse_command_line
 from ml_backend.settings import Settings, env_name
 from tests.e2e import harness
 
@@ -103,9 +103,9 @@ def test_backend_and_workers_share_settings_and_models():
 def test_backend_command_parses_and_listens_on_the_published_port():
     command = harness.compose_command("backend")
     assert command[0] == "ml-backend"
-    args = build_parser().parse_args(command[1:])
-    assert args.host == "0.0.0.0"
-    assert f"{args.port}:{args.port}" in SERVICES["backend"]["ports"]
+    _, settings = parse_command_line(command[1:])
+    assert settings.host == "0.0.0.0"
+    assert f"{settings.port}:{settings.port}" in SERVICES["backend"]["ports"]
 
 
 @pytest.mark.parametrize("name", ["worker", "worker-gpu"])

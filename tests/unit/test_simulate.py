@@ -248,6 +248,10 @@ def test_plasm_every_zero_runs_only_at_the_last_iteration(tiny_config, tmp_path)
         ({"successors": [{"kind": "transformer"}]}, "needs `model`"),
         ({"training": {"epochz": 3}}, "unknown training setting"),
         ({"scoring": {"mode": "sometimes"}}, "scoring.mode"),
+        ({"scoring": {"gamma": 1.5}}, "scoring.gamma"),
+        ({"scoring": {"gama": 0.2}}, "scoring.gama"),
+        ({"acquisition_mode": {"holdout_share": 1}}, "acquisition_mode.holdout_share"),
+        ({"training": {"epochs": 0}}, "training: epochs"),
     ],
 )
 def test_config_errors_name_the_problem(tmp_path, change, message):
