@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from al_core.acquisition import fit_with_estimate, resolve_mode
+from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.loop import run_round
-from al_core.ls_format import model_labels
+from al_core.ls_format import LabelConfig, model_labels
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import CachedScore, PoolSubsampler
@@ -182,145 +185,231 @@ def shortfall_error(summary: dict) -> str | None:
     )
 
 
+class StepTimer:
+    """The seconds of a retrain's named steps, in one dict (the summary's `timings`)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def step(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+
+    def add(self, timings: dict[str, float]) -> None:
+        self.timings.update({k: round(v, 3) for k, v in timings.items()})
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total_s": round(time.perf_counter() - self._start, 3)}
+
+
+@dataclass
+class ProjectRead:
+    """What a retrain read of a project: its label config, its tasks as examples, the read's report."""
+
+    label_config: str
+    config: LabelConfig
+    mirror: Any
+    labeled: list[Example]
+    pool: list[Example]
+    reading: dict  # kind, label_counts, skipped, ties, read (the summary's part about the read)
+    ls_read_s: float
+
+
+@dataclass
+class TrainedRound:
+    """A new version, trained, and the scores of the pool tasks it re-scored."""
+
+    version: str
+    iteration: int
+    labels: list[str]
+    strategy: Any
+    mode: str
+    model: Any
+    cache: Any
+    config_changed: bool
+    quality: Any
+    probs: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    n_scored: int = 0
+
+
+@dataclass
+class Published:
+    report: PublishReport
+    pruned: dict[str, int]
+
+
 def _retrain(
     project_id: int, settings: Settings, redis, gateway: LSGateway, split: SplitPass | None = None
 ) -> dict[str, Any]:
-    timings: dict[str, float] = {}
+    """One retrain in named steps: read the project, train a round, save the version, publish it."""
     started_at = time.time()
-    clock = time.perf_counter()
-    t0 = clock
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    timer = StepTimer()
     configure_torch(settings)
+    with timer.step("read_s"):
+        read = read_project(project_id, settings, gateway)
+    timer.timings["ls_read_s"] = read.ls_read_s  # of read_s, the calls to Label Studio
+    if len(read.labeled) < settings.min_labels:
+        raise NotReadyError(
+            f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training", read.reading
+        )
+    trained = train_round(project_id, settings, redis, read, timer, split)
+    with timer.step("save_s"):
+        meta = save_version(project_id, settings, read, trained, started_at)
+    published = publish(project_id, settings, gateway, read, trained, timer)
+    summary = {
+        "status": "trained",
+        "version": trained.version,
+        "iteration": trained.iteration,
+        "n_labeled": len(read.labeled),
+        "n_pool": len(read.pool),
+        "n_scored": trained.n_scored,
+        "n_published": published.report.created,
+        "acquisition_mode": trained.mode,
+        "quality": trained.quality.as_dict(),
+        "label_config_changed": trained.config_changed,
+        **read.reading,
+        "publish": published.report.summary(),
+        "pruned_versions": published.pruned,
+        "split": split.report if split is not None else {},
+        "started_at": started_at,
+        "timings": timer.total(),
+    }
+    # the campaign page's history
+    record_retrain(settings, summary, meta, trained.model, read.labeled, read.pool, trained.probs, read.config)
+    log.info("project %s: %s", project_id, summary)
+    return summary
 
-    project_info = gateway.get_project(project_id)
-    label_config = project_info.get("label_config") or ""
+
+def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> ProjectRead:
+    """The project's label config and tasks, through the backend's mirror of them."""
+    label_config = gateway.get_project(project_id).get("label_config") or ""
     config = check_config(label_config)
     mirror = task_mirror(settings, project_id)
     tasks, sync_report = sync(mirror, gateway, project_id, config_hash(label_config))
     labeled_tasks, unlabeled_tasks = split_tasks(tasks)
-    read = ReadReport()
-    labeled = [e for e in read_examples(labeled_tasks, config, read) if e.is_labeled]
-    pool = read_examples(unlabeled_tasks, config, read)
-    log_report(project_id, read)
+    report = ReadReport()
+    labeled = [e for e in read_examples(labeled_tasks, config, report) if e.is_labeled]
+    pool = read_examples(unlabeled_tasks, config, report)
+    log_report(project_id, report)
     reading = {
         "kind": config.kind,
         "label_counts": label_counts(labeled, config),
-        "skipped": dict(read.skipped),
-        "ties": read.ties,
+        "skipped": dict(report.skipped),
+        "ties": report.ties,
         "read": sync_report.as_dict(),
     }
-    lap("read_s")
-    timings["ls_read_s"] = sync_report.timings["read_s"]  # of read_s, the calls to Label Studio
-    if len(labeled) < settings.min_labels:
-        raise NotReadyError(
-            f"{len(labeled)} labeled tasks, {settings.min_labels} needed before training", reading
+    return ProjectRead(label_config, config, mirror, labeled, pool, reading, sync_report.timings["read_s"])
+
+
+def train_round(
+    project_id: int, settings: Settings, redis, read: ProjectRead, timer: StepTimer, split: SplitPass | None
+) -> TrainedRound:
+    """A new model trained on the labeled tasks, and the pool re-scored as UPS says (al_core's round)."""
+    config, labeled, pool = read.config, read.labeled, read.pool
+    with timer.step("prepare_s"):
+        store = VersionStore(settings.model_dir, keep=settings.keep_versions)
+        iteration = store.next_iteration(project_id)
+        labels = model_labels(config)
+        acquisition = settings.acquisition_config()
+        mode = resolve_mode(acquisition, config.kind, len(labeled))
+        trained = TrainedRound(
+            version=version_name(project_id, iteration + 1),
+            iteration=iteration,
+            labels=labels,
+            strategy=get_strategy(strategy_name(settings, config.kind), seed=settings.seed),
+            mode=mode,
+            model=_new_model(settings, store, project_id, config.kind, labels, mode),
+            cache=score_cache(settings, project_id, redis),
+            config_changed=promoted_label_set_changed(store, project_id, config),
+            quality=None,
         )
+        if trained.config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
+            log.info("project %s: the label config changed; dropping the score cache, scoring the whole pool", project_id)
+            trained.cache.delete_many(list(trained.cache.all()))
+        trained.cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
+    if not pool:
+        with timer.step("fit_s"):
+            trained.quality = fit_with_estimate(trained.model, labeled, acquisition)
+        return trained
+    subsampler = PoolSubsampler(settings.subsampling_config(), seed=settings.seed)
+    result = run_round(
+        trained.model, labeled, pool, trained.strategy, subsampler, trained.cache, iteration, trained.version,
+        count=1, acquisition=acquisition, infer=split,
+    )
+    timer.add(result.timings)
+    trained.probs, trained.scores, trained.n_scored, trained.quality = (
+        result.probs, result.scores, result.n_scored, result.quality
+    )
+    return trained
 
-    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
-    iteration = store.next_iteration(project_id)
-    version = version_name(project_id, iteration + 1)
-    labels = model_labels(config)
-    strategy = get_strategy(strategy_name(settings, config.kind), seed=settings.seed)
-    acquisition = settings.acquisition_config()
-    mode = resolve_mode(acquisition, config.kind, len(labeled))
-    config_changed = promoted_label_set_changed(store, project_id, config)
-    model = _new_model(settings, store, project_id, config.kind, labels, mode)
-    cache = score_cache(settings, project_id, redis)
-    if config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
-        log.info("project %s: the label config changed; dropping the score cache, scoring the whole pool", project_id)
-        cache.delete_many(list(cache.all()))
-    cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
-    lap("prepare_s")
 
-    probs: dict[str, Any] = {}
-    scores: dict[str, float] = {}
-    n_scored = 0
-    if pool:
-        subsampler = PoolSubsampler(settings.subsampling_config(), seed=settings.seed)
-        result = run_round(
-            model, labeled, pool, strategy, subsampler, cache, iteration, version, count=1,
-            acquisition=acquisition, infer=split,
-        )
-        timings.update({k: round(v, 3) for k, v in result.timings.items()})
-        probs, scores, n_scored, quality = result.probs, result.scores, result.n_scored, result.quality
-    else:
-        quality = fit_with_estimate(model, labeled, acquisition)
-        timings["fit_s"] = round(time.perf_counter() - clock, 3)
-    clock = time.perf_counter()
-
+def save_version(project_id: int, settings: Settings, read: ProjectRead, trained: TrainedRound, started_at: float) -> dict:
+    """The version in the model store (model, strategy state, metadata); returns its metadata."""
     meta = {
         "project": project_id,
-        "kind": config.kind,
-        "labels": labels,
-        "label_config": label_config,
-        "label_config_hash": config_hash(label_config),
-        "strategy": strategy.name,
+        "kind": read.config.kind,
+        "labels": trained.labels,
+        "label_config": read.label_config,
+        "label_config_hash": config_hash(read.label_config),
+        "strategy": trained.strategy.name,
         "base_model": settings.acquisition_model,
-        "acquisition_mode": mode,
+        "acquisition_mode": trained.mode,
         "warm_start": settings.warm_start,
-        "quality": quality.as_dict(),
-        "label_counts": reading["label_counts"],
-        "n_labeled": len(labeled),
-        "labeled_ids": [e.id for e in labeled],
-        "n_pool": len(pool),
-        "n_scored": n_scored,
+        "quality": trained.quality.as_dict(),
+        "label_counts": read.reading["label_counts"],
+        "n_labeled": len(read.labeled),
+        "labeled_ids": [e.id for e in read.labeled],
+        "n_pool": len(read.pool),
+        "n_scored": trained.n_scored,
         "started_at": started_at,
         "created_at": time.time(),
     }
 
     def write(folder: Path) -> None:
-        model.save(folder)
-        save_strategy_state(strategy, folder)
+        trained.model.save(folder)
+        save_strategy_state(trained.strategy, folder)
 
-    store.save_version(project_id, version, iteration, write, meta)
-    lap("save_s")
+    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
+    store.save_version(project_id, trained.version, trained.iteration, write, meta)
+    return meta
 
+
+def publish(
+    project_id: int, settings: Settings, gateway: LSGateway, read: ProjectRead, trained: TrainedRound, timer: StepTimer
+) -> Published:
+    """The new version's predictions in Label Studio (the query window, or every task), the project
+    pointed at it, and the predictions of versions older than the last K deleted."""
     window = settings.query_window
-    previous = {} if config_changed or window else mirror.published_results()
-    # with a window, regions are made for the window alone (a frozen head scores the whole pool)
-    candidates = query_window(pool, scores, probs, strategy.name, config.task_kind.outcomes(len(labels)), window) if window else pool
-    predictions = pool_predictions(candidates, scores, probs, strategy.name, labels, config, previous)
-    fresh, rest = split_publish(predictions, probs, window or settings.publish_first, bounded=bool(window))
-    lap("predictions_s")
+    with timer.step("predictions_s"):
+        previous = {} if trained.config_changed or window else read.mirror.published_results()
+        # with a window, regions are made for the window alone (a frozen head scores the whole pool)
+        outcomes = read.config.task_kind.outcomes(len(trained.labels))
+        candidates = (
+            query_window(read.pool, trained.scores, trained.probs, trained.strategy.name, outcomes, window)
+            if window
+            else read.pool
+        )
+        predictions = pool_predictions(
+            candidates, trained.scores, trained.probs, trained.strategy.name, trained.labels, read.config, previous
+        )
+        fresh, rest = split_publish(predictions, trained.probs, window or settings.publish_first, bounded=bool(window))
     report = PublishReport()
     pruned: dict[str, int] = {}
     if fresh or rest:
-        timings.update(gateway.publish_version(project_id, version, fresh, rest, report))
-        mirror.record_published(fresh + rest)
+        timer.add(gateway.publish_version(project_id, trained.version, fresh, rest, report))
+        read.mirror.record_published(fresh + rest)
         if report.deleted:
-            cache.delete_many([str(t) for t in report.deleted])
+            trained.cache.delete_many([str(t) for t in report.deleted])
         if report.activated:
-            clock = time.perf_counter()
-            pruned = prune_versions(gateway, project_id, version, settings.keep_prediction_versions)
-            lap("prune_s")
-    timings["total_s"] = round(time.perf_counter() - t0, 3)
-    summary = {
-        "status": "trained",
-        "version": version,
-        "iteration": iteration,
-        "n_labeled": len(labeled),
-        "n_pool": len(pool),
-        "n_scored": n_scored,
-        "n_published": report.created,
-        "acquisition_mode": mode,
-        "quality": quality.as_dict(),
-        "label_config_changed": config_changed,
-        **reading,
-        "publish": report.summary(),
-        "pruned_versions": pruned,
-        "split": split.report if split is not None else {},
-        "started_at": started_at,
-        "timings": timings,
-    }
-    record_retrain(settings, summary, meta, model, labeled, pool, probs, config)  # the campaign page's history
-    log.info("project %s: %s", project_id, summary)
-    return summary
+            with timer.step("prune_s"):
+                pruned = prune_versions(gateway, project_id, trained.version, settings.keep_prediction_versions)
+    return Published(report, pruned)
 
 
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
