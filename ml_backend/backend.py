@@ -15,7 +15,7 @@ from ml_backend.key_check import KeyCheck
 from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.project_warnings import round_warnings
-from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner
+from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner, pending_ttl
 from ml_backend.settings import Settings
 from ml_backend.status import RedisState
 from ml_backend.store import PROJECT_RE, UNTRAINED, VersionStore, score_cache, task_mirror
@@ -70,7 +70,7 @@ class Backend:
     def _requeue_interrupted(self) -> None:
         """Queues again the retrains a stop of the last process interrupted (or left pending)."""
         for project in self.state.interrupted():
-            if self.state.claim_pending(project, ttl=self.settings.job_timeout + 60):
+            if self.state.claim_pending(project, ttl=pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)):
                 log.warning("project %s: queuing again the retrain the last stop interrupted or left queued", project)
                 self.runner.submit_retrain(project)
 

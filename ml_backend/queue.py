@@ -151,17 +151,36 @@ def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
 
     if exc_type is not AbandonedJobError:
         return
-    project = str(job.args[0])
-    state = RedisState(connection)
-    if not state.end_lost_run(project, job.id, LOST_RUN):
-        return
-    if state.claim_pending(project, ttl=int(job.timeout or 3600) + 60):
-        queue = Queue(job.origin, connection=connection)
-        enqueue_retrain(queue, project, int(job.timeout or 3600), job.kwargs.get("settings"))  # the same settings
-    log.warning("project %s: retrain job %s was abandoned by its worker; queued again", project, job.id)
+    project, timeout, values = str(job.args[0]), int(job.timeout or 3600), job.kwargs.get("settings")
+    delay = float((values or {}).get("retrain_delay") or 0)
+
+    def submit() -> None:  # again, with the same settings
+        enqueue_retrain(Queue(job.origin, connection=connection), project, timeout, values)
+
+    if requeue_lost_run(RedisState(connection), project, job.id, pending_ttl(timeout, delay), submit):
+        log.warning("project %s: retrain job %s was abandoned by its worker; queued again", project, job.id)
 
 
 LOST_RUN = "the retrain was interrupted (its worker or work horse died); queued again"
+
+
+def pending_ttl(job_timeout: float, retrain_delay: float) -> int:
+    """How long a retrain's pending flag may stand: a lost job blocks the project no longer."""
+    return int(job_timeout + retrain_delay) + 60
+
+
+def requeue_lost_run(state, project: str, job_id: str, ttl: int, submit) -> bool:
+    """Ends a run whose job died (the one place a lost run is recovered) and, unless a retrain is
+    pending already, submits one again; False when the run was not that job's any more."""
+    if not state.end_lost_run(project, job_id, LOST_RUN):
+        return False
+    if state.claim_pending(project, ttl=ttl):
+        try:
+            submit()
+        except Exception:
+            state.release_pending(project)
+            raise
+    return True
 
 
 class Retrainer:
@@ -181,9 +200,7 @@ class Retrainer:
             if self.settings.retrain_trigger != "annotation" or events < self.settings.retrain_every:
                 return "recorded"
         # the flag outlives a lost job only until the job timeout: then a new event re-queues
-        if not self.state.claim_pending(
-            project, ttl=self.settings.job_timeout + int(self.settings.retrain_delay) + 60
-        ):
+        if not self.state.claim_pending(project, ttl=pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)):
             return "merged"
         try:
             self.runner.submit_retrain(project)
@@ -200,15 +217,10 @@ class Retrainer:
         job_id = status.get("job_id")
         if not status.get("running") or not job_id or self.runner.job_alive(job_id):
             return False
-        if not self.state.end_lost_run(project, job_id, LOST_RUN):
+        ttl = pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)
+        if not requeue_lost_run(self.state, project, job_id, ttl, lambda: self.runner.submit_retrain(project)):
             return False
         log.warning("project %s: retrain job %s died without finishing; queued again", project, job_id)
-        if self.state.claim_pending(project, ttl=self.settings.job_timeout + 60):
-            try:
-                self.runner.submit_retrain(project)
-            except Exception:
-                self.state.release_pending(project)
-                raise
         return True
 
     def pending(self, project: str) -> bool:
