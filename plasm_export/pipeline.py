@@ -173,95 +173,102 @@ def _say(message: str, progress: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+@dataclass
+class Teacher:
+    model: object
+    score: float  # its held-out metric
+    checkpoints: list  # TracIn's, when the filter is tracin
+    resumed: bool  # loaded from the work folder of an earlier run on the same inputs
+    timings: dict[str, float]
+
+
 def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Path) -> ExportResult:
     """Trains (or reloads) the teacher, pseudo-labels and filters the pool, checks a successor."""
-    from al_core.models import build_model, load_model
-
     kind = project.config.kind
     progress = settings.progress
-    timings: dict[str, float] = {}
-    gold = project.dataset.labeled()
     pool = project.dataset.unlabeled()
-    train, heldout = split_gold(gold, kind, settings.holdout, settings.training.seed)
+    train, heldout = split_gold(project.dataset.labeled(), kind, settings.holdout, settings.training.seed)
     work = WorkFolder(work_path, inputs_hash(project, settings, train, heldout))
-    needs_checkpoints = settings.filter == "tracin"
-
-    state = work.state()
-    checkpoints = CheckpointRecorder.read(work.checkpoints) if state else []
-    resumed = state is not None and (checkpoints or not needs_checkpoints)
-    if resumed:
-        _say(f"resuming: the teacher trained earlier is in {work.teacher}", progress)
-        teacher = load_model(work.teacher, settings.training)
-        teacher_score = float(state["teacher_score"])
-        timings["teacher_fit_s"] = 0.0
-    else:
-        work.reset()
-        teacher = build_model(kind, settings.teacher, project.dataset.labels, settings.training)
-        recorder = CheckpointRecorder(work.checkpoints) if needs_checkpoints else None
-        _say(f"training the teacher {settings.teacher} on {len(train)} gold tasks", progress)
-        start = time.perf_counter()
-        epochs = EpochProgress(len(train), settings.training, "teacher", progress, then=recorder)
-        teacher.fit(train, on_checkpoint=epochs)
-        epochs.close()
-        timings["teacher_fit_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        teacher_score = score_teacher(teacher, heldout)
-        timings["teacher_eval_s"] = time.perf_counter() - start
-        work.save_teacher(
-            teacher, {"teacher_score": teacher_score, "teacher_fit_s": timings["teacher_fit_s"]}
-        )
-        checkpoints = recorder.checkpoints if recorder else []
-    _say(f"teacher held-out {_metric_name(kind)}: {teacher_score:.4f} ({len(heldout)} tasks)", progress)
-
+    teacher = _teacher(project, settings, work, train, heldout)
+    timings = dict(teacher.timings)
+    _say(f"teacher held-out {_metric_name(kind)}: {teacher.score:.4f} ({len(heldout)} tasks)", progress)
     if not pool:
         _say(
             "no unlabeled task: the output holds the gold labels only "
             "(export the project with all tasks to include the unlabeled ones)",
             True,
         )
+    filtered = _filtered_pool(settings, work, teacher, pool, timings)
+    successor = None
+    if settings.successor:
+        start = time.perf_counter()
+        successor = check_successor(
+            settings.successor, kind, project.dataset.labels, train, heldout, filtered.kept_examples,
+            settings.training, progress,
+        )
+        timings["successor_check_s"] = time.perf_counter() - start
+    return ExportResult(
+        project,
+        settings,
+        _rows(project.dataset.examples, train, heldout, filtered),
+        _metric_name(kind),
+        teacher.score,
+        filtered.drop_fraction,
+        f"plasm-teacher-{Path(settings.teacher.rstrip('/')).name}-{work.digest[:8]}",
+        timings,
+        teacher.resumed,
+        successor,
+    )
+
+
+def _teacher(project: AnnotatedProject, settings: ExportSettings, work: WorkFolder, train, heldout) -> Teacher:
+    """The teacher of an earlier run on the same inputs, or a new one trained on `train` and scored
+    on `heldout` (saved in the work folder, with TracIn's checkpoints)."""
+    from al_core.models import build_model, load_model
+
+    progress, needs_checkpoints = settings.progress, settings.filter == "tracin"
+    state = work.state()
+    checkpoints = CheckpointRecorder.read(work.checkpoints) if state else []
+    if state is not None and (checkpoints or not needs_checkpoints):
+        _say(f"resuming: the teacher trained earlier is in {work.teacher}", progress)
+        model = load_model(work.teacher, settings.training)
+        return Teacher(model, float(state["teacher_score"]), checkpoints, True, {"teacher_fit_s": 0.0})
+    work.reset()
+    model = build_model(project.config.kind, settings.teacher, project.dataset.labels, settings.training)
+    recorder = CheckpointRecorder(work.checkpoints) if needs_checkpoints else None
+    _say(f"training the teacher {settings.teacher} on {len(train)} gold tasks", progress)
+    start = time.perf_counter()
+    epochs = EpochProgress(len(train), settings.training, "teacher", progress, then=recorder)
+    model.fit(train, on_checkpoint=epochs)
+    epochs.close()
+    timings = {"teacher_fit_s": time.perf_counter() - start}
+    start = time.perf_counter()
+    score = score_teacher(model, heldout)
+    timings["teacher_eval_s"] = time.perf_counter() - start
+    work.save_teacher(model, {"teacher_score": score, "teacher_fit_s": timings["teacher_fit_s"]})
+    return Teacher(model, score, recorder.checkpoints if recorder else [], False, timings)
+
+
+def _filtered_pool(settings: ExportSettings, work: WorkFolder, teacher: Teacher, pool, timings: dict):
+    """The pool pseudo-labeled and filtered (al_core.plasm.label_pool); TracIn's scores are kept in
+    the work folder and reused by a run on the same inputs."""
     label_filter = (
-        TracInFilter(checkpoints, batch_size=settings.training.eval_batch_size, progress=progress)
+        TracInFilter(teacher.checkpoints, batch_size=settings.training.eval_batch_size, progress=settings.progress)
         if settings.filter == "tracin"
         else get_filter(settings.filter)
     )
     ids = [e.id for e in pool]
     cached = work.cached_scores(settings.filter, ids) if settings.filter == "tracin" else None
     if cached is not None:
-        _say("resuming: TracIn scores computed earlier are reused", progress)
+        _say("resuming: TracIn scores computed earlier are reused", settings.progress)
         label_filter = _Cached(label_filter, cached)
-    filtered, steps = label_pool(teacher, pool, label_filter, teacher_score, settings.drop_fraction, progress)
+    filtered, steps = label_pool(
+        teacher.model, pool, label_filter, teacher.score, settings.drop_fraction, settings.progress
+    )
     timings.update(steps)
     if settings.filter == "tracin" and cached is None:
         work.save_scores(settings.filter, ids, filtered.scores)
-
-    rows = _rows(project.dataset.examples, train, heldout, filtered)
-    version = f"plasm-teacher-{Path(settings.teacher.rstrip('/')).name}-{work.digest[:8]}"
-    successor = None
-    if settings.successor:
-        start = time.perf_counter()
-        successor = check_successor(
-            settings.successor,
-            kind,
-            project.dataset.labels,
-            train,
-            heldout,
-            filtered.kept_examples,
-            settings.training,
-            progress,
-        )
-        timings["successor_check_s"] = time.perf_counter() - start
-    return ExportResult(
-        project,
-        settings,
-        rows,
-        _metric_name(kind),
-        teacher_score,
-        filtered.drop_fraction,
-        version,
-        timings,
-        bool(resumed),
-        successor,
-    )
+    return filtered
 
 
 class _Cached:
