@@ -365,11 +365,11 @@ class FrozenClassifier(_FrozenEncoderModel, TransformerClassifier):
 
     def _batch_probs(self, vectors):
         if not vectors:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return self._empty_probs()
         return self.head_.probs(np.stack(vectors), len(self.labels))
 
-    def _decode(self, probs) -> str:
-        return self.labels[int(np.argmax(probs))]
+    def _decode(self, probs):
+        return kind_of(self.kind).decode(probs, self.labels)
 
     def _summary(self, vector):
         return vector
@@ -382,14 +382,6 @@ class FrozenMultiLabel(FrozenClassifier, TransformerMultiLabel):
 
     def _rows(self, examples, vectors):
         return np.stack(vectors), np.stack([multi_hot(e, self.labels, self.label_to_id) for e in examples])
-
-    def _batch_probs(self, vectors):
-        if not vectors:
-            return np.zeros((0, len(self.labels), 2), dtype=np.float32)
-        return self.head_.probs(np.stack(vectors), len(self.labels))
-
-    def _decode(self, probs) -> list[str]:
-        return kind_of(self.kind).decode(probs, self.labels)
 
 
 class FrozenTagger(_FrozenEncoderModel, TransformerTagger):

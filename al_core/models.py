@@ -295,9 +295,10 @@ class TransformerClassifier(_TransformerModel):
     def _empty_probs(self):
         return np.zeros((0, len(self.labels)), dtype=np.float32)
 
-    def predict(self, examples: list[Example]) -> list[str]:
-        probs = self.predict_proba(examples)
-        return [self.labels[i] for i in probs.argmax(axis=1)] if len(examples) else []
+    def predict(self, examples: list[Example]) -> list:
+        """The kind's decoded values: a class per text (a list of classes, multi-label)."""
+        kind = kind_of(self.kind)
+        return [kind.decode(p, self.labels) for p in self.predict_proba(examples)]
 
 
 class TransformerMultiLabel(TransformerClassifier):
@@ -320,10 +321,6 @@ class TransformerMultiLabel(TransformerClassifier):
 
     def _empty_probs(self):
         return np.zeros((0, len(self.labels), 2), dtype=np.float32)
-
-    def predict(self, examples: list[Example]) -> list[list[str]]:
-        kind = kind_of(self.kind)
-        return [kind.decode(p, self.labels) for p in self.predict_proba(examples)]
 
 
 def multi_hot(example: Example, labels: list[str], label_to_id: dict[str, int]) -> np.ndarray:
