@@ -9,7 +9,8 @@ to read again (their bodies are not authenticated, so nothing they carry is trus
 - a full read (Label Studio's JSON export: data and annotations, prediction ids only) on first
   contact, after a label-config change, or when the mirror was marked untrusted;
 - otherwise the tasks marked by webhooks plus those Label Studio lists as updated since the last
-  sync (annotations bump a task's `updated_at`), read again by id; then the project's counters
+  sync (annotations bump a task's `updated_at`) whose `updated_at` differs from the copy here,
+  read again by id; then the project's counters
   (tasks, annotations, skipped annotations) are compared with the mirror's, and any mismatch (a
   missed event) falls back to a full read.
 """
@@ -195,6 +196,25 @@ class TaskMirror:
         with self._connect() as db:
             return [int(t) for (t,) in db.execute("SELECT id FROM dirty")]
 
+    def outdated(self, listed: list[dict]) -> list[int]:
+        """The listed tasks (id, `updated_at`) whose copy here is older or missing. The overlap of
+        `since` lists again the tasks of the last sync's newest second (after an import, every
+        task of it): those already held as they are need no second read."""
+        held: dict[int, str | None] = {}
+        ids = [int(t["id"]) for t in listed]
+        with self._connect() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                held.update(db.execute(
+                    f"SELECT id, json_extract(body, '$.updated_at') FROM tasks WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall())
+        return [
+            int(t["id"])
+            for t in listed
+            if not (t.get("updated_at") and held.get(int(t["id"])) and _parse(held[int(t["id"])]) == _parse(t["updated_at"]))
+        ]
+
     def since(self) -> str:
         """The `updated_at` from which the next sync asks for changed tasks."""
         watermark = self._get("watermark")
@@ -235,7 +255,7 @@ def sync(mirror: TaskMirror, gateway, project_id: int, config_hash: str) -> tupl
     while reason is None:
         passes += 1
         changed = gateway.changed_tasks(project_id, mirror.since())
-        asked = sorted({int(t["id"]) for t in changed} | set(mirror.dirty()))
+        asked = sorted(set(mirror.outdated(changed)) | set(mirror.dirty()))
         found = gateway.export_tasks(project_id, asked) if asked else []
         report.removed += mirror.update(asked, found, changed)
         report.reread += len(found)

@@ -109,3 +109,19 @@ def test_a_new_label_config_and_an_unknown_deleted_annotation_mean_a_full_read(p
 
 def _choice(label: str) -> dict:
     return {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+
+
+def test_the_overlap_reads_again_only_the_tasks_that_changed_since_they_were_read(fake_ls, tmp_path):
+    """After an import every task shares the last sync's newest seconds: the overlap lists them all
+    again, and only the one annotated since is read again."""
+    fake, url = fake_ls
+    fake.add_project(1, CLS_CONFIG)
+    ids = fake.add_tasks(1, TEXTS[:20])
+    gateway = LSGateway(backend_settings(url, tmp_path / "store", tmp_path))
+    mirror = TaskMirror(tmp_path / "mirror.sqlite", overlap=timedelta(hours=1))
+    sync(mirror, gateway, 1, CONFIG_HASH)
+    fake.choose(ids[4], "Negative")
+    assert len(gateway.changed_tasks(1, mirror.since())) == 20
+    tasks, second = sync(mirror, gateway, 1, CONFIG_HASH)
+    assert (second.mode, second.reread) == ("incremental", 1)
+    assert labels(tasks) == {ids[4]: ["Negative"]}
