@@ -455,27 +455,33 @@ def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, 
 
 
 def prune_when_idle(project_id: int, settings: Settings, gateway: LSGateway, state, current: str) -> tuple[dict, float]:
-    """`prune_versions` once the project points at `current`, and not while another retrain of the
-    project waits (that one prunes): Label Studio saves the task of every prediction it deletes
-    (about 25 ms each on PostgreSQL, 10x what creating it cost), so a prune of the window costs
-    seconds that no annotator should wait for. Returns (versions deleted, seconds)."""
-    if settings.keep_prediction_versions <= 0 or state.status(str(project_id)).get("pending"):
+    """`prune_versions` once the project points at `current`, outside the retrain's timed total:
+    Label Studio saves the task of every prediction it deletes (about 25 ms each on PostgreSQL,
+    ten times what creating it cost), seconds that no annotator should wait for. While another
+    retrain of the project is pending, that one prunes, unless this one would leave more than
+    twice the versions kept (a burst of annotations that never lets the queue go idle).
+    Returns (versions deleted, seconds)."""
+    keep = settings.keep_prediction_versions
+    if keep <= 0:
         return {}, 0.0
+    slack = keep if state.status(str(project_id)).get("pending") else 0
     start = time.perf_counter()
-    pruned = prune_versions(gateway, project_id, current, settings.keep_prediction_versions)
+    pruned = prune_versions(gateway, project_id, current, keep, slack)
     return pruned, round(time.perf_counter() - start, 3)
 
 
-def prune_versions(gateway: LSGateway, project_id: int, current: str, keep: int) -> dict[str, int]:
+def prune_versions(gateway: LSGateway, project_id: int, current: str, keep: int, slack: int = 0) -> dict[str, int]:
     """Deletes from Label Studio the predictions of this backend's versions older than the `keep`
-    newest (0: none deleted); never `current`, the version the project was just pointed at.
-    Versions named otherwise (predictions a user imported) are left alone. Returns
-    {version: predictions deleted}."""
+    newest (0: none deleted), once more than `keep + slack` are held; never `current`, the version
+    the project was just pointed at. Versions named otherwise (predictions a user imported) are
+    left alone. Returns {version: predictions deleted}."""
     if keep <= 0:
         return {}
     ours = sorted(
         (version_number(project_id, v), v) for v in gateway.model_versions(project_id) if version_number(project_id, v)
     )
+    if len(ours) <= keep + slack:
+        return {}
     old = [v for _, v in ours[:-keep] if v != current]
     return {v: gateway.delete_version(project_id, v) for v in old}
 

@@ -56,7 +56,8 @@ class PublishingConfig:
         3,
         ge=0,
         description="Model versions whose predictions stay in Label Studio; older versions of this backend "
-        "are deleted in bulk after each retrain (never the project's current one). 0 keeps every version.",
+        "are deleted in bulk after each retrain (never the project's current one; while another retrain is "
+        "pending, only once twice this number are held). 0 keeps every version.",
     )
 
 
