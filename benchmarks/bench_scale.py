@@ -204,8 +204,8 @@ def report(rows: list[dict], command: str) -> str:
         "",
         "| tasks | import s | retrain 1 (full read, embedding pass) s | median LS part of retrains 2.. s "
         "| retrain last / retrain 3 (to the ordering) | the same with the prune "
-        "| prediction rows after the last |",
-        "|---|---|---|---|---|---|---|",
+        "| median of the last 3 / median of retrains 2-4 (to the ordering) | prediction rows after the last |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         mine = [r for r in rows if r["size"] == size]
@@ -216,7 +216,7 @@ def report(rows: list[dict], command: str) -> str:
             f"{statistics.median(steady) if steady else float('nan'):.2f} | "
             f"{(mine[-1]['total_s'] / third['total_s']) if third else float('nan'):.2f} | "
             f"{(mine[-1].get('job_s', 0) / third.get('job_s', third['total_s'])) if third else float('nan'):.2f} | "
-            f"{mine[-1]['prediction_rows']:,} |"
+            f"{_median_ratio(mine):.2f} | {mine[-1]['prediction_rows']:,} |"
         )
     medians = {size: statistics.median([r["ls_part_s"] for r in rows if r["size"] == size][1:] or [float("nan")]) for size in sizes}
     if len(sizes) > 1:
@@ -226,6 +226,14 @@ def report(rows: list[dict], command: str) -> str:
         f"{machine_line()}Label Studio {harness.LS_VERSION} on PostgreSQL (its own database, on the same machine). "
         f"Command: `{command}`.\n\n" + "\n".join(lines + summary) + "\n"
     )
+
+
+def _median_ratio(rows: list[dict]) -> float:
+    """The steady state against the start of the campaign, each side the median of three retrains
+    (one retrain's seconds vary by a fifth on a shared machine)."""
+    if len(rows) < 7:
+        return float("nan")
+    return statistics.median(r["total_s"] for r in rows[-3:]) / statistics.median(r["total_s"] for r in rows[1:4])
 
 
 def _f(value) -> str:
@@ -241,12 +249,22 @@ def main() -> None:
     parser.add_argument("--results", default="results/scale.jsonl")
     parser.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
     parser.add_argument("--section", default="scale-postgres", help="the BENCHMARKS.md section written")
+    parser.add_argument("--report-only", action="store_true", help="write the section from --results, run nothing")
     args = parser.parse_args()
     command = "python -m benchmarks.bench_scale " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("sizes", args.sizes), ("retrains", args.retrains), ("labels", args.labels))
     )
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
+    if args.report_only:  # the rows of the last run of each size in the file
+        runs: dict[int, list[dict]] = {}
+        for row in map(json.loads, results.read_text().splitlines()):
+            if row["retrain"] == 1:
+                runs[row["size"]] = []
+            runs.setdefault(row["size"], []).append(row)
+        wanted = [int(s) for s in args.sizes.split(",")]
+        write_section(args.section, report([r for size in wanted for r in runs.get(size, [])], command))
+        return
     venv = harness.ensure_ls_venv()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="al-scale-") as tmp:

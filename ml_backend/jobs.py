@@ -238,11 +238,6 @@ class TrainedRound:
     n_scored: int = 0
 
 
-@dataclass
-class Published:
-    report: PublishReport
-
-
 def _retrain(
     project_id: int, settings: Settings, redis, gateway: LSGateway, state, split: SplitPass | None = None
 ) -> dict[str, Any]:
@@ -264,7 +259,7 @@ def _retrain(
     published = publish(project_id, settings, gateway, read, trained, timer)
     timings = timer.total()  # to the new ordering: what the annotators wait for
     pruned: dict[str, int] = {}
-    if published.report.activated:
+    if published.activated:
         pruned, timings["prune_s"] = prune_when_idle(project_id, settings, gateway, state, trained.version)
     summary = {
         "status": "trained",
@@ -273,12 +268,12 @@ def _retrain(
         "n_labeled": len(read.labeled),
         "n_pool": len(read.pool),
         "n_scored": trained.n_scored,
-        "n_published": published.report.created,
+        "n_published": published.created,
         "acquisition_mode": trained.mode,
         "quality": trained.quality.as_dict(),
         "label_config_changed": trained.config_changed,
         **read.reading,
-        "publish": published.report.summary(),
+        "publish": published.summary(),
         "pruned_versions": pruned,
         "split": split.report if split is not None else {},
         "started_at": started_at,
@@ -386,7 +381,7 @@ def save_version(project_id: int, settings: Settings, read: ProjectRead, trained
 
 def publish(
     project_id: int, settings: Settings, gateway: LSGateway, read: ProjectRead, trained: TrainedRound, timer: StepTimer
-) -> Published:
+) -> PublishReport:
     """The new version's predictions in Label Studio (the query window, or every task) and the
     project pointed at it."""
     window = settings.query_window
@@ -409,7 +404,7 @@ def publish(
         read.mirror.record_published(fresh + rest)
         if report.deleted:
             trained.cache.delete_many([str(t) for t in report.deleted])
-    return Published(report)
+    return report
 
 
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
