@@ -48,6 +48,36 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return _per_task(-(probs * np.log(probs + _EPS)).sum(axis=-1))
 
 
+def draw_landmarks(embeddings: np.ndarray, seed: int = 0, count: int = 500) -> np.ndarray:
+    """`count` of the rows, drawn at random (seeded), as unit vectors: what `information_density`
+    compares tasks with."""
+    vectors = _unit_rows(embeddings)
+    if len(vectors) <= count:
+        return vectors
+    return vectors[np.random.default_rng(seed).choice(len(vectors), count, replace=False)]
+
+
+def information_density(embeddings: np.ndarray, landmarks: np.ndarray, k: int = 5) -> np.ndarray:
+    """How typical each task is of the tasks the landmarks were drawn from, in [0, 1]: the mean
+    cosine similarity of its vector to its `k` most similar landmarks, leaving out the most similar
+    one (the task itself, when it is a landmark). Information density (Settles & Craven, 2008)
+    over landmarks, so its cost grows with the rows, not their square."""
+    vectors = _unit_rows(embeddings)
+    top = min(k + 1, len(landmarks))
+    if top < 2:
+        return np.ones(len(vectors))
+    out = np.empty(len(vectors))
+    for start in range(0, len(vectors), 4096):  # a (4096, landmarks) block of similarities at a time
+        nearest = np.partition(vectors[start : start + 4096] @ landmarks.T, -top, axis=1)[:, -top:]
+        out[start : start + 4096] = (nearest.sum(axis=1) - nearest.max(axis=1)) / (top - 1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), _EPS)
+
+
 def mnlp(word_probs: Sequence[np.ndarray]) -> np.ndarray:
     """Maximum normalised log-probability, negated: -(1/n) sum_i max_y log P(y_i = y | x).
 
@@ -72,6 +102,14 @@ class QueryStrategy:
 
     def prepare(self, model, labeled: list[Example] | None) -> None:
         """Fits whatever the strategy learns from the labeled set (default: nothing)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What it learned in its round, kept with the version so that tasks scored later (new
+        tasks, /predict) are scored alike (default: nothing)."""
+        return {}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Takes back what `state` gave."""
 
     def score_outputs(self, probs=None, embeddings=None, n: int | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -130,6 +168,32 @@ class Entropy(_ProbabilityStrategy):
     name, kinds, function = "entropy", _CHOICE_KINDS, staticmethod(entropy)
 
 
+class DensityWeightedLeastConfidence(QueryStrategy):
+    """Least confidence times `information_density`: of two tasks the model is as unsure about, the
+    one like many others in the pool goes first, and an uncertain outlier (a text unlike the rest,
+    which teaches little about the others) later. Below a hundred labels least confidence alone
+    chose worse than random on SST-2 and AG News; weighted by density it did better than random
+    on SST-2 and as well on AG News (BENCHMARKS.md, learning curves)."""
+
+    name, kinds = "dlc", _CHOICE_KINDS
+    needs_probs = needs_embeddings = True
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.landmarks_: np.ndarray | None = None
+
+    def score_outputs(self, probs=None, embeddings=None, n=None):
+        if self.landmarks_ is None:  # drawn from the first tasks it scores: its round's pool (or subset)
+            self.landmarks_ = draw_landmarks(embeddings, self.seed)
+        return least_confidence(probs) * information_density(embeddings, self.landmarks_)
+
+    def state(self):
+        return {} if self.landmarks_ is None else {"landmarks": self.landmarks_}
+
+    def restore(self, state):
+        self.landmarks_ = state.get("landmarks")
+
+
 class MNLP(_ProbabilityStrategy):
     name, kinds, function = "mnlp", frozenset({TAGGING}), staticmethod(mnlp)
 
@@ -167,6 +231,12 @@ class MahalanobisDistance(QueryStrategy):
             self.precision_ = LedoitWolf(assume_centered=True).fit(centred).precision_
         return self
 
+    def state(self):
+        return {} if self.centroids_ is None else {"centroids": self.centroids_, "precision": self.precision_}
+
+    def restore(self, state):
+        self.centroids_, self.precision_ = state.get("centroids"), state.get("precision")
+
     def score_outputs(self, probs=None, embeddings=None, n=None):
         if self.centroids_ is None:
             raise ValueError("strategy 'md' is used before it was fitted on labeled embeddings")
@@ -176,7 +246,10 @@ class MahalanobisDistance(QueryStrategy):
 
 
 STRATEGIES: dict[str, type[QueryStrategy]] = {
-    cls.name: cls for cls in (RandomStrategy, LeastConfidence, Margin, Entropy, MNLP, MahalanobisDistance)
+    cls.name: cls
+    for cls in (
+        RandomStrategy, LeastConfidence, DensityWeightedLeastConfidence, Margin, Entropy, MNLP, MahalanobisDistance
+    )
 }
 
 

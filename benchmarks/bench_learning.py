@@ -224,6 +224,7 @@ def main(argv=None) -> None:
     parser.add_argument("--al-strategy", default=None, help="the AL ordering's strategy (default: the backend's)")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
+    parser.add_argument("--section", default="learning", help="the BENCHMARKS.md section written")
     args = parser.parse_args(argv)
     args.embedding_cache = {}
     results = Path(args.results)
@@ -266,7 +267,7 @@ def main(argv=None) -> None:
     report = "\n".join(text)
     print(report)
     if not args.no_write:
-        write_section("learning", "## Learning curves of the live acquisition model\n\n" + report)
+        write_section(args.section, "## Learning curves of the live acquisition model\n\n" + report)
 
 
 if __name__ == "__main__":

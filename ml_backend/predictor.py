@@ -67,16 +67,17 @@ def regions(example: Example, probs: np.ndarray, labels: list[str], config: Labe
 
 
 def save_strategy_state(strategy, folder: Path) -> None:
-    """Keeps what a strategy learned from the labeled set (md: centroids and precision)."""
-    if getattr(strategy, "centroids_", None) is not None:
-        np.savez(folder / STRATEGY_STATE, centroids=strategy.centroids_, precision=strategy.precision_)
+    """Keeps what a strategy learned in its round (md: centroids and precision; dlc: landmarks)."""
+    state = strategy.state()
+    if state:
+        np.savez(folder / STRATEGY_STATE, **state)
 
 
 def load_strategy_state(strategy, folder: Path) -> None:
     path = folder / STRATEGY_STATE
     if path.exists():
         with np.load(path) as state:
-            strategy.centroids_, strategy.precision_ = state["centroids"], state["precision"]
+            strategy.restore({name: state[name] for name in state.files})
 
 
 def cpu_has_amx_bf16() -> bool:

@@ -8,6 +8,7 @@ therefore a bounded, strictly decreasing function of the informativeness u, alwa
 | strategy | informativeness u (al_core)         | range        | published score           |
 |----------|-------------------------------------|--------------|---------------------------|
 | lc       | 1 - max_y P(y|x)                    | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
+| dlc      | (1 - max_y P(y|x)) x density in [0, 1] | [0, 1 - 1/K] | 1 - u / (1 - 1/K)      |
 | margin   | 1 - (P(best) - P(second))           | [0, 1]       | 1 - u  (= the margin)     |
 | entropy  | -sum_y P(y|x) log P(y|x)            | [0, log K]   | 1 - u / log K             |
 | mnlp     | -(1/n) sum_i max_y log P(y_i|x)     | [0, inf)     | exp(-u) (geometric mean of the best tag probabilities) |
@@ -27,6 +28,7 @@ import numpy as np
 
 SCORE_MAPPINGS = {
     "lc": "1 - u / (1 - 1/K)",
+    "dlc": "1 - u / (1 - 1/K)",
     "margin": "1 - u",
     "entropy": "1 - u / log K",
     "mnlp": "exp(-u)",
@@ -38,7 +40,7 @@ SCORE_MAPPINGS = {
 def published_scores(strategy: str, informativeness, n_classes: int) -> np.ndarray:
     """Map informativeness (higher = ask first) to Label Studio scores in [0, 1] (lower = ask first)."""
     u = np.asarray(informativeness, dtype=np.float64)
-    if strategy == "lc":
+    if strategy in ("lc", "dlc"):
         top = 1.0 - 1.0 / n_classes if n_classes > 1 else 1.0
         score = 1.0 - u / top
     elif strategy in ("margin", "random"):

@@ -143,7 +143,7 @@ class SimulationConfig(_Strict):
     acquisition: ModelSpec
     successors: list[ModelSpec] = Field(min_length=1)
     plasm: PlasmConfig | None = None
-    strategy: str = "lc"
+    strategy: str = "auto"  # auto: the task kind's, as the backend's AL_STRATEGY=auto
     # the engine's configs, the live backend's too: the same defaults and bounds
     scoring: SubsamplingConfig = Field(default_factory=SubsamplingConfig)
     acquisition_mode: AcquisitionConfig = Field(default_factory=AcquisitionConfig)

@@ -250,6 +250,13 @@ class Simulation:
         self.data: SimulationData | None = None
         self._embeddings = MemoryEmbeddingCache()  # frozen-encoder vectors: one pass per task per run
 
+    @property
+    def strategy(self) -> str:
+        """The configured strategy; `auto`: the task kind's, as the backend's AL_STRATEGY=auto."""
+        if self.config.strategy != "auto" or self.data is None:
+            return self.config.strategy
+        return kind_of(self.data.kind).default_strategy
+
     def settings_in_force(self) -> dict:
         """Every training, scoring and acquisition value the run uses, defaults included."""
         config = self.config
@@ -260,7 +267,7 @@ class Simulation:
         return {
             "acquisition": acquisition,
             "scoring": dataclasses.asdict(self._subsampling()),
-            "strategy": config.strategy,
+            "strategy": self.strategy,
             "training_overrides": config.training,
         }
 
@@ -283,9 +290,9 @@ class Simulation:
         from al_core.strategies import available_strategies
 
         kind = self.data.kind
-        if self.config.strategy not in available_strategies(kind):
+        if self.strategy not in available_strategies(kind):
             raise ConfigError(
-                f"strategy {self.config.strategy!r} does not apply to {kind}; "
+                f"strategy {self.strategy!r} does not apply to {kind}; "
                 f"choose one of {', '.join(available_strategies(kind))}"
             )
         specs = [self.config.acquisition, *self.config.successors]
@@ -406,7 +413,7 @@ class Simulation:
             "labeled_words": sum(e.n_words for e in labeled),
             "pool_size": len(pool),
             "acquisition": config.acquisition.name,
-            "strategy": config.strategy,
+            "strategy": self.strategy,
             "scoring": config.scoring.mode,
             "acquisition_mode": mode,
             "metric": kind_of(data.kind).metric,
@@ -434,7 +441,7 @@ class Simulation:
             acquisition,
             labeled,
             pool,
-            get_strategy(config.strategy, seed=_iteration_seed(seed, t)),
+            get_strategy(self.strategy, seed=_iteration_seed(seed, t)),
             PoolSubsampler(subsampling, seed=seed),
             cache,
             iteration=t,

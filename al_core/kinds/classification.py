@@ -21,7 +21,7 @@ class Classification(TaskKind):
     result_key = "choices"
     metric = "accuracy"
     metrics = ("accuracy",)
-    default_strategy = "lc"
+    default_strategy = "dlc"  # least confidence weighted by density (al_core.strategies)
     label_noun = "class"
     mention_unit = "tasks"
     unit = "task"

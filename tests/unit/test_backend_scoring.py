@@ -37,7 +37,7 @@ def test_mnlp_is_the_geometric_mean_of_the_best_tag_probabilities():
     values=st.lists(st.floats(0, 50, allow_nan=False), min_size=2, max_size=20),
 )
 def test_mapping_is_bounded_and_never_rises_with_informativeness(name, k, values):
-    if name in ("lc",):
+    if name in ("lc", "dlc"):
         values = [v % (1 - 1 / k) for v in values]
     elif name in ("margin", "random"):
         values = [v % 1 for v in values]
@@ -61,5 +61,5 @@ def test_unknown_strategy_is_refused():
 
 
 def test_auto_strategy_per_task_kind():
-    assert default_strategy("classification") == "lc"
+    assert default_strategy("classification") == "dlc"
     assert default_strategy("tagging") == "mnlp"

@@ -10,10 +10,13 @@ from al_core.data import CLASSIFICATION, TAGGING, Example
 from al_core.exceptions import EmptyPoolError, UnknownStrategyError
 from al_core.models import TransformerClassifier, TransformerTagger
 from al_core.strategies import (
+    DensityWeightedLeastConfidence,
     MahalanobisDistance,
     available_strategies,
+    draw_landmarks,
     entropy,
     get_strategy,
+    information_density,
     least_confidence,
     margin,
     mnlp,
@@ -77,7 +80,7 @@ def test_random_differs_by_seed(classifier):
 
 
 def test_unknown_strategy_is_named():
-    with pytest.raises(UnknownStrategyError, match="'bald'.*available: entropy, lc"):
+    with pytest.raises(UnknownStrategyError, match="'bald'.*available: dlc, entropy, lc"):
         get_strategy("bald")
 
 
@@ -140,3 +143,45 @@ def test_mahalanobis_prefers_points_far_from_every_class():
     md = MahalanobisDistance().fit_embeddings(embeddings, ["a"] * 20 + ["b"] * 20)
     scores = md.score_outputs(embeddings=np.array([[0.0, 0, 0], [10.0, 10, 10], [5.0, 5, 5], [40.0, -40, 3]]))
     assert scores[0] < scores[2] < scores[3] and scores[1] < scores[2]
+
+
+def _cluster_and_outliers(rng, n=60):
+    """`n` vectors around one direction, then two far from it and from each other."""
+    cluster = np.array([5.0, 0, 0, 0]) + rng.normal(0, 0.3, (n, 4))
+    return np.vstack([cluster, [[0.0, 5, 0, 0], [0.0, 0, -5, 1]]])
+
+
+@pytest.mark.parametrize("landmarks", [500, 10])
+def test_information_density_is_highest_inside_a_cluster_and_lowest_for_an_outlier(landmarks):
+    vectors = _cluster_and_outliers(np.random.default_rng(0))
+    chosen = draw_landmarks(vectors, seed=3, count=landmarks)
+    assert len(chosen) == min(62, landmarks)
+    density = information_density(vectors, chosen)
+    assert density.shape == (62,) and ((density >= 0) & (density <= 1)).all()
+    assert density[:60].min() > density[60:].max()
+    np.testing.assert_array_equal(chosen, draw_landmarks(vectors, seed=3, count=landmarks))
+    assert information_density(vectors[:1], draw_landmarks(vectors[:1])).tolist() == [1.0]
+
+
+def test_density_weighting_asks_the_uncertain_typical_task_before_the_uncertain_outlier():
+    vectors = _cluster_and_outliers(np.random.default_rng(1))
+    probs = np.tile([0.9, 0.1], (62, 1))
+    probs[[0, 60]] = [0.5, 0.5]  # equally unsure about a task of the cluster and an outlier
+    scores = DensityWeightedLeastConfidence(seed=0).score_outputs(probs=probs, embeddings=vectors)
+    assert int(np.argmax(scores)) == 0 and scores[0] > scores[60] > 0
+    assert scores[1:60].max() < scores[0]
+    assert (scores <= least_confidence(probs) + 1e-12).all()
+
+
+def test_density_weighting_scores_later_tasks_against_its_round_s_landmarks():
+    """New tasks and /predict are scored with the version's strategy state: the same task gets the
+    same score alone as in its round's pool."""
+    rng = np.random.default_rng(2)
+    vectors = _cluster_and_outliers(rng)
+    probs = rng.dirichlet([1, 1], 62)
+    round_strategy = DensityWeightedLeastConfidence(seed=0)
+    in_round = round_strategy.score_outputs(probs=probs, embeddings=vectors)
+    later = DensityWeightedLeastConfidence(seed=0)
+    later.restore(round_strategy.state())
+    alone = [later.score_outputs(probs=probs[i : i + 1], embeddings=vectors[i : i + 1])[0] for i in (0, 61)]
+    np.testing.assert_allclose(alone, in_round[[0, 61]], rtol=1e-6)
