@@ -222,6 +222,8 @@ def main(argv=None) -> None:
     parser.add_argument("--al-counts", default="20,40,100,200", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--al-pool", type=int, default=2000)
     parser.add_argument("--al-strategy", default=None, help="the AL ordering's strategy (default: the backend's)")
+    parser.add_argument("--al-orderings", default="al,random", type=lambda s: s.split(","),
+                        help="al (the strategy) and/or random")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
     parser.add_argument("--section", default="learning", help="the BENCHMARKS.md section written")
@@ -249,10 +251,10 @@ def main(argv=None) -> None:
         curve_tables(args, done),
     ]
     for name in args.al:
-        runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in ("al", "random")}
+        runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in args.al_orderings}
         text += [
             f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, "
-            f"strategy {args.al_strategy or 'the default'}, pool "
+            f"strategy {args.al_strategy or kind_of(load(name, 1)[0]).default_strategy + ' (the default)'}, pool "
             f"{args.al_pool}, labels {args.al_counts}, seeds {args.seeds}: held-out quality (mean over seeds).",
             "",
             "| labels | " + " | ".join(str(c) for c in args.al_counts) + " | area (mean) | round s (mean) |",
