@@ -15,6 +15,7 @@ from al_core.data import Example
 from al_core.models import load_model
 from al_core.strategies import get_strategy
 from fake_label_studio import TEXTS, backend_settings
+from ml_backend.predictor import load_strategy_state
 from ml_backend.queue import enqueue_retrain
 from ml_backend.store import RedisScoreCache, VersionStore, embedding_cache
 from tests.integration.conftest import RQ, worker_env
@@ -98,7 +99,9 @@ def _check_scores_match_one_pass(settings, redis_conn, fake, ids, summary) -> No
     model = load_model(folder)
     pool = [Example(id=str(t), text=fake.tasks[t]["data"]["text"]) for t in ids[4:]]
     strategy = get_strategy(store.meta(PROJECT, summary["version"])["strategy"])
-    expected = strategy.score_outputs(probs=model.infer(pool).probs, embeddings=None, n=len(pool))
+    load_strategy_state(strategy, folder)  # dlc's landmarks, md's statistics: kept with the version
+    outputs = model.infer(pool, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
+    expected = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(pool))
     cached = RedisScoreCache(redis_conn, PROJECT).all()
     assert summary["n_scored"] == len(pool)
     # a frozen head's vectors are cached in float16: its scores match to about 1e-3
