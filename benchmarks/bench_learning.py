@@ -138,7 +138,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
     labeled_ids = [e.id for e in draw(gold, args.al_counts[0], seed)]
     embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
     default = kind_of(kind).default_strategy
-    strategy_name = (args.al_strategy or default) if ordering == "al" else "random"
+    strategy_name = (args.al_strategy or default) if ordering == "al" else ordering
     acquisition = AcquisitionConfig()
     points = []
     for iteration, count in enumerate(args.al_counts):
@@ -223,7 +223,7 @@ def main(argv=None) -> None:
     parser.add_argument("--al-pool", type=int, default=2000)
     parser.add_argument("--al-strategy", default=None, help="the AL ordering's strategy (default: the backend's)")
     parser.add_argument("--al-orderings", default="al,random", type=lambda s: s.split(","),
-                        help="al (the strategy) and/or random")
+                        help="al (--al-strategy, or the default), random, or any strategy's name, comma-separated")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
     parser.add_argument("--section", default="learning", help="the BENCHMARKS.md section written")

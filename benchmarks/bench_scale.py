@@ -223,6 +223,7 @@ def report(rows: list[dict], command: str) -> str:
         summary += ["", f"Median Label Studio part of retrains 2.. at {sizes[-1]:,} tasks / at {sizes[0]:,}: "
                     f"{medians[sizes[-1]] / medians[sizes[0]]:.2f}."]
     return (
+        f"## Scale: a campaign of retrains against Label Studio on PostgreSQL ({', '.join(f'{s:,}' for s in sizes)} tasks)\n\n"
         f"{machine_line()}Label Studio {harness.LS_VERSION} on PostgreSQL (its own database, on the same machine). "
         f"Command: `{command}`.\n\n" + "\n".join(lines + summary) + "\n"
     )
