@@ -171,9 +171,9 @@ class Entropy(_ProbabilityStrategy):
 class DensityWeightedLeastConfidence(QueryStrategy):
     """Least confidence times `information_density`: of two tasks the model is as unsure about, the
     one like many others in the pool goes first, and an uncertain outlier (a text unlike the rest,
-    which teaches little about the others) later. Below a hundred labels least confidence alone
-    chose worse than random on SST-2 and AG News; weighted by density it did better than random
-    on SST-2 and as well on AG News (BENCHMARKS.md, learning curves)."""
+    which teaches little about the others) later. Below a hundred labels, on SST-2, least
+    confidence alone ordered no better than random and dlc better, on AG News both better
+    (BENCHMARKS.md, active learning against random ordering)."""
 
     name, kinds = "dlc", _CHOICE_KINDS
     needs_probs = needs_embeddings = True

@@ -240,36 +240,55 @@ def main(argv=None) -> None:
     with results.open("a") as out:
         if not args.no_curves:
             curves(args, done, out)
-    text = [
-        machine_line(),
-        f"Curve points: runs of this script into {args.results} (one point per dataset, model, label count, seed "
-        "and variant; a run skips the points already there), read back by this command. Fit seconds were measured "
-        "while other work shared the 2 cores (up to 7 runnable processes): compare them within a row only. "
-        "Quality is measured on held-out gold; fine-tuning holds 10% of the labels out for its estimate, as "
-        "the backend does; `old defaults` train on all labels.",
-        "",
-        curve_tables(args, done),
-    ]
+    text = [machine_line()]
+    if not args.no_curves:
+        text += [
+            f"Curve points: runs of this script into {args.results} (one point per dataset, model, label count, seed "
+            "and variant; a run skips the points already there), read back by this command. Fit seconds were measured "
+            "while other work shared the 2 cores (up to 7 runnable processes): compare them within a row only. "
+            "Quality is measured on held-out gold; fine-tuning holds 10% of the labels out for its estimate, as "
+            "the backend does; `old defaults` train on all labels.",
+            "",
+            curve_tables(args, done),
+        ]
+    # a curve of many small steps shows the labels at multiples of 10 (its area uses every point)
+    shown = [i for i, c in enumerate(args.al_counts) if len(args.al_counts) <= 12 or c % 10 == 0 or i == len(args.al_counts) - 1]
+    steps = sorted({b - a for a, b in zip(args.al_counts, args.al_counts[1:])})
+    labels_text = (str(args.al_counts) if len(args.al_counts) <= 12 else
+                   f"{args.al_counts[0]} to {args.al_counts[-1]} in steps of {'/'.join(map(str, steps))}")
     for name in args.al:
         runs = {o: [al_run(args, name, o, s) for s in args.seeds] for o in args.al_orderings}
         text += [
             f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, "
             f"strategy {args.al_strategy or kind_of(load(name, 1)[0]).default_strategy + ' (the default)'}, pool "
-            f"{args.al_pool}, labels {args.al_counts}, seeds {args.seeds}: held-out quality (mean over seeds).",
+            f"{args.al_pool}, labels {labels_text}, seeds {args.seeds}: held-out quality (mean over seeds).",
             "",
-            "| labels | " + " | ".join(str(c) for c in args.al_counts) + " | area (mean) | round s (mean) |",
-            "|---|" + "---|" * (len(args.al_counts) + 2),
+            "| labels | " + " | ".join(str(args.al_counts[i]) for i in shown)
+            + " | area (mean) | ± sd of seeds | area − random, same seed (mean, seeds above) | round s (mean) |",
+            "|---|" + "---|" * (len(shown) + 4),
         ]
+        areas = {}
+        for ordering, per_seed in runs.items():
+            curves_ = np.array([[q for _, q, _ in points] for points in per_seed])
+            areas[ordering] = np.trapezoid(curves_, args.al_counts, axis=1) / (args.al_counts[-1] - args.al_counts[0])
         for ordering, per_seed in runs.items():
             curve = np.mean([[q for _, q, _ in points] for points in per_seed], axis=0)
-            area = float(np.trapezoid(curve, args.al_counts) / (args.al_counts[-1] - args.al_counts[0]))
             round_s = float(np.mean([[s for _, _, s in points] for points in per_seed]))
-            text.append(f"| {ordering} | " + " | ".join(f"{q:.3f}" for q in curve) + f" | {area:.3f} | {round_s:.1f} |")
+            paired = ""
+            if "random" in areas and ordering != "random":
+                gain = areas[ordering] - areas["random"]
+                paired = f"{gain.mean():+.3f}, {int((gain > 0).sum())} of {len(gain)}"
+            text.append(f"| {ordering} | " + " | ".join(f"{curve[i]:.3f}" for i in shown)
+                        + f" | {areas[ordering].mean():.3f} | {areas[ordering].std():.3f} | {paired} | {round_s:.1f} |")
         text.append("")
     report = "\n".join(text)
     print(report)
     if not args.no_write:
-        write_section(args.section, "## Learning curves of the live acquisition model\n\n" + report)
+        title = "Learning curves of the live acquisition model"
+        if args.no_curves:
+            title = (f"Active learning against random ordering: {', '.join(args.al)}, {args.al_counts[0]} to "
+                     f"{args.al_counts[-1]} labels in steps of {'/'.join(map(str, steps))}, {len(args.seeds)} seeds")
+        write_section(args.section, f"## {title}\n\n" + report)
 
 
 if __name__ == "__main__":
