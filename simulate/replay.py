@@ -265,6 +265,7 @@ class Replay:
                 "iteration": t,
                 "labeled": labeled,
                 "annotated_now": len(batch),
+                "annotated_ids": [self.by_task[i].id for i in batch],
                 "version": version,
                 "webhook_max_s": max(webhook_s),
                 "webhook_mean_s": sum(webhook_s) / len(webhook_s),

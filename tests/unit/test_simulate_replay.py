@@ -125,6 +125,8 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
     finally:
         replay.ls.stop()
     assert [r["labeled"] for r in records] == [4, 7]
+    assert records[0]["annotated_ids"] == [replay.by_task[n].id for n in (1, 2, 3, 4)]
+    assert len(set(records[1]["annotated_ids"]) - set(records[0]["annotated_ids"])) == 3  # the next batch
     assert [r["predict_tasks"] for r in records] == [20, 17]  # one /predict result per unlabeled task
     assert all(r["published"] == r["predict_tasks"] for r in records)  # a score published for every task
     assert records[0]["version"] != records[1]["version"]
