@@ -189,9 +189,13 @@ class Replay:
         publishing a bounded query window, AL_QUERY_WINDOW) its predictions unchanged for `settle` s.
         Returns the version and the time it was activated."""
         deadline = time.perf_counter() + self.timeout
+        waiting_since, checked = time.time() - (time.perf_counter() - after), 0.0
         seen: dict[str, tuple[int, float]] = {}  # version -> (predictions, since when)
         while time.perf_counter() < deadline:
             now = time.perf_counter()
+            if now - checked >= 1.0:
+                checked = now
+                self._raise_if_retrain_failed(waiting_since)
             with self.ls.lock:
                 for moment, version in reversed(self.ls.activations):
                     if moment < after:
@@ -208,6 +212,18 @@ class Replay:
             f"no new model version within {self.timeout:.0f} s"
             + (f" (unserved calls from the backend: {calls})" if calls else "")
         )
+
+    def _raise_if_retrain_failed(self, since: float) -> None:
+        """A retrain that failed after `since` (wall clock) with none pending or running will give no
+        version: say why now rather than at the timeout. Unreadable /status answers are ignored."""
+        try:
+            answer = self.client.get(f"{self.backend}/status", timeout=5.0)
+            state = answer.json()["projects"].get(str(self.project_id), {})
+        except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+            return
+        failed_at = state.get("last_error_at") or 0.0
+        if failed_at >= since and not state.get("pending_retrain") and not state.get("running_retrain"):
+            raise ReplayError(f"the backend's retrain failed: {state.get('last_error')}")
 
     def next_batch(self, version: str, size: int) -> list[int]:
         """Uncertainty sampling as Label Studio does it: of the unlabeled tasks, those with a

@@ -132,3 +132,39 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
     assert records[0]["version"] != records[1]["version"]
     assert all(r["webhook_max_s"] > 0 and r["retrain_latency_s"] > 0 for r in records)
     assert replay.ls.projects[1]["sampling"] == "Uncertainty sampling" and not replay.ls.unserved
+
+
+def test_a_replay_says_at_once_why_the_backend_gave_no_version(tmp_path):
+    """A retrain that fails (here: no such acquisition model) ends the wait with the backend's own
+    reason, long before the timeout."""
+    import time
+
+    from werkzeug.serving import make_server
+
+    from ml_backend.app import create_app
+    from ml_backend.settings import Settings
+    from simulate.replay import ReplayError
+
+    replay = Replay(_examples(12), "classification", ["positive", "negative"], "http://placeholder", timeout=300)
+    url = replay.ls.start()
+    try:
+        settings = Settings(
+            label_studio_url=url,
+            label_studio_api_key=TOKEN,
+            model_dir=str(tmp_path / "models"),
+            acquisition_model=str(tmp_path / "no-such-model"),
+            retrain_delay=0.1,
+            device="cpu",
+        )
+        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            replay.backend = f"http://127.0.0.1:{server.server_port}"
+            start = time.perf_counter()
+            with pytest.raises(ReplayError, match="retrain failed: .*no-such-model"):
+                list(replay.run([1, 2, 3, 4], batch_size=2, iterations=1, progress=False))
+            assert time.perf_counter() - start < 60
+        finally:
+            server.shutdown()
+    finally:
+        replay.ls.stop()
