@@ -54,6 +54,7 @@ def replay_and_simulate(config, data, work: Path, timeout: float) -> dict:
             "AL_ACQUISITION_MODEL": expand_path(config.acquisition.model),
             "AL_QUERY_WINDOW": "0",
             "AL_KEEP_VERSIONS": str(config.iterations + 2),  # every version stays on disk to be evaluated
+            "AL_STRATEGY": config.strategy,  # the config's, as the simulator runs it (auto: the kind's default)
         },
     )
     replay_s = time.perf_counter() - start
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--config", default="simulate/configs/sst2-live.yaml")
     parser.add_argument("--seeds", default="0,1,2", help="each seed: its own seed set, replayed and simulated")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for one retrain (s)")
+    parser.add_argument("--strategy", default=None, help="instead of the config's (backend and simulator alike)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("AL_MODELS_DIR", str(MODELS))
@@ -84,6 +86,8 @@ def main() -> None:
     raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
     # a cheap successor: the comparison is of the acquisition model, the one the backend runs
     raw["successors"] = [{"name": "tfidf-lr", "kind": "tfidf_lr"}]
+    if args.strategy:
+        raw["strategy"] = args.strategy
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = []
     for seed in seeds:
