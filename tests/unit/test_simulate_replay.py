@@ -3,7 +3,9 @@ replay against the backend."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 
 import pytest
 
@@ -88,42 +90,55 @@ def test_backend_gateway_reads_and_writes_through_the_replay_routes(tmp_path):
         replay.ls.stop()
 
 
-@pytest.mark.slow
-def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
-    """The whole protocol against the real backend app (in-process server, embedded retrain runner)."""
+@contextlib.contextmanager
+def _backend_for(replay: Replay, tmp_path, **settings):
+    """The replay's Label Studio and the real backend app (in-process server, embedded retrain
+    runner) reading it, with `settings` over the common ones; yields the replay pointed at it."""
     from werkzeug.serving import make_server
 
     from ml_backend.app import create_app
     from ml_backend.settings import Settings
 
-    replay = Replay(
-        _examples(24), "classification", ["positive", "negative"], "http://placeholder", timeout=120
-    )
     url = replay.ls.start()
     try:
-        settings = Settings(
-            label_studio_url=url,
-            label_studio_api_key=TOKEN,
-            model_dir=str(tmp_path / "models"),
-            acquisition_model=str(tiny_model_dir),
-            epochs=1,
-            max_length=16,
-            retrain_delay=0.1,
-            device="cpu",
-            ups_full_first=1,
-            ups_full_every=0,
-            query_window=0,  # a score for every unlabeled task under each version
+        app = create_app(
+            Settings(
+                label_studio_url=url,
+                label_studio_api_key=TOKEN,
+                model_dir=str(tmp_path / "models"),
+                retrain_delay=0.1,
+                device="cpu",
+                **settings,
+            )
         )
-        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             replay.backend = f"http://127.0.0.1:{server.server_port}"
-            records = list(replay.run([1, 2, 3, 4], batch_size=3, iterations=1, progress=False))
+            yield replay
         finally:
             server.shutdown()
     finally:
         replay.ls.stop()
+
+
+@pytest.mark.slow
+def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
+    """The whole protocol against the real backend app."""
+    replay = Replay(
+        _examples(24), "classification", ["positive", "negative"], "http://placeholder", timeout=120
+    )
+    with _backend_for(
+        replay,
+        tmp_path,
+        acquisition_model=str(tiny_model_dir),
+        epochs=1,
+        max_length=16,
+        ups_full_first=1,
+        ups_full_every=0,
+        query_window=0,  # a score for every unlabeled task under each version
+    ):
+        records = list(replay.run([1, 2, 3, 4], batch_size=3, iterations=1, progress=False))
     assert [r["labeled"] for r in records] == [4, 7]
     assert records[0]["annotated_ids"] == [replay.by_task[n].id for n in (1, 2, 3, 4)]
     assert len(set(records[1]["annotated_ids"]) - set(records[0]["annotated_ids"])) == 3  # the next batch
@@ -137,34 +152,11 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
 def test_a_replay_says_at_once_why_the_backend_gave_no_version(tmp_path):
     """A retrain that fails (here: no such acquisition model) ends the wait with the backend's own
     reason, long before the timeout."""
-    import time
-
-    from werkzeug.serving import make_server
-
-    from ml_backend.app import create_app
-    from ml_backend.settings import Settings
     from simulate.replay import ReplayError
 
     replay = Replay(_examples(12), "classification", ["positive", "negative"], "http://placeholder", timeout=300)
-    url = replay.ls.start()
-    try:
-        settings = Settings(
-            label_studio_url=url,
-            label_studio_api_key=TOKEN,
-            model_dir=str(tmp_path / "models"),
-            acquisition_model=str(tmp_path / "no-such-model"),
-            retrain_delay=0.1,
-            device="cpu",
-        )
-        server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            replay.backend = f"http://127.0.0.1:{server.server_port}"
-            start = time.perf_counter()
-            with pytest.raises(ReplayError, match="retrain failed: .*no-such-model"):
-                list(replay.run([1, 2, 3, 4], batch_size=2, iterations=1, progress=False))
-            assert time.perf_counter() - start < 60
-        finally:
-            server.shutdown()
-    finally:
-        replay.ls.stop()
+    with _backend_for(replay, tmp_path, acquisition_model=str(tmp_path / "no-such-model")):
+        start = time.perf_counter()
+        with pytest.raises(ReplayError, match="retrain failed: .*no-such-model"):
+            list(replay.run([1, 2, 3, 4], batch_size=2, iterations=1, progress=False))
+        assert time.perf_counter() - start < 60
