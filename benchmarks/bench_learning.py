@@ -267,12 +267,11 @@ def main(argv=None) -> None:
             + " | area (mean) | ± sd of seeds | area − random, same seed (mean, seeds above) | round s (mean) |",
             "|---|" + "---|" * (len(shown) + 4),
         ]
-        areas = {}
+        quality = {o: np.array([[q for _, q, _ in points] for points in per_seed]) for o, per_seed in runs.items()}
+        areas = {o: np.trapezoid(q, args.al_counts, axis=1) / (args.al_counts[-1] - args.al_counts[0])
+                 for o, q in quality.items()}
         for ordering, per_seed in runs.items():
-            curves_ = np.array([[q for _, q, _ in points] for points in per_seed])
-            areas[ordering] = np.trapezoid(curves_, args.al_counts, axis=1) / (args.al_counts[-1] - args.al_counts[0])
-        for ordering, per_seed in runs.items():
-            curve = np.mean([[q for _, q, _ in points] for points in per_seed], axis=0)
+            curve = quality[ordering].mean(axis=0)
             round_s = float(np.mean([[s for _, _, s in points] for points in per_seed]))
             paired = ""
             if "random" in areas and ordering != "random":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +26,6 @@ import numpy as np
 import yaml
 
 from benchmarks.report import machine_line, write_section
-
-MODELS = Path(os.environ.get("AL_MODELS_DIR", Path.home() / ".cache" / "al-models"))
 
 
 def backend_accuracy(model_dir: Path, version: str, test) -> float:
@@ -77,7 +74,6 @@ def main() -> None:
     parser.add_argument("--strategy", default=None, help="instead of the config's (backend and simulator alike)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("AL_MODELS_DIR", str(MODELS))
 
     from al_core.kinds import kind_of
     from simulate.config import parse_config
