@@ -18,7 +18,6 @@ the head alone (a few KB) plus the name of the encoder it reads.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import sqlite3
 import threading
@@ -31,6 +30,7 @@ from transformers import AutoModel
 
 from al_core.data import Example
 from al_core.exceptions import ModelLoadError
+from al_core.heads import HEAD_C, BinaryHeads, LinearHead
 from al_core.inference import run_batched
 from al_core.kinds import kind_of
 from al_core.models import (
@@ -38,14 +38,13 @@ from al_core.models import (
     TransformerClassifier,
     TransformerMultiLabel,
     TransformerTagger,
+    mean_pool,
     multi_hot,
     read_model_meta,
 )
 from al_core.training import TrainingConfig
 
 HEAD_FILE = "frozen_head.npz"
-# Inverse regularisation of the logistic regression (BENCHMARKS.md, learning curves).
-HEAD_C = 1.0
 # Tasks tokenized and embedded at a time (and then cached): the tokenized features of a
 # 100,000-task pool at once would take gigabytes.
 EMBED_CHUNK = 2048
@@ -127,79 +126,6 @@ class SqliteEmbeddingCache:
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-
-
-def _head_probs(vectors: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-    """The logistic regression's class probabilities: one matrix product and a softmax."""
-    logits = vectors @ coef.T + intercept
-    if coef.shape[0] == 1:  # binary: scikit-learn keeps one row for the second class
-        logits = np.hstack([np.zeros_like(logits), logits])
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
-@dataclasses.dataclass
-class LinearHead:
-    """A logistic regression over the classes present in its training rows (label indices)."""
-
-    classes: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-
-    @classmethod
-    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int) -> LinearHead:
-        from sklearn.linear_model import LogisticRegression
-
-        classes = np.unique(targets)
-        if len(classes) < 2:  # one class labeled so far: it is all the head can say
-            return cls(classes, np.zeros((0, vectors.shape[1])), np.zeros(0))
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(vectors, targets)
-        return cls(model.classes_, model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
-
-    def probs(self, vectors: np.ndarray, n_labels: int) -> np.ndarray:
-        out = np.zeros((len(vectors), n_labels), dtype=np.float32)
-        if len(self.classes) == 1:
-            out[:, self.classes[0]] = 1.0
-        elif len(vectors):
-            out[:, self.classes] = _head_probs(vectors, self.coef, self.intercept)
-        return out
-
-
-@dataclasses.dataclass
-class BinaryHeads:
-    """One binary logistic regression per class (multi-label): row k of `coef` says class k.
-
-    A class whose training rows are all of one outcome gets no regression: a constant
-    probability, the smoothed share of its positive rows ((positives + 1) / (rows + 2)).
-    `classes` is every class index (kept for the saved head's one format).
-    """
-
-    classes: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-
-    @classmethod
-    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int) -> BinaryHeads:
-        from sklearn.linear_model import LogisticRegression
-
-        n_rows, n_labels = targets.shape
-        coef = np.zeros((n_labels, vectors.shape[1]), dtype=np.float32)
-        intercept = np.zeros(n_labels, dtype=np.float32)
-        for k in range(n_labels):
-            column = targets[:, k]
-            if column.min() == column.max():
-                share = (column.sum() + 1.0) / (n_rows + 2.0)
-                intercept[k] = np.log(share / (1.0 - share))
-                continue
-            model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(vectors, column)
-            coef[k], intercept[k] = model.coef_[0], model.intercept_[0]
-        return cls(np.arange(n_labels), coef, intercept)
-
-    def probs(self, vectors: np.ndarray, n_labels: int) -> np.ndarray:
-        """(n, K, 2): each class's [P(absent), P(present)]."""
-        present = 1.0 / (1.0 + np.exp(-(np.asarray(vectors) @ self.coef.T + self.intercept)))
-        return np.stack([1.0 - present, present], axis=-1).astype(np.float32)
 
 
 class _FrozenEncoderModel:
@@ -350,9 +276,7 @@ class FrozenClassifier(_FrozenEncoderModel, TransformerClassifier):
         # One array per batch, its rows handed out as views: a small array per text, allocated
         # between the batches' large activations, fragmented the heap (about 200 KB kept per text,
         # 23 GB on a 100,000-task pool)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).cpu().numpy()
-        return list(pooled)
+        return list(mean_pool(hidden, mask).cpu().numpy())
 
     def _rows(self, examples, vectors):
         for example in examples:

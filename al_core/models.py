@@ -3,8 +3,12 @@
 `TransformerClassifier` (sequence classification), `TransformerMultiLabel` (a sigmoid per class)
 and `TransformerTagger` (token classification, one tag per word, read at each word's first
 sub-token) share one wrapper:
-fit with the paper's recipe, class probabilities, [CLS] embeddings for Mahalanobis, and
+fit with the project's schedule, class probabilities, [CLS] embeddings for Mahalanobis, and
 save/load as safetensors (never pickle).
+
+The two classifiers read the mean of the encoder's last layer (`MeanPooledClassifier`), and a
+new head starts as the logistic regression of the labeled texts' pretrained vectors (a linear
+probe, then fine-tuning); a version saved with a [CLS] head (*ForSequenceClassification) still loads.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Example
 from al_core.exceptions import ModelLoadError, NotFittedError
@@ -24,6 +34,74 @@ from al_core.kinds import KINDS, kind_of
 from al_core.training import CheckpointCallback, TrainingConfig, resolve_device, seed_everything, train_module
 
 MODEL_META = "al_model.json"
+# The linear head of a mean-pooled classifier, beside its encoder's weights.
+POOLED_HEAD = "pooled_head.safetensors"
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's hidden vectors over its sub-tokens (padding left out): (batch, hidden)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class MeanPooledClassifier(torch.nn.Module):
+    """A text classifier: the encoder's last hidden layer averaged over the text, then one linear layer.
+
+    Sentence encoders (the packaged MiniLM and MPNet) are trained for this pooling, not for the
+    [CLS] pooler of *ForSequenceClassification, and a linear layer on it can start as the logistic
+    regression of the frozen head (`TransformerClassifier.fit`): on 40 labels that start gave
+    fine-tuning several points more than a random one (BENCHMARKS.md, learning curves).
+    """
+
+    def __init__(self, encoder: torch.nn.Module, n_labels: int, multi_label: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.classifier = torch.nn.Linear(encoder.config.hidden_size, n_labels)
+        self.multi_label = multi_label
+
+    @classmethod
+    def from_pretrained(cls, source: str, n_labels: int, multi_label: bool, fresh: bool) -> MeanPooledClassifier:
+        """The encoder of `source` with a new head (`fresh`), or a saved classifier with its own."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        module = cls(AutoModel.from_pretrained(source, use_safetensors=True), n_labels, multi_label)
+        if not fresh:
+            try:
+                module.classifier.load_state_dict(load_file(str(Path(source) / POOLED_HEAD)))
+            except (SafetensorError, RuntimeError) as error:
+                raise ValueError(f"cannot read {POOLED_HEAD}: {error}") from error
+        return module
+
+    def save_pretrained(self, folder: str | Path, safe_serialization: bool = True) -> None:
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(folder, safe_serialization=True)
+        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, str(Path(folder) / POOLED_HEAD))
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def pooled(self, input_ids, attention_mask, token_type_ids=None, output_hidden_states=False):
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, **extra
+        )
+        return mean_pool(out.last_hidden_state, attention_mask), out
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, output_hidden_states=False):
+        vectors, out = self.pooled(input_ids, attention_mask, token_type_ids, output_hidden_states)
+        logits = self.classifier(vectors)
+        loss = None
+        if labels is not None:
+            if self.multi_label:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
 
 
 @dataclasses.dataclass
@@ -128,13 +206,19 @@ class _TransformerModel:
                     ignore_mismatched_sizes=True,
                     **self._head_options,
                 )
-            module = self._auto_class.from_pretrained(source, use_safetensors=True, **extra)
+            module = self._module_from(source, fresh_head, extra)
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load model {source!r}: {error}") from error
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError(f"model {source!r} has no fast tokenizer (needed for word alignment)")
         self.tokenizer_ = tokenizer
         self.model_ = module.to(self.device_).eval()
+
+    def _module_from(self, source: str, fresh_head: bool, head_options: dict) -> torch.nn.Module:
+        return self._auto_class.from_pretrained(source, use_safetensors=True, **head_options)
+
+    def _start_head(self, features: list[dict]) -> None:
+        """First weights of a new head before fine-tuning; a random start unless a kind says otherwise."""
 
     def _require_fitted(self) -> torch.nn.Module:
         if self.model_ is None:
@@ -147,9 +231,12 @@ class _TransformerModel:
         if not examples:
             raise ValueError("no labeled examples to train on")
         seed_everything(self.config.seed)  # the new head's initialisation depends on it
-        if self.config.from_scratch or self.model_ is None:
+        fresh = self.config.from_scratch or self.model_ is None
+        if fresh:
             self._load(self.model_name_or_path, fresh_head=True)
         features = self._encode(examples, with_labels=True)
+        if fresh:
+            self._start_head(features)
         callback = None
         if on_checkpoint is not None:
             def callback(step: int, learning_rate: float) -> None:
@@ -277,6 +364,36 @@ class TransformerClassifier(_TransformerModel):
 
     kind = CLASSIFICATION
     _auto_class = AutoModelForSequenceClassification
+    _multi_label = False  # the head's loss: softmax cross-entropy
+
+    @staticmethod
+    def _probe_class():
+        from al_core.heads import LinearHead
+
+        return LinearHead
+
+    def _module_from(self, source, fresh_head, head_options):
+        if not fresh_head and not (Path(source) / POOLED_HEAD).exists():  # saved with a [CLS] head
+            return super()._module_from(source, fresh_head, head_options)
+        return MeanPooledClassifier.from_pretrained(source, len(self.labels), self._multi_label, fresh_head)
+
+    def _start_head(self, features):
+        """A linear probe first: the head starts as the logistic regression of the labeled texts'
+        mean-pooled vectors under the pretrained encoder (one forward pass over the labeled set)."""
+        from al_core.heads import HEAD_C
+
+        module = self.model_
+        inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
+        vectors = run_batched(
+            module.encoder, inputs, self.config.eval_batch_size, self.tokenizer_.pad_token_id, self.device_,
+            lambda out, batch, _: list(mean_pool(out.last_hidden_state.float(), batch["attention_mask"]).cpu().numpy()),
+            use_amp=self.config.mixed_precision,
+        )
+        probe = self._probe_class().fit(np.stack(vectors), np.array([f["labels"] for f in features]), HEAD_C, self.config.seed)
+        weight, bias = probe.dense(len(self.labels))
+        with torch.no_grad():
+            module.classifier.weight.copy_(torch.from_numpy(weight))
+            module.classifier.bias.copy_(torch.from_numpy(bias))
 
     def _encode(self, examples, with_labels):
         limit = self.config.max_length
@@ -306,6 +423,13 @@ class TransformerMultiLabel(TransformerClassifier):
 
     kind = MULTILABEL
     _head_options = {"problem_type": "multi_label_classification"}
+    _multi_label = True  # the head's loss: binary cross-entropy per class
+
+    @staticmethod
+    def _probe_class():
+        from al_core.heads import BinaryHeads
+
+        return BinaryHeads
 
     def _encode(self, examples, with_labels):
         features = super()._encode([e.without_labels() for e in examples], with_labels=False)

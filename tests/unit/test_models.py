@@ -36,6 +36,36 @@ def test_save_then_load_gives_identical_probabilities(tiny_model_dir, tmp_path):
     np.testing.assert_array_equal(model.predict_proba(examples), loaded.predict_proba(examples))
 
 
+@pytest.mark.parametrize("labels", [["neg", "pos"], ["neg", "pos", "never"]])
+def test_a_new_head_starts_as_the_frozen_heads_regression(tiny_model_dir, labels):
+    """Linear probe, then fine-tuning: before its first step the classifier says what a logistic
+    regression on the pretrained mean-pooled vectors says (a label never seen: about nothing)."""
+    from al_core.frozen import FrozenClassifier
+
+    train = sentiment_examples(1)
+    pool = [Example(id=str(i), text=t) for i, t in enumerate(["great fun", "boring", "film"])]
+    # one step at a learning rate that moves nothing: what fit starts from
+    model = TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1, learning_rate=1e-12)).fit(train)
+    frozen = FrozenClassifier(tiny_model_dir, labels, FAST).fit(train)
+    started = model.predict_proba(pool)
+    np.testing.assert_allclose(started, frozen.predict_proba(pool), atol=1e-4)
+    if "never" in labels:
+        assert started[:, 2].max() < 1e-3
+
+
+def test_a_version_saved_with_a_cls_head_still_loads(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST)
+    model._load(model.model_name_or_path, fresh_head=True)
+    model.model_ = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    model.save(tmp_path / "old")
+    loaded = load_model(tmp_path / "old")
+    assert type(loaded.model_) is type(model.model_)
+    examples = sentiment_examples(1)
+    np.testing.assert_allclose(loaded.predict_proba(examples), model.predict_proba(examples), atol=1e-6)
+
+
 def test_same_seed_gives_the_same_model_on_cpu(tiny_model_dir):
     first = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))
     second = TransformerClassifier(tiny_model_dir, ["neg", "pos"], FAST).fit(sentiment_examples(1))

@@ -184,10 +184,12 @@ def test_a_shortfall_is_an_error_and_a_warning_on_status(fake_ls, tmp_path, tiny
     fake, url = fake_ls
     ids = label_project(fake, 1, 12, ["Positive", "Negative"] * 2)
     real = jobs.pool_predictions
+    broken = []  # the task whose prediction Label Studio refuses (the first the version sends)
 
     def one_bad(*args, **kwargs):  # as a version of a removed label did before the fix
         out = real(*args, **kwargs)
         out[0]["result"] = bad_and_good(ids)[0]["result"]
+        broken.append(str(out[0]["task"]))
         return out
 
     monkeypatch.setattr(jobs, "pool_predictions", one_bad)
@@ -196,12 +198,11 @@ def test_a_shortfall_is_an_error_and_a_warning_on_status(fake_ls, tmp_path, tiny
     backend.retrainer.request("1", force=True)
     assert backend.runner.join(timeout=120)
     status = app.test_client().get("/status/1").json["projects"]["1"]
-    assert (
-        str(ids[4]) in status["last_error"] and "did not create 1 of the predictions" in status["last_error"]
-    )
+    assert broken and broken[-1] in {str(i) for i in ids[4:]}
+    assert f"(tasks {broken[-1]})" in status["last_error"] and "did not create 1 of the predictions" in status["last_error"]
     assert status["last_round"]["n_published"] == 7 and status["last_round"]["publish"]["sent"] == 8
     (shortfall,) = [w for w in status["warnings"] if w["code"] == "publish_shortfall"]
-    assert str(ids[4]) in shortfall["message"]
+    assert f"1 tasks ({broken[-1]})" in shortfall["message"]
 
 
 # --- item 2: tasks deleted while a retrain runs ----------------------------------------------
