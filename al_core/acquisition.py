@@ -6,9 +6,10 @@ simulator's config and the benchmarks start from it):
 - mode `finetune`: the whole transformer fine-tuned with TrainingConfig's schedule;
 - mode `auto` (the default): `frozen` while a project has fewer labeled tasks than the
   threshold of its kind, `finetune` from then on. The thresholds come from the learning
-  curves in BENCHMARKS.md: for classification the frozen head is within a point or two of
-  fine-tuning up to about a hundred labels at a thousandth of the cost; for tagging
-  fine-tuning is far better from the first few dozen sentences, so its threshold is 0.
+  curves in BENCHMARKS.md: for classification, fine-tuning (its head started as the frozen
+  head's regression) is the better of the two from 40 labels on, and below that the frozen
+  head retrains in about a second; for tagging fine-tuning is far better from the first few
+  dozen sentences, so its threshold is 0.
 
 The quality estimate: k-fold cross-validation of the head in frozen mode (cheap: the
 vectors are cached); in finetune mode a fixed share of the labeled tasks (chosen by a hash
@@ -41,7 +42,7 @@ class AcquisitionConfig:
         "every task scored each time); finetune: the whole model fine-tuned; auto: frozen below "
         "frozen_below_classification / frozen_below_tagging labeled tasks, finetune from there on.",
     )
-    frozen_below_classification: int = Field(100, ge=0, description="auto: classification labels before fine-tuning.")
+    frozen_below_classification: int = Field(40, ge=0, description="auto: classification labels before fine-tuning.")
     frozen_below_tagging: int = Field(0, ge=0, description="auto: tagging labels before fine-tuning.")
     cv_folds: int = Field(5, ge=2, description="Quality estimate of a frozen head: k-fold cross-validation.")
     holdout_share: float = Field(

@@ -14,7 +14,7 @@ loop:    annotation -> refreshed ordering on a pool of --pool tasks with --label
          holds a score for every task, as after the full-scoring first iterations); --full also
          times a full-scoring first iteration. Label Studio is the fake one
          from tests/integration (in-process), so publishing to a real server is not in this figure.
-frozen:  the same with the live defaults below 100 labels (a frozen head on cached encoder
+frozen:  the same with the frozen head the live default serves below 40 labels (on cached encoder
          vectors, --frozen-labels labels, --loop-model encoder): the first retrain, which embeds
          the whole pool once, then two single annotations, each re-scoring every task.
 Texts: AG News test set from ../shared/data (repeated with a marker when the pool needs more).
@@ -374,11 +374,13 @@ FROZEN_HEADER = [
 
 
 def bench_frozen_loop(tmp: Path, pool: int, labels: int, threads: int, model: str) -> list[str]:
-    """The frozen head serving (AL_ACQUISITION_MODE=auto below its threshold): the first retrain
+    """The frozen head serving (AL_ACQUISITION_MODE=frozen, what auto serves below its threshold): the first retrain
     embeds the whole pool once; the next ones read every vector from the cache."""
     fake = FakeLabelStudio()
     url = fake.start()
-    settings = settings_for(url, tmp / "loop-frozen", MODELS / model, retrain_delay=0, torch_threads=threads)
+    settings = settings_for(
+        url, tmp / "loop-frozen", MODELS / model, retrain_delay=0, torch_threads=threads, acquisition_mode="frozen"
+    )
     data = ag_news(pool + labels + 2)
     fake.add_project(1, AG_CONFIG)
     ids = fake.add_tasks(1, [t for t, _ in data])
@@ -480,8 +482,8 @@ def main(argv=None) -> None:
                 "(goal <= 5 s after the one-time embedding pass)",
                 [
                     f"{args.pool:,}-task AG News pool, {args.frozen_labels} labels, {args.loop_model} encoder, "
-                    f"torch on {args.threads} thread(s), the live defaults (AL_ACQUISITION_MODE=auto: a frozen head "
-                    "below 100 labels, every task re-scored, AL_QUERY_WINDOW=200: the 200 lowest scores published), AL_RETRAIN_DELAY 0 (the default "
+                    f"torch on {args.threads} thread(s), AL_ACQUISITION_MODE=frozen (what auto serves below 40 "
+                    "labels: every task re-scored), AL_QUERY_WINDOW=200 (the 200 lowest scores published), AL_RETRAIN_DELAY 0 (the default "
                     "adds 1 s); Label Studio is the in-process fake. Held-out accuracy on 1,000 unlabeled pool texts.",
                     "",
                     *FROZEN_HEADER,

@@ -7,8 +7,9 @@ Per size: a project of that many IMDb reviews (train and test sets from ../share
 with a marker past 50,000), `--labels` random tasks annotated with their gold label, then
 `--retrains` retrains in a row, each after one more annotation of the task Label Studio serves
 next (GET /api/projects/<id>/next), as an annotator would. The retrain is the backend's own
-(ml_backend.jobs.run_retrain, what the worker runs) with the live defaults (a frozen head below
-100 labels, AL_QUERY_WINDOW 200, AL_KEEP_PREDICTION_VERSIONS 3), minilm-l3, AL_MAX_LENGTH 48,
+(ml_backend.jobs.run_retrain, what the worker runs) with the live defaults (AL_QUERY_WINDOW 200,
+AL_KEEP_PREDICTION_VERSIONS 3) and the frozen head that auto serves first (AL_ACQUISITION_MODE=frozen,
+so that the campaign stays on it past 40 labels), minilm-l3, AL_MAX_LENGTH 48,
 2 torch threads. No webhook reaches it: the mirror finds every annotation by its updated_at.
 
 Recorded per retrain: the Label Studio read (mirror sync), scoring, publish and prune seconds, the
@@ -144,6 +145,7 @@ def run_size(url: str, token: str, database: str, size: int, retrains: int, labe
         label_studio_api_key=token,
         model_dir=str(work / f"models-{size}"),
         acquisition_model=str(model),
+        acquisition_mode="frozen",
         max_length=48,
         torch_threads=2,
         retrain_delay=0,

@@ -7,7 +7,7 @@ Per size and mode, a fresh MODEL_DIR and a project of that many AG News test tex
 in the in-process fake Label Studio, `--labels` of them labeled with their gold topic; then one
 retrain, enqueued as the backend enqueues it, run by 1 and then by 2 `rq worker` processes on
 real Redis (`--redis`), 1 torch thread each, AL_SPLIT_CHUNK `--chunk`:
-- frozen: the live default below 100 labels; its first retrain embeds the whole pool once
+- frozen: the live default below 40 labels; its first retrain embeds the whole pool once
   (the first embedding pass of a new encoder);
 - finetune: a full-scoring iteration (AL_UPS_MODE full) after fine-tuning with the live schedule.
 Recorded: the scoring step (`inference_s`: saving the model for the workers, the chunks, the
@@ -33,7 +33,7 @@ from ml_backend.queue import enqueue_retrain
 
 RQ = Path(sys.executable).with_name("rq")
 WHAT = {
-    "frozen": "The first retrain of a frozen head (the live default below 100 labels), which embeds the whole "
+    "frozen": "The first retrain of a frozen head (the live default below 40 labels), which embeds the whole "
     "pool: the first embedding pass of the encoder.",
     "finetune": "A full-scoring iteration (AL_UPS_MODE full) after fine-tuning ({args.epochs} epochs, at least "
     "{args.min_steps} steps).",

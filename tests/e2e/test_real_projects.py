@@ -187,7 +187,7 @@ def test_a_multiple_choice_project_learns_sets_of_classes(stack, label_studio: L
     serves the lowest score first."""
     ls, backend = label_studio, stack["backend"]
     backend.process.stop()
-    backend.start(AL_ACQUISITION_MODE="frozen")  # the live default below 100 labels: a head per class
+    backend.start(AL_ACQUISITION_MODE="frozen")  # what the live default serves below 40 labels: a head per class
     project = ls.sdk.projects.create(title="topics", label_config=TOPICS).id
     texts = [f"the {a} {b} story number {i}" for i, (a, b) in enumerate((a, b) for a in ("team", "bank", "soup") for b in ("goal", "tax", "bread"))]
     ls.import_tasks(project, texts * 2)
