@@ -179,15 +179,15 @@ def curve_tables_of(args, model: str, done: dict) -> str:
         kind = "tagging" if name in ("conll2003", "wnut17") else "classification"
         metric = METRIC_NAMES[kind_of(kind).metric]
         sizes = sorted({r.get("test_size", args.test_size) for k, r in done.items() if k[:2] == (model, name)})
-        seeds = sorted({k[3] for k in done if k[:2] == (model, name)})
         lines += [
-            f"**{name}**, {model}, {metric} on {'/'.join(map(str, sizes))} held-out tasks, mean ± sd of seeds "
-            f"{','.join(map(str, seeds))}; fit seconds in brackets.",
+            f"**{name}**, {model}, {metric} on {'/'.join(map(str, sizes))} held-out tasks, mean ± sd over the "
+            "seeds of the row (the same labeled sets for every variant); fit seconds in brackets.",
             "",
-            "| labels | old defaults | new schedule (finetune) | frozen head | auto (mode) | auto − best |",
-            "|---|---|---|---|---|---|",
+            "| labels | seeds | old defaults | new schedule (finetune) | frozen head | auto (mode) | auto − best |",
+            "|---|---|---|---|---|---|---|",
         ]
         for count in sorted({k[2] for k in done if k[:2] == (model, name)}):
+            seeds = sorted({k[3] for k in done if k[:3] == (model, name, count)})
             cells, means = [], {}
             for variant in VARIANTS:
                 rows = [r for k, r in done.items() if k[:3] == (model, name, count) and k[4] == variant]
@@ -202,7 +202,7 @@ def curve_tables_of(args, model: str, done: dict) -> str:
             best = max(means.values()) if means else None
             gap = f"{auto - best:+.3f}" if auto is not None and best is not None else "–"
             auto_cell = f"{auto:.3f} ({mode})" if auto is not None else f"– ({mode})"
-            lines.append(f"| {count} | " + " | ".join(cells) + f" | {auto_cell} | {gap} |")
+            lines.append(f"| {count} | {','.join(map(str, seeds))} | " + " | ".join(cells) + f" | {auto_cell} | {gap} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -225,8 +225,11 @@ def main(argv=None) -> None:
     parser.add_argument("--al-orderings", default="al,random", type=lambda s: s.split(","),
                         help="al (--al-strategy, or the default), random, or any strategy's name, comma-separated")
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="compute nothing: the tables of the points already in --results")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
     parser.add_argument("--section", default="learning", help="the BENCHMARKS.md section written")
+    parser.add_argument("--title", default=None, help="the section's heading (default: learning curves ...)")
     args = parser.parse_args(argv)
     args.embedding_cache = {}
     results = Path(args.results)
@@ -238,14 +241,14 @@ def main(argv=None) -> None:
             if "variant" in row:
                 done[(row["model"], row["dataset"], row["count"], row["seed"], row["variant"])] = row
     with results.open("a") as out:
-        if not args.no_curves:
+        if not (args.no_curves or args.report_only):
             curves(args, done, out)
     text = [machine_line()]
     if not args.no_curves:
         text += [
             f"Curve points: runs of this script into {args.results} (one point per dataset, model, label count, seed "
             "and variant; a run skips the points already there), read back by this command. Fit seconds were measured "
-            "while other work shared the 2 cores (up to 7 runnable processes): compare them within a row only. "
+            "while other work could share the cores: compare them within a row only. "
             "Quality is measured on held-out gold; fine-tuning holds 10% of the labels out for its estimate, as "
             "the backend does; `old defaults` train on all labels.",
             "",
@@ -283,7 +286,7 @@ def main(argv=None) -> None:
     report = "\n".join(text)
     print(report)
     if not args.no_write:
-        title = "Learning curves of the live acquisition model"
+        title = args.title or "Learning curves of the live acquisition model"
         if args.no_curves:
             title = (f"Active learning against random ordering: {', '.join(args.al)}, {args.al_counts[0]} to "
                      f"{args.al_counts[-1]} labels in steps of {'/'.join(map(str, steps))}, {len(args.seeds)} seeds")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,7 @@ def machine_line() -> str:
         f"Machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, "
         f"Python {platform.python_version()}. Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
-        f"Command: `{' '.join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))}`\n"
+        f"Command: `{shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`\n"
     )
 
 
