@@ -9,7 +9,7 @@ to its new version, the accuracy of the pre-annotations it published on the unla
 backend's saved version (AL_KEEP_VERSIONS keeps them all) and of the simulator's acquisition
 model on the config's test set, and the share of the first query (after the seed set, where
 both start from the same labels) that both chose.
-Writes the "replay" section of BENCHMARKS.md.
+Writes the "replay" section of BENCHMARKS.md (--section).
 
     python -m benchmarks.bench_replay [--config simulate/configs/sst2-live.yaml] [--seeds 0,1,2]
 """
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for one retrain (s)")
     parser.add_argument("--strategy", default=None, help="instead of the config's (backend and simulator alike)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--section", default="replay", help="the BENCHMARKS.md section written")
     args = parser.parse_args()
 
     from al_core.kinds import kind_of
@@ -127,7 +128,7 @@ def main() -> None:
     report = "\n".join(lines) + "\n"
     print(report)
     if not args.no_write:
-        write_section("replay", report)
+        write_section(args.section, report)
 
 
 def _first_query_overlap(replayed: list[dict], simulated: dict) -> tuple[int, int]:
