@@ -29,6 +29,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Example
 from al_core.exceptions import ModelLoadError, NotFittedError
+from al_core.heads import HEAD_C, BinaryHeads, LinearHead
 from al_core.inference import run_batched
 from al_core.kinds import KINDS, kind_of
 from al_core.training import CheckpointCallback, TrainingConfig, resolve_device, seed_everything, train_module
@@ -100,8 +101,6 @@ class MeanPooledClassifier(torch.nn.Module):
             else:
                 loss = torch.nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
-
-
 
 
 @dataclasses.dataclass
@@ -365,12 +364,7 @@ class TransformerClassifier(_TransformerModel):
     kind = CLASSIFICATION
     _auto_class = AutoModelForSequenceClassification
     _multi_label = False  # the head's loss: softmax cross-entropy
-
-    @staticmethod
-    def _probe_class():
-        from al_core.heads import LinearHead
-
-        return LinearHead
+    _head_class: type = LinearHead  # the regression the head starts as
 
     def _module_from(self, source, fresh_head, head_options):
         if not fresh_head and not (Path(source) / POOLED_HEAD).exists():  # saved with a [CLS] head
@@ -380,8 +374,6 @@ class TransformerClassifier(_TransformerModel):
     def _start_head(self, features):
         """A linear probe first: the head starts as the logistic regression of the labeled texts'
         mean-pooled vectors under the pretrained encoder (one forward pass over the labeled set)."""
-        from al_core.heads import HEAD_C
-
         module = self.model_
         inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
         vectors = run_batched(
@@ -389,7 +381,7 @@ class TransformerClassifier(_TransformerModel):
             lambda out, batch, _: list(mean_pool(out.last_hidden_state.float(), batch["attention_mask"]).cpu().numpy()),
             use_amp=self.config.mixed_precision,
         )
-        probe = self._probe_class().fit(np.stack(vectors), np.array([f["labels"] for f in features]), HEAD_C, self.config.seed)
+        probe = self._head_class.fit(np.stack(vectors), np.array([f["labels"] for f in features]), HEAD_C, self.config.seed)
         weight, bias = probe.dense(len(self.labels))
         with torch.no_grad():
             module.classifier.weight.copy_(torch.from_numpy(weight))
@@ -424,12 +416,7 @@ class TransformerMultiLabel(TransformerClassifier):
     kind = MULTILABEL
     _head_options = {"problem_type": "multi_label_classification"}
     _multi_label = True  # the head's loss: binary cross-entropy per class
-
-    @staticmethod
-    def _probe_class():
-        from al_core.heads import BinaryHeads
-
-        return BinaryHeads
+    _head_class = BinaryHeads
 
     def _encode(self, examples, with_labels):
         features = super()._encode([e.without_labels() for e in examples], with_labels=False)
