@@ -2,7 +2,7 @@
 
 `AcquisitionConfig` is the one source of these defaults (the backend's settings, the
 simulator's config and the benchmarks start from it):
-- mode `frozen`: a logistic regression on the frozen encoder's cached vectors (al_core.frozen);
+- mode `frozen`: a logistic regression on the frozen encoder's cached vectors (al_core.models.frozen);
 - mode `finetune`: the whole transformer fine-tuned with TrainingConfig's schedule;
 - mode `auto` (the default): `frozen` while a project has fewer labeled tasks than the
   threshold of its kind, `finetune` from then on. The thresholds come from the learning
@@ -29,7 +29,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from al_core.config import STRICT
 from al_core.data import Example
-from al_core.kinds import kind_of
+from al_core.kinds import TaskKind, kind_of
 
 Mode = Literal["auto", "frozen", "finetune"]
 
@@ -78,14 +78,9 @@ class QualityEstimate:
         return asdict(self)
 
 
-def metric_name(kind: str) -> str:
-    return kind_of(kind).metric
-
-
-def score_predictions(kind: str, gold: list[Example], predicted: list) -> float:
+def score_predictions(kind: TaskKind, gold: list[Example], predicted: list) -> float:
     """The kind's metric (accuracy, micro F1, strict span F1) of predictions against gold examples."""
-    task_kind = kind_of(kind)
-    return task_kind.score([task_kind.gold(e) for e in gold], predicted)
+    return kind.score([kind.gold(e) for e in gold], predicted)
 
 
 def _held_out(example: Example, share: float) -> bool:
@@ -95,7 +90,8 @@ def _held_out(example: Example, share: float) -> bool:
 
 def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) -> QualityEstimate:
     """Fits `model` on `labeled` and estimates its quality (see the module's docstring)."""
-    metric = metric_name(model.kind)
+    kind = model.task_kind
+    metric = kind.metric
     if len(labeled) < config.min_estimate_labels:
         model.fit(labeled)
         return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0)
@@ -103,7 +99,7 @@ def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) 
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
         model.fit(labeled)
-        value = score_predictions(model.kind, labeled, predicted)
+        value = score_predictions(kind, labeled, predicted)
         return QualityEstimate(metric, round(value, 4), f"{folds}-fold cross-validation", len(labeled))
     held = [e for e in labeled if _held_out(e, config.holdout_share)]
     train = [e for e in labeled if not _held_out(e, config.holdout_share)]
@@ -111,6 +107,6 @@ def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) 
         model.fit(labeled)
         return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
     model.fit(train)
-    value = score_predictions(model.kind, held, model.predict([e.without_labels() for e in held]))
+    value = score_predictions(kind, held, model.predict([e.without_labels() for e in held]))
     share = f"{config.holdout_share:.0%}"
     return QualityEstimate(metric, round(value, 4), f"held-out {share} of the labels", len(held))

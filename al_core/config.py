@@ -17,10 +17,13 @@ from a few dozen labels on a CPU (docs/backend.md, "Training schedule"); the pap
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.dataclasses import dataclass
+
+if TYPE_CHECKING:
+    from al_core.kinds import TaskKind
 
 # an unknown keyword is an error, as it is for a plain dataclass
 STRICT = ConfigDict(extra="forbid")
@@ -99,13 +102,11 @@ class TrainingConfig:
     def replace(self, **changes) -> TrainingConfig:
         return dataclasses.replace(self, **changes)
 
-    def for_kind(self, kind: str) -> TrainingConfig:
+    def for_kind(self, kind: TaskKind) -> TrainingConfig:
         """This config with the learning rate resolved for a task kind."""
         if self.learning_rate is not None:
             return self
-        from al_core.kinds import kind_of
-
-        return self.replace(learning_rate=kind_of(kind).learning_rate)
+        return self.replace(learning_rate=kind.learning_rate)
 
     @classmethod
     def fields(cls) -> list[str]:

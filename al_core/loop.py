@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
-from al_core.models import ModelOutputs
+from al_core.models.base import ModelOutputs
 from al_core.strategies import QueryStrategy, select_batch
 from al_core.ups import CachedScore, PoolSubsampler, ScoreCache
 

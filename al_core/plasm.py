@@ -24,7 +24,7 @@ import torch
 
 from al_core.data import Example
 from al_core.exceptions import ALError
-from al_core.kinds import kind_of
+from al_core.kinds import TaskKind, kind_of
 from al_core.kinds.tagging import valid_iob2  # noqa: F401  (part of this module's interface)
 
 # ---------------------------------------------------------------------------------------------
@@ -64,16 +64,15 @@ def pseudo_label(
     if not examples:
         return PseudoLabels(labels=[], confidences=np.zeros(0))
     probs = _predict_in_chunks(teacher, examples, chunk_size, progress)
-    kind = kind_of(teacher.kind)
+    kind = teacher.task_kind
     labels = [kind.decode(np.asarray(p, dtype=float), teacher.labels) for p in probs]
     confidences = np.array([kind.confidence(np.asarray(p, dtype=float)) for p in probs])
     return PseudoLabels(labels=labels, confidences=confidences)
 
 
-def with_labels(examples: Sequence[Example], labels: Sequence, kind: str) -> list[Example]:
+def with_labels(examples: Sequence[Example], labels: Sequence, kind: TaskKind) -> list[Example]:
     """Copies of `examples` carrying `labels` (each in its kind's shape)."""
-    task_kind = kind_of(kind)
-    return [task_kind.with_gold(e, y) for e, y in zip(examples, labels, strict=True)]
+    return [kind.with_gold(e, y) for e, y in zip(examples, labels, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def self_influence(
         device = next(model.parameters()).device
         model.eval()
         # tokenized as the model reads a task (its text cut included), labeled with the targets
-        features = wrapper.encode(with_labels(examples, targets, wrapper.kind), with_labels=True)
+        features = wrapper.encode(with_labels(examples, targets, wrapper.task_kind), with_labels=True)
         pad_id = wrapper.tokenizer_.pad_token_id or 0
         for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             batch = pad_batch([features[i] for i in indices], pad_id)
@@ -353,7 +352,7 @@ def filter_pseudo_labels(
     drop_fraction: float,
 ) -> FilteredPseudoLabels:
     """Scores the pseudo-labeled pool with `label_filter` and drops `drop_fraction` of it."""
-    labeled = with_labels(pool, pseudo.labels, kind)  # an unknown kind raises here
+    labeled = with_labels(pool, pseudo.labels, kind_of(kind))  # an unknown kind raises here
     scores = np.asarray(label_filter.score(labeled, pseudo), dtype=float)
     fraction = drop_fraction if label_filter.drops else 0.0
     return FilteredPseudoLabels(
@@ -393,7 +392,7 @@ def score_teacher(teacher, heldout: Sequence[Example]) -> float:
     """The kind's metric (accuracy, micro F1, span F1) of the teacher on the held-out gold labels."""
     from al_core.acquisition import score_predictions
 
-    return score_predictions(teacher.kind, list(heldout), teacher.predict([e.without_labels() for e in heldout]))
+    return score_predictions(teacher.task_kind, list(heldout), teacher.predict([e.without_labels() for e in heldout]))
 
 
 def label_pool(

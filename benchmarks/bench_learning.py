@@ -38,7 +38,7 @@ VARIANTS = ("old", "finetune", "frozen")
 
 
 def load(name: str, test_size: int):
-    from al_core.readers import shared_dataset
+    from simulate.datasets import shared_dataset
 
     pool_split, test_split = SPLITS[name]
     data = shared_dataset(name, pool_split)
@@ -77,7 +77,7 @@ def one_point(kind, labels, labeled, test, variant, model_path, cache, seed):
     else:
         estimate = fit_with_estimate(model, labeled, AcquisitionConfig(mode=mode)).value
     fit_s = time.perf_counter() - start
-    value = score_predictions(kind, test, model.predict([e.without_labels() for e in test]))
+    value = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
     return {"value": value, "fit_s": fit_s, "estimate": estimate}
 
 
@@ -92,7 +92,7 @@ def curves(args, done: dict, out) -> None:
 
 
 def curves_of(args, model_name: str, done: dict, out) -> None:
-    from al_core.frozen import MemoryEmbeddingCache
+    from al_core.models import MemoryEmbeddingCache
 
     for name in args.datasets:
         kind, labels, pool, test = load(name, args.test_size)
@@ -125,9 +125,8 @@ def curves_of(args, model_name: str, done: dict, out) -> None:
 def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, float]]:
     """(labels, held-out quality, seconds of the round) along one campaign with the auto default."""
     from al_core.acquisition import AcquisitionConfig, resolve_mode, score_predictions
-    from al_core.frozen import MemoryEmbeddingCache
     from al_core.loop import run_round
-    from al_core.models import build_model
+    from al_core.models import MemoryEmbeddingCache, build_model
     from al_core.strategies import get_strategy
     from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 
@@ -153,7 +152,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
                            PoolSubsampler(SubsamplingConfig(), seed=seed), scores, iteration,
                            f"v{iteration}", count=step, acquisition=acquisition)
         round_s = time.perf_counter() - start
-        quality = score_predictions(kind, test, model.predict([e.without_labels() for e in test]))
+        quality = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
         points.append((len(labeled), quality, round_s))
         print(f"  AL {name} {ordering} seed={seed} n={len(labeled)} ({mode}): {quality:.3f}, "
               f"round {round_s:.1f} s", flush=True)

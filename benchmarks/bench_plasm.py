@@ -34,11 +34,12 @@ from al_core.ls_format import (
     words_text,
 )
 from al_core.models import build_model
-from al_core.readers import read_conll, read_csv, shared_dataset
+from al_core.readers import read_conll, read_csv
 from al_core.strategies import get_strategy, select_batch
 from al_core.training import TrainingConfig
 from benchmarks.report import machine_line, write_section
 from plasm_export.cli import main as plasm_export
+from simulate.datasets import shared_dataset
 from simulate.report import METRIC_NAMES
 
 FILTERS = ("tracin", "uncertainty", "none")

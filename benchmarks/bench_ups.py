@@ -32,10 +32,10 @@ def scoring_benchmark(args) -> dict:
     from al_core.data import Example
     from al_core.loop import run_round
     from al_core.models import build_model
-    from al_core.readers import shared_dataset
     from al_core.strategies import get_strategy
     from al_core.training import TrainingConfig
     from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+    from simulate.datasets import shared_dataset
 
     data = shared_dataset("imdb", "train")
     examples = data.examples[: args.pool_size]

@@ -275,7 +275,7 @@ def score_cache(settings, project: int | str, redis=None):
 def embedding_cache(settings, project: int | str | None):
     """The frozen-encoder vectors of a project's tasks, in one file beside its versions (shared
     by the web process and every worker, like the rest of MODEL_DIR)."""
-    from al_core.frozen import MemoryEmbeddingCache, SqliteEmbeddingCache
+    from al_core.models.embedding_cache import MemoryEmbeddingCache, SqliteEmbeddingCache
 
     if project is None:
         return MemoryEmbeddingCache()

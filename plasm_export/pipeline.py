@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from al_core.data import Example
-from al_core.kinds import kind_of
+from al_core.kinds import TaskKind, kind_of
 from al_core.plasm import (
     CheckpointRecorder,
     FilteredPseudoLabels,
@@ -76,13 +76,13 @@ class ExportResult:
         return self.project.config.kind
 
     @property
+    def task_kind(self) -> TaskKind:
+        return self.project.config.task_kind
+
+    @property
     def training_rows(self) -> list[Row]:
         """What a successor trains on: every gold row and the kept pseudo-labels."""
         return [r for r in self.rows if r.kept]
-
-
-def _metric_name(kind: str) -> str:
-    return kind_of(kind).metric
 
 
 def inputs_hash(project: AnnotatedProject, settings: ExportSettings, train, heldout) -> str:
@@ -185,13 +185,14 @@ class Teacher:
 def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Path) -> ExportResult:
     """Trains (or reloads) the teacher, pseudo-labels and filters the pool, checks a successor."""
     kind = project.config.kind
+    metric = project.config.task_kind.metric
     progress = settings.progress
     pool = project.dataset.unlabeled()
     train, heldout = split_gold(project.dataset.labeled(), kind, settings.holdout, settings.training.seed)
     work = WorkFolder(work_path, inputs_hash(project, settings, train, heldout))
     teacher = _teacher(project, settings, work, train, heldout)
     timings = dict(teacher.timings)
-    _say(f"teacher held-out {_metric_name(kind)}: {teacher.score:.4f} ({len(heldout)} tasks)", progress)
+    _say(f"teacher held-out {metric}: {teacher.score:.4f} ({len(heldout)} tasks)", progress)
     if not pool:
         _say(
             "no unlabeled task: the output holds the gold labels only "
@@ -211,7 +212,7 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
         project,
         settings,
         _rows(project.dataset.examples, train, heldout, filtered),
-        _metric_name(kind),
+        metric,
         teacher.score,
         filtered.drop_fraction,
         f"plasm-teacher-{Path(settings.teacher.rstrip('/')).name}-{work.digest[:8]}",
@@ -324,7 +325,7 @@ def check_successor(
     better = "with_pseudo" if results["with_pseudo"]["score"] > results["gold_only"]["score"] else "gold_only"
     return {
         "model": successor,
-        "metric": _metric_name(kind),
+        "metric": kind_of(kind).metric,
         "n_heldout": len(heldout),
         **results,
         "better": better,

@@ -16,20 +16,20 @@ def _source(row: Row) -> str:
 
 
 def build_report(result: ExportResult) -> dict:
-    kind = result.kind
+    kind = result.task_kind
     tasks = Counter(_source(r) for r in result.rows)
     per_class: dict[str, dict[str, int]] = {
         label: dict.fromkeys(SOURCES, 0) for label in result.project.config.labels
     }
     for row in result.rows:
-        for label in kind_of(kind).label_mentions(row.example):
+        for label in kind.label_mentions(row.example):
             per_class.setdefault(label, dict.fromkeys(SOURCES, 0))[_source(row)] += 1
     n_pseudo = tasks["pseudo_kept"] + tasks["pseudo_dropped"]
     settings = result.settings
     return {
         "source": result.project.origin,
-        "kind": kind,
-        "unit": kind_of(kind).unit,
+        "kind": kind.name,
+        "unit": kind.unit,
         "labels": result.project.config.labels,
         "teacher": {
             "model": settings.teacher,

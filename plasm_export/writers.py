@@ -47,7 +47,7 @@ def _rounded(value: float | None) -> float | None:
 
 
 def jsonl_text(result: ExportResult) -> str:
-    kind = kind_of(result.kind)
+    kind = result.task_kind
     lines = []
     for row in result.rows:
         e = row.example
@@ -67,7 +67,7 @@ def jsonl_text(result: ExportResult) -> str:
 
 def csv_text(result: ExportResult) -> str:
     """The training rows; a multi-label row's classes are joined by "|"."""
-    kind = kind_of(result.kind)
+    kind = result.task_kind
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "text", "label", "source", "teacher_confidence", "filter_score"])

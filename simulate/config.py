@@ -40,7 +40,7 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Where the pool and the test set come from.
 
-    Either `name` (a dataset under the shared data root, read by al_core.readers.shared_dataset)
+    Either `name` (a dataset under the shared data root, read by simulate.datasets.shared_dataset)
     or `pool_path` (+ `test_path`) read by al_core.readers.read_dataset. Without a test split,
     `test_size` rows are split off the pool (AG News has a single 7,600-row file).
     """

@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,8 @@ import yaml
 
 from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.data import Example
-from al_core.frozen import MemoryEmbeddingCache
-from al_core.kinds import kind_of
+from al_core.kinds import TaskKind, kind_of
+from al_core.models.embedding_cache import MemoryEmbeddingCache
 from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from simulate import successors as model_factory
 from simulate.config import ConfigError, SimulationConfig, expand_path
@@ -50,6 +50,10 @@ class SimulationData:
     gold: dict[str, Example]  # pool id -> example with its gold label
     pool: list[Example]  # the same examples without labels, in a fixed order
     test: list[Example]
+    task_kind: TaskKind = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.task_kind = kind_of(self.kind)
 
     @property
     def pool_words(self) -> int:
@@ -59,12 +63,13 @@ class SimulationData:
 def load_data(config: SimulationConfig) -> SimulationData:
     """Reads the dataset, splits off a test set if needed and subsamples pool and test (split_seed)."""
     from al_core import readers
+    from simulate.datasets import shared_dataset
 
     ds = config.dataset
     if ds.name:
         root = expand_path(ds.root) if ds.root else None  # None: $AL_SHARED_DATA or ../shared/data
-        pool_set = readers.shared_dataset(ds.name, ds.pool_split, root)
-        test_set = readers.shared_dataset(ds.name, ds.test_split, root) if ds.test_split else None
+        pool_set = shared_dataset(ds.name, ds.pool_split, root)
+        test_set = shared_dataset(ds.name, ds.test_split, root) if ds.test_split else None
     else:
         pool_set = readers.read_dataset(expand_path(ds.pool_path), format=ds.format, **ds.options)
         test_set = (
@@ -108,7 +113,7 @@ def load_data(config: SimulationConfig) -> SimulationData:
 def evaluate(model, test: list[Example]) -> dict[str, float]:
     """The kind's metrics on the whole test set, its main metric first (accuracy; micro and macro
     F1 for multi-label classification; strict span F1 for tagging)."""
-    kind = kind_of(model.kind)
+    kind = model.task_kind
     predicted = model.predict([e.without_labels() for e in test])
     return kind.scores([kind.gold(e) for e in test], predicted)
 
@@ -255,7 +260,7 @@ class Simulation:
         """The configured strategy; `auto`: the task kind's, as the backend's AL_STRATEGY=auto."""
         if self.config.strategy != "auto" or self.data is None:
             return self.config.strategy
-        return kind_of(self.data.kind).default_strategy
+        return self.data.task_kind.default_strategy
 
     def settings_in_force(self) -> dict:
         """Every training, scoring and acquisition value the run uses, defaults included."""
@@ -416,7 +421,7 @@ class Simulation:
             "strategy": self.strategy,
             "scoring": config.scoring.mode,
             "acquisition_mode": mode,
-            "metric": kind_of(data.kind).metric,
+            "metric": data.task_kind.metric,
             "labeled_ids_before": list(labeled_ids),
         }
         if t < config.iterations and pool:
@@ -504,7 +509,7 @@ class Simulation:
                 "successor": spec.name,
                 "successor_kind": spec.kind,
                 "successor_score": base["acquisition_score"],
-                **{f"successor_{name}": base[f"acquisition_{name}"] for name in kind_of(self.data.kind).metrics[1:]},
+                **{f"successor_{name}": base[f"acquisition_{name}"] for name in self.data.task_kind.metrics[1:]},
                 "successor_fit_s": base["acq_fit_s"],
                 "successor_eval_s": base["acq_eval_s"],
             }
@@ -550,7 +555,7 @@ class Simulation:
             timings.update(steps)
             fraction = filtered.drop_fraction
         kept = filtered.kept_examples
-        kind = kind_of(data.kind)
+        kind = data.task_kind
         correct = [kind.agrees(kind.gold(e), kind.gold(data.gold[e.id])) for e in kept]
         info = {
             "teacher": pcfg.teacher.name,

@@ -1,8 +1,8 @@
 """Models the simulator trains: any transformer (through al_core.models) and classical ones.
 
-Every model offers the engine's model interface: `kind`, `labels`, `fit(examples) -> self`,
-`predict_proba(examples)` and `predict(examples)`, so a classical model can also acquire
-(a TF-IDF model acquiring for itself is the classical "matched pair").
+Every model is an `al_core.models.Predictor` (kind and task kind, labels, fit, infer, predict_proba,
+predict), so a classical model can also acquire (a TF-IDF model acquiring for itself is the
+classical "matched pair").
 
 Classical models:
 - TfidfLogisticRegression (classification): word and bigram TF-IDF + logistic regression.
@@ -20,6 +20,7 @@ import numpy as np
 
 from al_core.data import CLASSIFICATION, TAGGING, Example
 from al_core.exceptions import ModelLoadError, NotFittedError
+from al_core.kinds import kind_of
 
 DEFAULT_GLOVE_DIR = (
     Path(os.environ.get("AL_MODELS_DIR", Path.home() / ".cache" / "al-models")) / "glove-6b-50d"
@@ -30,7 +31,7 @@ class _ClassicalModel:
     """The engine's `infer` on top of predict_proba (classical models have no embeddings)."""
 
     def infer(self, examples: list[Example], probs: bool = True, embeddings: bool = False):
-        from al_core.models import ModelOutputs
+        from al_core.models.base import ModelOutputs
 
         if embeddings:
             raise ValueError(f"{type(self).__name__} has no embeddings; use a probability strategy (not md)")
@@ -41,6 +42,7 @@ class TfidfLogisticRegression(_ClassicalModel):
     """TF-IDF features (words and bigrams) and a multinomial logistic regression."""
 
     kind = CLASSIFICATION
+    task_kind = kind_of(CLASSIFICATION)
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class GloveBiLSTMTagger(_ClassicalModel):
     """Frozen GloVe vectors + shape features -> BiLSTM -> per-word softmax over IOB2 tags."""
 
     kind = TAGGING
+    task_kind = kind_of(TAGGING)
 
     def __init__(
         self,

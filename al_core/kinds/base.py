@@ -2,10 +2,10 @@
 and tagging, behind one interface, so that the rest of the project never asks which kind it has.
 
 A kind says which Label Studio control it reads, how an annotation becomes a gold label and a
-gold label or a prediction becomes result regions, what a model predicts (its labels, its head),
+gold label or a prediction becomes result regions, what a model predicts (its labels),
 how predictions are decoded, measured and turned into pseudo-labels, and which query strategy and
 file formats fit it. A new kind is one module with a `TaskKind` subclass plus its line in
-`al_core.kinds.KINDS`.
+`al_core.kinds.KINDS`, and its models: one module of al_core.models plus their lines in `MODEL_CLASSES`.
 
 The "value" of an example is its gold answer in the kind's own shape: a class name
 (classification), a list of class names (multi-label), a list of IOB2 tags (tagging).
@@ -109,10 +109,6 @@ class TaskKind:
         return n_labels
 
     # -- models ---------------------------------------------------------------------------
-    def model_class(self, mode: str) -> type:
-        """The acquisition model class of a mode ("finetune" or "frozen")."""
-        raise NotImplementedError
-
     def frozen_below(self, config) -> int:
         """auto mode: the labeled tasks below which this kind's acquisition model is a frozen head."""
         return config.frozen_below_classification

@@ -83,15 +83,6 @@ class Classification(TaskKind):
     def stratum(self, example):
         return example.label
 
-    def model_class(self, mode):
-        if mode == "frozen":
-            from al_core.frozen import FrozenClassifier
-
-            return FrozenClassifier
-        from al_core.models import TransformerClassifier
-
-        return TransformerClassifier
-
     def json_fields(self, example):
         return {"label": example.label}
 

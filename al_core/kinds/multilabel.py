@@ -74,15 +74,6 @@ class MultiLabel(Classification):
     def outcomes(self, n_labels):
         return 2
 
-    def model_class(self, mode):
-        if mode == "frozen":
-            from al_core.frozen import FrozenMultiLabel
-
-            return FrozenMultiLabel
-        from al_core.models import TransformerMultiLabel
-
-        return TransformerMultiLabel
-
     def json_fields(self, example):
         return {"labels": list(example.choices or [])}
 

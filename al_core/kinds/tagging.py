@@ -129,15 +129,6 @@ class Tagging(TaskKind):
     def label_mentions(self, example):
         return [tag[2:] for tag in valid_iob2(example.tags or []) if tag.startswith("B-")]
 
-    def model_class(self, mode):
-        if mode == "frozen":
-            from al_core.frozen import FrozenTagger
-
-            return FrozenTagger
-        from al_core.models import TransformerTagger
-
-        return TransformerTagger
-
     def json_fields(self, example):
         text = example.text
         spans = [

@@ -12,8 +12,15 @@ import pytest
 from al_core.acquisition import AcquisitionConfig, fit_with_estimate, resolve_mode
 from al_core.config import TrainingConfig
 from al_core.data import Example
-from al_core.frozen import FrozenClassifier, FrozenTagger, MemoryEmbeddingCache, SqliteEmbeddingCache
-from al_core.models import build_model, load_model
+from al_core.kinds import kind_of
+from al_core.models import (
+    FrozenClassifier,
+    FrozenTagger,
+    MemoryEmbeddingCache,
+    SqliteEmbeddingCache,
+    build_model,
+    load_model,
+)
 from al_core.training import total_steps
 from tests.unit.engine_fixtures import NER_SENTENCES, TAGS, ner_examples
 
@@ -201,11 +208,11 @@ def test_a_second_retrain_embeds_only_the_new_tasks(tiny_model_dir):
 
 
 def test_a_big_pass_is_embedded_chunk_by_chunk_with_the_same_vectors(tiny_model_dir, monkeypatch):
-    import al_core.frozen
+    import al_core.models.frozen
 
     texts = unlabeled(toy_reviews(20, seed=11))
     whole = frozen(tiny_model_dir).fit(toy_reviews(6, seed=12)).vectors(texts)
-    monkeypatch.setattr(al_core.frozen, "EMBED_CHUNK", 7)
+    monkeypatch.setattr(al_core.models.frozen, "EMBED_CHUNK", 7)
     model = frozen(tiny_model_dir)
     calls = []
     embed = model._embed
@@ -336,6 +343,7 @@ def test_fine_tuning_holds_out_the_same_tasks_every_version(tiny_model_dir):
 
     class Recording:
         kind, mode = "classification", "finetune"
+        task_kind = kind_of("classification")
 
         def fit(self, examples):
             seen.append({e.id for e in examples})

@@ -40,7 +40,7 @@ def test_save_then_load_gives_identical_probabilities(tiny_model_dir, tmp_path):
 def test_a_new_head_starts_as_the_frozen_heads_regression(tiny_model_dir, labels):
     """Linear probe, then fine-tuning: before its first step the classifier says what a logistic
     regression on the pretrained mean-pooled vectors says (a label never seen: about nothing)."""
-    from al_core.frozen import FrozenClassifier
+    from al_core.models import FrozenClassifier
 
     train = sentiment_examples(1)
     pool = [Example(id=str(i), text=t) for i, t in enumerate(["great fun", "boring", "film"])]

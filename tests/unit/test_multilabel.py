@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from al_core.data import MULTILABEL, Example
-from al_core.frozen import FrozenMultiLabel, MemoryEmbeddingCache
 from al_core.kinds import KINDS, kind_of
 from al_core.kinds.multilabel import multilabel_f1
 from al_core.ls_format import parse_label_config, prediction_result, task_to_example
-from al_core.models import build_model, load_model
+from al_core.models import FrozenMultiLabel, MemoryEmbeddingCache, build_model, load_model
 from al_core.plasm import pseudo_label
 from al_core.strategies import entropy, least_confidence, margin
 from al_core.training import TrainingConfig

@@ -17,11 +17,11 @@ from al_core.readers import (
     read_dataset,
     read_jsonl,
     read_label_text,
-    shared_dataset,
     write_conll,
     write_csv,
     write_jsonl,
 )
+from simulate.datasets import shared_dataset
 
 
 def entity_counts(dataset) -> Counter:
