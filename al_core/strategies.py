@@ -7,10 +7,32 @@ selection is separate: by count (classification) or by a word budget (tagging).
 The probability scores take an (n, K) array, one distribution per task, or an (n, K, 2) array of
 K yes/no decisions per task (multi-label classification): each decision is scored as a two-class
 task and a task scores the mean over its decisions.
+
+A strategy also says how its informativeness u becomes the score Label Studio stores and orders
+by (`QueryStrategy.published_scores`). Label Studio's "Uncertainty sampling" serves the LOWEST
+prediction score first, while every strategy gives a HIGHER u to the task to ask first, so the
+published score is a bounded, strictly decreasing function of u, always in [0, 1] (0 = ask first,
+1 = the model is sure):
+
+| strategy | informativeness u                      | range        | published score           |
+|----------|----------------------------------------|--------------|---------------------------|
+| lc       | 1 - max_y P(y|x)                       | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
+| dlc      | (1 - max_y P(y|x)) x density in [0, 1] | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
+| margin   | 1 - (P(best) - P(second))              | [0, 1]       | 1 - u  (= the margin)     |
+| entropy  | -sum_y P(y|x) log P(y|x)               | [0, log K]   | 1 - u / log K             |
+| mnlp     | -(1/n) sum_i max_y log P(y_i|x)        | [0, inf)     | exp(-u) (geometric mean of the best tag probabilities) |
+| md       | min_c Mahalanobis distance to class c  | [0, inf)     | 1 / (1 + u)               |
+| random   | uniform draw                           | [0, 1)       | 1 - u                     |
+
+K is the number of outcomes of one decision (`TaskKind.outcomes`): the classes (tags for mnlp; 2
+for the per-class yes/no decisions of multi-label classification, whose u is the mean over the
+classes). Results are clipped to [0, 1] against rounding. A new strategy is one subclass of
+`QueryStrategy` (its scores and its published score) plus its line in `STRATEGIES`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,6 +121,7 @@ class QueryStrategy:
     kinds: frozenset[str] = frozenset({CLASSIFICATION, MULTILABEL, TAGGING})
     needs_probs: bool = False
     needs_embeddings: bool = False
+    score_formula: str = ""  # the published score as a function of u and K (the module's table)
 
     def prepare(self, model, labeled: list[Example] | None) -> None:
         """Fits whatever the strategy learns from the labeled set (default: nothing)."""
@@ -114,6 +137,16 @@ class QueryStrategy:
     def score_outputs(self, probs=None, embeddings=None, n: int | None = None) -> np.ndarray:
         raise NotImplementedError
 
+    def published_scores(self, informativeness, n_outcomes: int) -> np.ndarray:
+        """Label Studio's scores of tasks with informativeness `informativeness` (higher = ask first):
+        in [0, 1], lower = ask first; `n_outcomes` is K, the outcomes of one decision."""
+        u = np.asarray(informativeness, dtype=np.float64)
+        return np.clip(self._publish(u, n_outcomes), 0.0, 1.0)
+
+    def _publish(self, u: np.ndarray, n_outcomes: int) -> np.ndarray:
+        """`score_formula` of u before the clip against rounding."""
+        raise NotImplementedError(f"strategy {self.name!r} has no published score")
+
     def score(self, model, pool: list[Example], labeled: list[Example] | None = None) -> np.ndarray:
         if not pool:
             raise EmptyPoolError("cannot score an empty pool")
@@ -128,10 +161,14 @@ class RandomStrategy(QueryStrategy):
     """Random scores from a seeded generator: the baseline every strategy must beat."""
 
     name = "random"
+    score_formula = "1 - u"
 
     def __init__(self, seed: int = 0):
         self.seed = seed
         self._calls = 0
+
+    def _publish(self, u, n_outcomes):
+        return 1.0 - u
 
     def score_outputs(self, probs=None, embeddings=None, n=None):
         if n is None:
@@ -156,16 +193,34 @@ class _ProbabilityStrategy(QueryStrategy):
 _CHOICE_KINDS = frozenset({CLASSIFICATION, MULTILABEL})
 
 
+def _least_confidence_published(u: np.ndarray, n_outcomes: int) -> np.ndarray:
+    """u over its top, 1 - 1/K (a uniform distribution), taken from 1."""
+    top = 1.0 - 1.0 / n_outcomes if n_outcomes > 1 else 1.0
+    return 1.0 - u / top
+
+
 class LeastConfidence(_ProbabilityStrategy):
     name, kinds, function = "lc", _CHOICE_KINDS, staticmethod(least_confidence)
+    score_formula = "1 - u / (1 - 1/K)"
+
+    def _publish(self, u, n_outcomes):
+        return _least_confidence_published(u, n_outcomes)
 
 
 class Margin(_ProbabilityStrategy):
     name, kinds, function = "margin", _CHOICE_KINDS, staticmethod(margin)
+    score_formula = "1 - u"
+
+    def _publish(self, u, n_outcomes):
+        return 1.0 - u
 
 
 class Entropy(_ProbabilityStrategy):
     name, kinds, function = "entropy", _CHOICE_KINDS, staticmethod(entropy)
+    score_formula = "1 - u / log K"
+
+    def _publish(self, u, n_outcomes):
+        return 1.0 - u / math.log(n_outcomes) if n_outcomes > 1 else 1.0 - u
 
 
 class DensityWeightedLeastConfidence(QueryStrategy):
@@ -177,6 +232,7 @@ class DensityWeightedLeastConfidence(QueryStrategy):
 
     name, kinds = "dlc", _CHOICE_KINDS
     needs_probs = needs_embeddings = True
+    score_formula = LeastConfidence.score_formula  # density in [0, 1] keeps u within lc's range
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -187,6 +243,9 @@ class DensityWeightedLeastConfidence(QueryStrategy):
             self.landmarks_ = draw_landmarks(embeddings, self.seed)
         return least_confidence(probs) * information_density(embeddings, self.landmarks_)
 
+    def _publish(self, u, n_outcomes):
+        return _least_confidence_published(u, n_outcomes)
+
     def state(self):
         return {} if self.landmarks_ is None else {"landmarks": self.landmarks_}
 
@@ -196,6 +255,10 @@ class DensityWeightedLeastConfidence(QueryStrategy):
 
 class MNLP(_ProbabilityStrategy):
     name, kinds, function = "mnlp", frozenset({TAGGING}), staticmethod(mnlp)
+    score_formula = "exp(-u)"  # the geometric mean of the best tag probabilities
+
+    def _publish(self, u, n_outcomes):
+        return np.exp(-np.maximum(u, 0.0))
 
 
 class MahalanobisDistance(QueryStrategy):
@@ -209,6 +272,7 @@ class MahalanobisDistance(QueryStrategy):
     name = "md"
     kinds = frozenset({CLASSIFICATION})
     needs_embeddings = True
+    score_formula = "1 / (1 + u)"
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -230,6 +294,9 @@ class MahalanobisDistance(QueryStrategy):
         else:
             self.precision_ = LedoitWolf(assume_centered=True).fit(centred).precision_
         return self
+
+    def _publish(self, u, n_outcomes):
+        return 1.0 / (1.0 + np.maximum(u, 0.0))
 
     def state(self):
         return {} if self.centroids_ is None else {"centroids": self.centroids_, "precision": self.precision_}

@@ -28,6 +28,7 @@ import numpy as np
 from al_core.acquisition import fit_with_estimate, resolve_mode
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
+from al_core.kinds import kind_of
 from al_core.loop import run_round
 from al_core.ls_format import LabelConfig, model_labels
 from al_core.models import build_model, load_model, read_model_meta
@@ -39,7 +40,6 @@ from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
 from ml_backend.mirror import sync
 from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
 from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
-from ml_backend.scoring import default_strategy, published_scores
 from ml_backend.settings import Settings, job_settings
 from ml_backend.split_pass import SplitPass, configure_torch
 from ml_backend.status import RedisState, RunLockTimeout, rq_job_alive
@@ -65,7 +65,7 @@ class NotReadyError(RuntimeError):
 
 
 def strategy_name(settings: Settings, kind: str) -> str:
-    name = default_strategy(kind) if settings.strategy == "auto" else settings.strategy
+    name = kind_of(kind).default_strategy if settings.strategy == "auto" else settings.strategy
     strategy = get_strategy(name, seed=settings.seed)
     if kind not in strategy.kinds:
         raise UnsupportedConfigError(f"strategy {name!r} does not apply to {kind} projects")
@@ -445,7 +445,7 @@ def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, 
     fresh = [e for e in pool if e.id in probs and e.id in scores]
     if not fresh:
         return []
-    published = published_scores(strategy, [scores[e.id] for e in fresh], outcomes)
+    published = get_strategy(strategy).published_scores([scores[e.id] for e in fresh], outcomes)
     return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
@@ -491,7 +491,9 @@ def pool_predictions(
     scored = [e for e in pool if e.id in scores]
     if not scored:
         return []
-    published = published_scores(strategy, [scores[e.id] for e in scored], config.task_kind.outcomes(len(labels)))
+    published = get_strategy(strategy).published_scores(
+        [scores[e.id] for e in scored], config.task_kind.outcomes(len(labels))
+    )
     out = []
     for example, score in zip(scored, published, strict=True):
         fresh = probs.get(example.id)

@@ -24,7 +24,6 @@ from al_core.ls_format import (
 )
 from al_core.models import load_model
 from al_core.strategies import get_strategy
-from ml_backend.scoring import published_scores
 from ml_backend.settings import Settings
 from ml_backend.store import UNTRAINED, VersionStore, embedding_cache
 
@@ -153,7 +152,7 @@ class Predictor:
             self.strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(examples)),
             dtype=np.float64,
         )
-        scores = published_scores(self.strategy.name, informativeness, config.task_kind.outcomes(len(self.labels)))
+        scores = self.strategy.published_scores(informativeness, config.task_kind.outcomes(len(self.labels)))
         answers = [
             {
                 "result": regions(example, probs, self.labels, config),

@@ -17,10 +17,9 @@ from al_core.kinds.multilabel import multilabel_f1
 from al_core.ls_format import parse_label_config, prediction_result, task_to_example
 from al_core.models import FrozenMultiLabel, MemoryEmbeddingCache, build_model, load_model
 from al_core.plasm import pseudo_label
-from al_core.strategies import entropy, least_confidence, margin
+from al_core.strategies import LeastConfidence, entropy, least_confidence, margin
 from al_core.training import TrainingConfig
 from fake_label_studio import MULTI_CONFIG, backend_settings
-from ml_backend.scoring import published_scores
 
 CONFIG = parse_label_config(MULTI_CONFIG)
 LABELS = ["Sport", "Money", "Food"]
@@ -97,10 +96,11 @@ def test_probability_strategies_score_the_mean_of_the_per_class_decisions():
     binary_entropy = -(present * np.log(present) + (1 - present) * np.log(1 - present))
     assert entropy(probs) == pytest.approx(binary_entropy.mean(axis=1), rel=1e-6)
     assert least_confidence(probs)[0] > least_confidence(probs)[1]  # the unsure text is asked first
-    published = published_scores("lc", least_confidence(probs), kind_of(MULTILABEL).outcomes(3))
-    assert published[0] < published[1] and 0.0 <= published.min() and published.max() <= 1.0
+    published = LeastConfidence().published_scores(least_confidence(probs), kind_of(MULTILABEL).outcomes(3))
+    # K = 2 per decision: lc of a decision tops at 0.5, so the mean maps 1 - 2u
+    assert published == pytest.approx(1 - 2 * per_class_lc.mean(axis=1))
     certain = np.stack([np.zeros((1, 3)), np.ones((1, 3))], axis=-1)
-    assert published_scores("lc", least_confidence(certain), 2)[0] == pytest.approx(1.0)
+    assert LeastConfidence().published_scores(least_confidence(certain), 2)[0] == pytest.approx(1.0)
 
 
 def test_micro_and_macro_f1_of_label_sets():

@@ -6,12 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import al_core.strategies
 from al_core.data import CLASSIFICATION, TAGGING, Example
 from al_core.exceptions import EmptyPoolError, UnknownStrategyError
+from al_core.kinds import KINDS
 from al_core.models import TransformerClassifier, TransformerTagger
 from al_core.strategies import (
+    STRATEGIES,
     DensityWeightedLeastConfidence,
     MahalanobisDistance,
+    QueryStrategy,
     available_strategies,
     draw_landmarks,
     entropy,
@@ -157,10 +161,20 @@ def test_information_density_is_highest_inside_a_cluster_and_lowest_for_an_outli
     chosen = draw_landmarks(vectors, seed=3, count=landmarks)
     assert len(chosen) == min(62, landmarks)
     density = information_density(vectors, chosen)
-    assert density.shape == (62,) and ((density >= 0) & (density <= 1)).all()
+    assert density.shape == (62,)
     assert density[:60].min() > density[60:].max()
     np.testing.assert_array_equal(chosen, draw_landmarks(vectors, seed=3, count=landmarks))
     assert information_density(vectors[:1], draw_landmarks(vectors[:1])).tolist() == [1.0]
+
+
+def test_information_density_is_the_mean_similarity_to_the_nearest_landmarks_floored_at_zero():
+    landmarks = draw_landmarks(np.array([[1.0, 0.0], [1.0, 0.1], [1.0, -0.1], [0.0, 1.0]]))
+    probes = np.array([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+    density = information_density(probes, landmarks, k=2)
+    near = 1 / np.sqrt(1.01)  # the cosine of (1, 0) and (1, +-0.1)
+    # the 3 most similar landmarks, the most similar left out, the mean of the other two
+    np.testing.assert_allclose(density[:2], [near, (0.1 * near + 0.0) / 2], rtol=1e-6)
+    assert density[2] == 0.0  # unlike every landmark: a mean similarity of about -0.995, floored
 
 
 def test_density_weighting_asks_the_uncertain_typical_task_before_the_uncertain_outlier():
@@ -185,3 +199,100 @@ def test_density_weighting_scores_later_tasks_against_its_round_s_landmarks():
     later.restore(round_strategy.state())
     alone = [later.score_outputs(probs=probs[i : i + 1], embeddings=vectors[i : i + 1])[0] for i in (0, 61)]
     np.testing.assert_allclose(alone, in_round[[0, 61]], rtol=1e-6)
+
+
+# -- the published score: what Label Studio stores and serves lowest first -----------------------
+
+
+def _published(name, u, k):
+    return get_strategy(name).published_scores(u, k)
+
+
+def test_every_strategy_documents_its_published_score_in_the_module_table():
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in al_core.strategies.__doc__.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in STRATEGIES
+    }
+    assert set(rows) == set(STRATEGIES)
+    for name, cls in STRATEGIES.items():
+        published = rows[name].rstrip(" |").rsplit("|", 1)[1]  # the last column ("P(y|x)" holds a bar)
+        assert cls.score_formula and cls.score_formula in published, name
+
+
+# each strategy's u at the tasks to ask last (0) and first (the top of its range), for K outcomes
+TOPS = {
+    "lc": lambda k: 1 - 1 / k,
+    "dlc": lambda k: 1 - 1 / k,
+    "margin": lambda k: 1.0,
+    "random": lambda k: 1.0,
+    "entropy": np.log,
+}
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+@pytest.mark.parametrize("name", sorted(TOPS))
+def test_bounded_mappings_run_from_one_at_certainty_to_zero_at_the_top_strictly_decreasing(name, k):
+    top = TOPS[name](k)
+    u = np.linspace(0.0, top, 101)
+    scores = _published(name, u, k)
+    assert scores[0] == pytest.approx(1.0, abs=1e-12) and scores[-1] == pytest.approx(0.0, abs=1e-12)
+    assert (np.diff(scores) < 0).all()
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+@pytest.mark.parametrize("name,function", [("lc", least_confidence), ("margin", margin), ("entropy", entropy)])
+def test_a_uniform_distribution_is_published_zero_and_a_certain_one_one(name, function, k):
+    uniform, certain = np.full((1, k), 1.0 / k), np.eye(k)[:1]
+    assert _published(name, function(uniform), k)[0] == pytest.approx(0.0, abs=1e-6)
+    assert _published(name, function(certain), k)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_unbounded_mappings_fall_strictly_from_one():
+    u = np.linspace(0.0, 30.0, 301)
+    for name, expected in (("mnlp", np.exp(-u)), ("md", 1 / (1 + u))):
+        scores = _published(name, u, 5)
+        np.testing.assert_allclose(scores, expected, rtol=1e-12)
+        assert scores[0] == 1.0 and (np.diff(scores) < 0).all()
+    assert _published("md", [1.0, 3.0], 5).tolist() == [0.5, 0.25]
+
+
+def test_mnlp_is_the_geometric_mean_of_the_best_tag_probabilities():
+    u = mnlp([np.array([[0.9, 0.1], [0.6, 0.4]])])
+    assert _published("mnlp", u, 2)[0] == pytest.approx(np.sqrt(0.9 * 0.6), rel=1e-6)
+
+
+def test_the_clip_only_meets_values_rounded_past_the_range():
+    eps = 1e-12
+    # lc with K = 4 tops at 0.75: just past it is exactly 0, just below 0 exactly 1
+    assert _published("lc", [0.75 + eps, -eps], 4).tolist() == [0.0, 1.0]
+    assert _published("entropy", [np.log(3) + eps], 3).tolist() == [0.0]
+    assert _published("margin", [1 + eps, -eps], 2).tolist() == [0.0, 1.0]
+    assert _published("mnlp", [-eps], 9).tolist() == [1.0]
+    assert _published("md", [-eps], 2).tolist() == [1.0]
+    # inside the range the clip changes nothing: the formula's own value
+    assert _published("lc", [0.25], 4)[0] == pytest.approx(1 - 0.25 / 0.75, abs=0)
+
+
+def test_more_informative_task_gets_the_lower_score_so_label_studio_serves_it_first():
+    probs = np.array([[0.5, 0.5], [0.99, 0.01]])  # task 0 is the uncertain one
+    scores = _published("lc", least_confidence(probs), 2)
+    assert scores[0] < scores[1]
+
+
+def test_a_strategy_without_a_published_score_says_so():
+    class Unmapped(QueryStrategy):
+        name = "unmapped"
+
+    with pytest.raises(NotImplementedError, match="'unmapped' has no published score"):
+        Unmapped().published_scores([0.1], 2)
+
+
+def test_each_kind_s_default_strategy_applies_to_it():
+    assert {name: kind.default_strategy for name, kind in KINDS.items()} == {
+        "classification": "dlc",
+        "multilabel": "lc",
+        "tagging": "mnlp",
+    }
+    for name, kind in KINDS.items():
+        assert name in STRATEGIES[kind.default_strategy].kinds
