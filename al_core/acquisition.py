@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -30,6 +30,9 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from al_core.config import STRICT
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
+
+if TYPE_CHECKING:  # the models' module loads torch; settings that read AcquisitionConfig need not
+    from al_core.models.base import Predictor
 
 Mode = Literal["auto", "frozen", "finetune"]
 
@@ -88,7 +91,7 @@ def _held_out(example: Example, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-def fit_with_estimate(model, labeled: list[Example], config: AcquisitionConfig) -> QualityEstimate:
+def fit_with_estimate(model: Predictor, labeled: list[Example], config: AcquisitionConfig) -> QualityEstimate:
     """Fits `model` on `labeled` and estimates its quality (see the module's docstring)."""
     kind = model.task_kind
     metric = kind.metric

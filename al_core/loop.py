@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
-from al_core.models.base import ModelOutputs
+from al_core.models.base import AcquisitionModel, ModelOutputs, Predictor
 from al_core.strategies import QueryStrategy, select_batch
 from al_core.ups import CachedScore, PoolSubsampler, ScoreCache
 
@@ -47,7 +47,7 @@ class RoundResult:
 
 
 def run_round(
-    model,
+    model: AcquisitionModel | Predictor,
     labeled: list[Example],
     pool: list[Example],
     strategy: QueryStrategy,
@@ -98,5 +98,5 @@ def run_round(
     return RoundResult(model, selected, scores, [e.id for e in subset], timings, probs, quality)
 
 
-def _infer_here(model, examples: list[Example], probs: bool, embeddings: bool) -> ModelOutputs:
+def _infer_here(model: Predictor, examples: list[Example], probs: bool, embeddings: bool) -> ModelOutputs:
     return model.infer(examples, probs=probs, embeddings=embeddings)

@@ -26,6 +26,7 @@ from al_core.data import Example
 from al_core.exceptions import ALError
 from al_core.kinds import TaskKind, kind_of
 from al_core.kinds.tagging import valid_iob2  # noqa: F401  (part of this module's interface)
+from al_core.models.base import Predictor
 
 # ---------------------------------------------------------------------------------------------
 # Pseudo-labeling
@@ -45,7 +46,7 @@ class PseudoLabels:
     confidences: np.ndarray
 
 
-def _predict_in_chunks(teacher, examples: Sequence[Example], chunk_size: int, progress: bool):
+def _predict_in_chunks(teacher: Predictor, examples: Sequence[Example], chunk_size: int, progress: bool):
     """predict_proba over chunks, so a long pool shows a progress bar."""
     from tqdm.auto import tqdm
 
@@ -58,7 +59,7 @@ def _predict_in_chunks(teacher, examples: Sequence[Example], chunk_size: int, pr
 
 
 def pseudo_label(
-    teacher, examples: Sequence[Example], chunk_size: int = 512, progress: bool = False
+    teacher: Predictor, examples: Sequence[Example], chunk_size: int = 512, progress: bool = False
 ) -> PseudoLabels:
     """The teacher's labels and confidences for `examples` (a fitted model wrapper)."""
     if not examples:
@@ -379,7 +380,8 @@ def split_gold(
         )
     n_heldout = min(len(gold) - 1, max(1, round(holdout * len(gold))))
     stratify = None
-    labels = [kind_of(kind).stratum(e) for e in gold]
+    stratum = kind_of(kind).stratum
+    labels = [stratum(e) for e in gold]
     if None not in labels:
         counts = {y: labels.count(y) for y in set(labels)}
         if min(counts.values()) >= 2 and n_heldout >= len(counts) and len(gold) - n_heldout >= len(counts):
@@ -388,7 +390,7 @@ def split_gold(
     return list(train), list(heldout)
 
 
-def score_teacher(teacher, heldout: Sequence[Example]) -> float:
+def score_teacher(teacher: Predictor, heldout: Sequence[Example]) -> float:
     """The kind's metric (accuracy, micro F1, span F1) of the teacher on the held-out gold labels."""
     from al_core.acquisition import score_predictions
 

@@ -34,12 +34,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
 from al_core.data import CLASSIFICATION, MULTILABEL, TAGGING, Example
 from al_core.exceptions import EmptyPoolError, UnknownStrategyError
+
+if TYPE_CHECKING:  # the models' module loads torch; the settings' strategy check need not
+    from al_core.models.base import AcquisitionModel
 
 _EPS = 1e-12
 
@@ -123,7 +127,7 @@ class QueryStrategy:
     needs_embeddings: bool = False
     score_formula: str = ""  # the published score as a function of u and K (the module's table)
 
-    def prepare(self, model, labeled: list[Example] | None) -> None:
+    def prepare(self, model: AcquisitionModel, labeled: list[Example] | None) -> None:
         """Fits whatever the strategy learns from the labeled set (default: nothing)."""
 
     def state(self) -> dict[str, np.ndarray]:
@@ -147,7 +151,7 @@ class QueryStrategy:
         """`score_formula` of u before the clip against rounding."""
         raise NotImplementedError(f"strategy {self.name!r} has no published score")
 
-    def score(self, model, pool: list[Example], labeled: list[Example] | None = None) -> np.ndarray:
+    def score(self, model: AcquisitionModel, pool: list[Example], labeled: list[Example] | None = None) -> np.ndarray:
         if not pool:
             raise EmptyPoolError("cannot score an empty pool")
         if model.kind not in self.kinds:

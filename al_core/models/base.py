@@ -117,7 +117,9 @@ class Predictor(Protocol):
 class AcquisitionModel(Predictor, Protocol):
     """What the loop (al_core.loop), the strategies, the quality estimate (al_core.acquisition) and the
     backend call on an acquisition model. A classical model that acquires in the simulator is a
-    `Predictor` only: the loop reads `mode` and `scores_whole_pool` with their defaults (finetune, False)."""
+    `Predictor` only: the loop reads `mode` and `scores_whole_pool` with their defaults (finetune, False).
+    A model of mode frozen also gives `cross_validated_predictions(examples, folds)` (its quality
+    estimate); TracIn (al_core.plasm) reads a fine-tuned model's `encode`, `model_` and `tokenizer_`."""
 
     mode: str  # one of MODES
     scores_whole_pool: bool  # scoring is cheap (cached vectors): every task is scored each round

@@ -44,6 +44,9 @@ def _quiet_transformers() -> None:
 
 
 class TransformerModel:
+    """A transformer fine-tuned whole on the labeled examples; its kind's subclass says how a task is
+    tokenized (`_encode`), what the head learns and how its logits become probabilities."""
+
     kind: str  # the task kind's name (saved with the model)
     task_kind: TaskKind  # its behaviour: decoding, metric, learning rate
     _auto_class: type
