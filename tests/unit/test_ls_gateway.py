@@ -3,7 +3,7 @@
 import pytest
 
 from fake_label_studio import FakeLabelStudio, backend_settings
-from ml_backend.ls_gateway import LSGateway
+from ml_backend.labelstudio.gateway import LSGateway
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_busy_label_studio_is_retried_with_growing_waits(tmp_path):
 
 
 def test_retries_end_with_an_error_naming_the_call_and_a_client_error_is_not_retried(tmp_path):
-    from ml_backend.ls_gateway import LabelStudioError
+    from ml_backend.labelstudio.gateway import LabelStudioError
 
     ls, projects, waits = flaky_gateway(tmp_path, failures=5, retries=2)
     with pytest.raises(LabelStudioError, match="GET project 7 failed: HTTP 503") as raised:
