@@ -6,7 +6,7 @@ estimate (al_core.acquisition); a model whose scoring is a matrix product over c
 vectors (`scores_whole_pool`, the frozen head) scores the whole pool every round.
 
 `infer` lets the caller run the scoring pass elsewhere: the backend splits a big pass into
-chunks for its RQ workers (ml_backend.split_pass); the result must be what `model.infer`
+chunks for its RQ workers (ml_backend.jobs.split_pass); the result must be what `model.infer`
 gives, in the same order.
 """
 

@@ -202,8 +202,8 @@ def bench_http(tmp: Path, n: int) -> list[str]:
 
 
 def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -> list[str]:
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake = FakeLabelStudio()
     url = fake.start()
@@ -219,7 +219,7 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
     fake.stop()
     tasks = [{"id": 10_000 + i, "data": {"text": t}} for i, (t, _) in enumerate(data[120:])]
     lines = ["| request | p50 | p95 | calls |", "|---|---|---|---|"]
-    from ml_backend.predictor import inference_precision
+    from ml_backend.web.predictor import inference_precision
 
     default = inference_precision("auto", "cpu")
     default_batch = settings.eval_batch_size
@@ -271,7 +271,7 @@ def held_out_accuracy(settings, project: int, rows: list[tuple[str, str]]) -> fl
     """Accuracy of the promoted version on unlabeled pool rows (never trained on)."""
     from al_core.data import Example
     from al_core.models import load_model
-    from ml_backend.store import VersionStore
+    from ml_backend.storage.store import VersionStore
 
     store = VersionStore(settings.model_dir)
     model = load_model(store.version_dir(project, store.current_version(project)))
@@ -305,10 +305,11 @@ def bench_loop(
         import numpy as np
 
         from al_core.ups import CachedScore
-        from ml_backend.store import FileScoreCache, VersionStore
+        from ml_backend.storage.layout import ModelDirLayout
+        from ml_backend.storage.store import FileScoreCache
 
         rng = np.random.default_rng(0)
-        cache = FileScoreCache(VersionStore(settings.model_dir).project_dir(1) / "scores.sqlite")
+        cache = FileScoreCache(ModelDirLayout(settings.model_dir).scores_file(1))
         cache.set_many({str(i): CachedScore(float(rng.random() * 0.75), "1-v0-earlier", 0) for i in ids})
     served = Served(settings)
     rows = []

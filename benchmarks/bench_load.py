@@ -43,8 +43,8 @@ def free_port() -> int:
 
 def train_version(model: Path, store: Path) -> str:
     """One promoted version of project 1, trained in this process against the fake Label Studio."""
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake = FakeLabelStudio()
     url = fake.start()

@@ -1,6 +1,6 @@
 """Publishing scores for 10,000 tasks to a real Label Studio 1.23.2 (goal: <= 10 s per version).
 
-Times the backend's own publishing path (ml_backend.ls_gateway.LSGateway.publish_version): the
+Times the backend's own publishing path (ml_backend.labelstudio.gateway.LSGateway.publish_version): the
 bulk import of the re-scored subset's predictions, pointing the project at the version
 (model_version + uncertainty sampling), the bulk import of the rest, then the first "next task"
 Label Studio serves.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.report import machine_line, write_section
-from ml_backend.ls_gateway import LSGateway
+from ml_backend.labelstudio.gateway import LSGateway
 from ml_backend.settings import Settings
 from tests.conftest import SHARED_DATA
 from tests.e2e import harness

@@ -31,7 +31,8 @@ from benchmarks.report import machine_line, write_section
 def backend_accuracy(model_dir: Path, version: str, test) -> float:
     """The held-out metric of a version the backend saved, loaded as the backend loads it."""
     from al_core.models import load_model
-    from ml_backend.store import VERSION_RE, VersionStore
+    from ml_backend.storage.layout import VERSION_RE
+    from ml_backend.storage.store import VersionStore
     from simulate.runner import evaluate
 
     folder = VersionStore(model_dir).version_dir(VERSION_RE.match(version)["project"], version)

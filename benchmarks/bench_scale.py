@@ -7,7 +7,7 @@ Per size: a project of that many IMDb reviews (train and test sets from ../share
 with a marker past 50,000), `--labels` random tasks annotated with their gold label, then
 `--retrains` retrains in a row, each after one more annotation of the task Label Studio serves
 next (GET /api/projects/<id>/next), as an annotator would. The retrain is the backend's own
-(ml_backend.jobs.run_retrain, what the worker runs) with the live defaults (AL_QUERY_WINDOW 200,
+(ml_backend.jobs.run.run_retrain, what the worker runs) with the live defaults (AL_QUERY_WINDOW 200,
 AL_KEEP_PREDICTION_VERSIONS 3) and the frozen head that auto serves first (AL_ACQUISITION_MODE=frozen,
 so that the campaign stays on it past 40 labels), minilm-l3, AL_MAX_LENGTH 48,
 2 torch threads. No webhook reaches it: the mirror finds every annotation by its updated_at.
@@ -34,9 +34,9 @@ from pathlib import Path
 import requests
 
 from benchmarks.report import machine_line, write_section
-from ml_backend.jobs import run_retrain
+from ml_backend.jobs.run import run_retrain
+from ml_backend.jobs.status import MemoryState
 from ml_backend.settings import Settings
-from ml_backend.status import MemoryState
 from tests.e2e import harness
 from tests.e2e.ls_api import LabelStudioAPI
 

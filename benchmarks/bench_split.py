@@ -29,7 +29,7 @@ from pathlib import Path
 from benchmarks.bench_backend import AG_CONFIG, MODELS, ag_news
 from benchmarks.report import machine_line, write_section
 from fake_label_studio import FakeLabelStudio, backend_settings, worker_env
-from ml_backend.queue import enqueue_retrain
+from ml_backend.jobs.queue import enqueue_retrain
 
 RQ = Path(sys.executable).with_name("rq")
 WHAT = {

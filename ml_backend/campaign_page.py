@@ -19,8 +19,8 @@ from al_core.kinds import kind_of
 from al_core.stopping import StoppingRule
 from ml_backend.campaign import campaign_figures
 from ml_backend.campaign_plots import PLOTS, STEP_COLORS, PlotCache
-from ml_backend.history import READ_LIMIT, HistoryCache
-from ml_backend.store import InvalidNameError, check_project
+from ml_backend.storage.history import READ_LIMIT, HistoryCache
+from ml_backend.storage.layout import InvalidNameError, check_project
 
 RECENT_RETRAINS = 20  # rows of the page's retrain table
 

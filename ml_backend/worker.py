@@ -14,8 +14,8 @@ from __future__ import annotations
 from rq import Worker as _RQWorker
 
 import al_core.models  # noqa: F401
-import ml_backend.jobs  # noqa: F401  (the retrain, its engine, torch and transformers)
-import ml_backend.split_pass  # noqa: F401
+import ml_backend.jobs.run  # noqa: F401  (the retrain, its engine, torch and transformers)
+import ml_backend.jobs.split_pass  # noqa: F401
 
 
 class Worker(_RQWorker):

@@ -14,7 +14,7 @@ import pytest
 import redis
 import requests
 
-from ml_backend.store import RedisScoreCache
+from ml_backend.storage.store import RedisScoreCache
 from tests.e2e import browser
 from tests.e2e.conftest import TEST_SETTINGS
 from tests.e2e.gold import ag_news, conll_sentences

@@ -276,7 +276,7 @@ def test_with_label_studio_defaults_a_silent_shortfall_is_named_and_a_wrong_key_
     """Label Studio's default import (without the compose file's faster-import flag) leaves out a
     prediction whose label is not in the config, answers 201 and only logs why; a task id that is
     gone refuses the whole request. The gateway publishes the rest and names what is missing."""
-    from ml_backend.ls_gateway import NO_REASON, LSGateway, PublishReport
+    from ml_backend.labelstudio.gateway import NO_REASON, LSGateway, PublishReport
     from ml_backend.settings import Settings
 
     venv = harness.ensure_ls_venv()

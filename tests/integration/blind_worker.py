@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml_backend import split_pass
+from ml_backend.jobs import split_pass
 from ml_backend.worker import Worker
 
 __all__ = ["Worker"]

@@ -8,7 +8,7 @@ from rq import Queue
 from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings, worker_env
 from ml_backend.app import create_app
 from ml_backend.settings import Settings, env_name
-from ml_backend.store import RedisScoreCache
+from ml_backend.storage.store import RedisScoreCache
 from tests.integration.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

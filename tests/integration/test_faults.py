@@ -324,8 +324,8 @@ def test_label_studio_down_while_reading_tasks_is_retried_and_the_retrain_comple
 
 def test_a_failed_model_write_promotes_nothing(tmp_path, fake_ls, tiny_model_dir, monkeypatch):
     from al_core.models import TransformerClassifier
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake, ls_url = fake_ls
     ids = fake.add_labeled_project(3, 12)
@@ -360,7 +360,7 @@ def test_a_failed_model_write_promotes_nothing(tmp_path, fake_ls, tiny_model_dir
 def test_a_restarted_backend_recovers_versions_state_and_score_cache(
     tmp_path, redis_conn, fake_ls, run_worker, processes, tiny_model_dir
 ):
-    from ml_backend.store import RedisScoreCache
+    from ml_backend.storage.store import RedisScoreCache
 
     fake, ls_url = fake_ls
     fake.add_project(4)

@@ -15,9 +15,10 @@ from al_core.data import Example
 from al_core.models import load_model
 from al_core.strategies import get_strategy
 from fake_label_studio import TEXTS, backend_settings
-from ml_backend.predictor import load_strategy_state
-from ml_backend.queue import enqueue_retrain
-from ml_backend.store import RedisScoreCache, VersionStore, embedding_cache
+from ml_backend.jobs.queue import enqueue_retrain
+from ml_backend.storage.layout import ModelDirLayout
+from ml_backend.storage.store import RedisScoreCache, VersionStore, embedding_cache
+from ml_backend.web.predictor import load_strategy_state
 from tests.integration.conftest import RQ, worker_env
 from tests.integration.test_faults import REDIS_URL
 
@@ -125,7 +126,7 @@ def test_two_workers_share_a_split_scoring_pass(
     assert split["tasks"] == 54 and split["chunks"] == 6 and split["rerun"] == 0, split
     assert len(split["by_worker"]) == 2 and sum(split["by_worker"].values()) == 6, split
     assert not Queue(settings.rq_queue, connection=redis_conn).job_ids  # no chunk left behind
-    assert not list((VersionStore(settings.model_dir).project_dir(PROJECT) / "passes").iterdir())
+    assert not list((ModelDirLayout(settings.model_dir).project_dir(PROJECT) / "passes").iterdir())
     if mode == "frozen":
         assert len(embedding_cache(settings, PROJECT)) == len(ids)  # every task embedded once, kept
     _check_scores_match_one_pass(settings, redis_conn, fake, ids, summary)

@@ -6,7 +6,7 @@ import pytest
 
 from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
-from ml_backend.history import history_path, read_last
+from ml_backend.storage.history import history_path, read_last
 
 
 def wait_until(condition, timeout=60.0):
@@ -109,7 +109,7 @@ def test_embedded_loop_trains_promotes_publishes_and_serves(tmp_path, fake_ls, t
 
 
 def test_tasks_list_is_read_across_pages(fake_ls):
-    from ml_backend.ls_gateway import LSGateway
+    from ml_backend.labelstudio.gateway import LSGateway
 
     fake, url = fake_ls
     fake.add_project(4)
@@ -120,8 +120,8 @@ def test_tasks_list_is_read_across_pages(fake_ls):
 
 
 def test_ner_project_trains_and_publishes_character_spans(tmp_path, fake_ls, tiny_model_dir):
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake, url = fake_ls
     fake.add_project(5, NER_CONFIG)
@@ -170,9 +170,10 @@ def test_ner_project_trains_and_publishes_character_spans(tmp_path, fake_ls, tin
 def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it(
     tmp_path, fake_ls, tiny_model_dir
 ):
-    from ml_backend.jobs import run_retrain, run_scoring
-    from ml_backend.status import MemoryState
-    from ml_backend.store import FileScoreCache, VersionStore
+    from ml_backend.jobs.run import run_retrain, run_scoring
+    from ml_backend.jobs.status import MemoryState
+    from ml_backend.storage.layout import ModelDirLayout
+    from ml_backend.storage.store import FileScoreCache, VersionStore
 
     fake, url = fake_ls
     ids = fake.add_labeled_project(6, 20)
@@ -185,7 +186,7 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
     new_tasks = [{"id": i, "data": fake.tasks[i]["data"]} for i in new_ids]
     assert run_scoring(6, new_tasks, settings)["n_published"] == 2
     assert sorted(p["task"] for p in fake.predictions_of(first)) == sorted(ids[4:] + new_ids)
-    cached = FileScoreCache(VersionStore(settings.model_dir).project_dir(6) / "scores.sqlite").get_many(
+    cached = FileScoreCache(ModelDirLayout(settings.model_dir).scores_file(6)).get_many(
         [str(i) for i in new_ids]
     )
     assert {c.model_version for c in cached.values()} == {first}
@@ -200,7 +201,7 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
     assert stability["n_compared"] == len(ids) - 5 and -1.0 <= stability["kappa"] <= 1.0
 
     # warm start begins from the promoted weights; the default begins from the pretrained ones
-    from ml_backend.jobs import _new_model
+    from ml_backend.jobs.retrain_steps import _new_model
 
     labels = ["Positive", "Negative"]
     store = VersionStore(settings.model_dir)
@@ -229,10 +230,10 @@ def _layer_kind(layer) -> str:
 def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
     tmp_path, fake_ls, tiny_model_dir, precision, tolerance
 ):
-    from ml_backend.jobs import run_retrain
-    from ml_backend.predictor import PredictorCache
-    from ml_backend.status import MemoryState
-    from ml_backend.store import VersionStore
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
+    from ml_backend.storage.store import VersionStore
+    from ml_backend.web.predictor import PredictorCache
 
     fake, url = fake_ls
     fake.add_project(8)
@@ -257,7 +258,7 @@ def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
-    from ml_backend import predictor
+    from ml_backend.web import predictor
 
     monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: True)
     assert predictor.inference_precision("auto", "cpu") == "bf16"
@@ -270,8 +271,8 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
 def test_auto_mode_trains_a_frozen_head_then_fine_tunes_and_each_version_says_how_well(
     tmp_path, fake_ls, tiny_model_dir
 ):
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake, url = fake_ls
     ids = fake.add_labeled_project(9, 40, n_labeled=12)
@@ -298,8 +299,8 @@ def test_auto_mode_trains_a_frozen_head_then_fine_tunes_and_each_version_says_ho
 def test_a_frozen_round_publishes_the_most_informative_tasks_before_activating_the_version(
     tmp_path, fake_ls, tiny_model_dir
 ):
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake, url = fake_ls
     fake.add_labeled_project(10, 40, n_labeled=6)

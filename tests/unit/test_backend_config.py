@@ -116,7 +116,8 @@ def test_cli_option_wins_over_environment(capsys, monkeypatch):
 
 def test_a_job_runs_with_the_settings_the_web_process_resolved(monkeypatch, tmp_path):
     """An `rq worker` started with another environment (or none) runs the web process's values."""
-    from ml_backend import jobs, split_pass
+    from ml_backend.jobs import run as jobs
+    from ml_backend.jobs import split_pass
     from ml_backend.settings import get_settings, job_settings
 
     web = Settings(
@@ -158,7 +159,7 @@ def test_a_job_runs_with_the_settings_the_web_process_resolved(monkeypatch, tmp_
 def test_the_web_process_sends_its_settings_with_every_job(tmp_path):
     from redis import Redis
 
-    from ml_backend.queue import RQRunner
+    from ml_backend.jobs.queue import RQRunner
 
     class Recorder:
         def __init__(self):

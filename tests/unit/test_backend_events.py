@@ -7,12 +7,12 @@ import pytest
 
 from al_core.ups import CachedScore
 from fake_label_studio import CLS_CONFIG, NER_CONFIG, backend_settings
-from ml_backend.backend import Backend
-from ml_backend.errors import BadRequest
-from ml_backend.events import handle_event
-from ml_backend.jobs import run_retrain
-from ml_backend.ls_gateway import LabelStudioError
-from ml_backend.status import MemoryState
+from ml_backend.jobs.run import run_retrain
+from ml_backend.jobs.status import MemoryState
+from ml_backend.labelstudio.gateway import LabelStudioError
+from ml_backend.web.backend import Backend
+from ml_backend.web.errors import BadRequest
+from ml_backend.web.events import handle_event
 from tests.conftest import require_or_skip
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "samples"
@@ -108,8 +108,8 @@ def test_tasks_created_are_scored_only_when_a_version_exists(tmp_path):
     backend = make_backend(tmp_path)
     body = {"action": "TASKS_CREATED", "tasks": [{"id": 44, "data": {"text": "a"}}], "project": {"id": 7}}
     assert handle_event(body, backend)["scoring"] is False
-    (backend.store.project_dir(7)).mkdir(parents=True)
-    (backend.store.project_dir(7) / "current.json").write_text(
+    (backend.store.layout.project_dir(7)).mkdir(parents=True)
+    (backend.store.layout.project_dir(7) / "current.json").write_text(
         json.dumps({"version": "7-v1-20260101T000000Z", "iteration": 0})
     )
     assert handle_event(body, backend)["scoring"] is True
@@ -126,7 +126,7 @@ def test_tasks_deleted_drop_their_cached_scores(tmp_path):
 
 def test_project_updated_retrains_only_when_the_labels_change(tmp_path):
     backend = make_backend(tmp_path)
-    folder = backend.store.project_dir(7)
+    folder = backend.store.layout.project_dir(7)
     version = "7-v1-20260101T000000Z"
     (folder / "versions" / version).mkdir(parents=True)
     (folder / "versions" / version / "version.json").write_text(

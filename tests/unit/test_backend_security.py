@@ -152,8 +152,8 @@ def test_a_redis_password_is_not_echoed_in_the_503(tmp_path):
 @pytest.fixture
 def trained(tmp_path, tiny_model_dir):
     """A store holding one trained version of project 5, and its settings."""
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake = FakeLabelStudio()
     url = fake.start()
@@ -171,7 +171,7 @@ def test_a_version_holding_only_pickled_weights_is_refused(trained):
     import torch
     from safetensors.torch import load_file
 
-    from ml_backend.store import VersionStore
+    from ml_backend.storage.store import VersionStore
 
     settings, version = trained
     folder = VersionStore(settings.model_dir).version_dir(5, version)
@@ -186,13 +186,13 @@ def test_a_version_holding_only_pickled_weights_is_refused(trained):
 
 
 def test_current_json_cannot_point_outside_the_model_folder(trained, tmp_path):
-    from ml_backend.store import VersionStore
+    from ml_backend.storage.store import VersionStore
 
     settings, version = trained
     store = VersionStore(settings.model_dir)
     outside = tmp_path / "outside"
     shutil.copytree(store.version_dir(5, version), outside)
-    (store.project_dir(5) / "current.json").write_text(
+    (store.layout.current_file(5)).write_text(
         json.dumps({"version": "../../../outside", "iteration": 0}), encoding="utf-8"
     )
     reply = create_app(settings).test_client().post(

@@ -3,7 +3,8 @@
 import pytest
 
 from al_core.ups import CachedScore
-from ml_backend.store import FileScoreCache, InvalidNameError, VersionStore, version_name
+from ml_backend.storage.layout import InvalidNameError, ModelDirLayout
+from ml_backend.storage.store import FileScoreCache, VersionStore, version_name
 
 
 def write_marker(folder):
@@ -42,7 +43,7 @@ def test_a_failed_write_leaves_the_promoted_version_alone(tmp_path):
 @pytest.mark.parametrize("project", ["../x", "1/2", "", "a"])
 def test_project_ids_cannot_escape_the_model_folder(tmp_path, project):
     with pytest.raises(InvalidNameError):
-        VersionStore(tmp_path).project_dir(project)
+        ModelDirLayout(tmp_path).project_dir(project)
 
 
 @pytest.mark.parametrize("version", ["../../etc", "5-v1-../x", "6-v1-20260101T000000Z", "untrained"])

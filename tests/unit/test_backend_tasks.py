@@ -5,10 +5,10 @@ import pytest
 
 from al_core.ls_format import parse_label_config, task_to_example
 from fake_label_studio import CLS_CONFIG, NER_CONFIG
-from ml_backend.jobs import pool_predictions
-from ml_backend.ls_gateway import annotated, split_tasks
-from ml_backend.mirror import TaskMirror
-from ml_backend.predictor import regions, untrained_answer
+from ml_backend.jobs.retrain_steps import pool_predictions
+from ml_backend.labelstudio.gateway import annotated, split_tasks
+from ml_backend.labelstudio.mirror import TaskMirror
+from ml_backend.web.predictor import regions, untrained_answer
 
 CLS = parse_label_config(CLS_CONFIG)
 NER = parse_label_config(NER_CONFIG)

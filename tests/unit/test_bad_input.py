@@ -20,8 +20,8 @@ NO_CONTROL_CONFIG = '<View><Text name="text" value="$text"/></View>'
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, tiny_model_dir):
     """An app serving a trained tiny model for project 1, with a fake Label Studio behind it."""
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake = FakeLabelStudio()
     url = fake.start()

@@ -10,7 +10,7 @@ import pytest
 
 from fake_label_studio import backend_settings
 from ml_backend.app import create_app
-from ml_backend.history import append_record, history_path
+from ml_backend.storage.history import append_record, history_path
 
 CLASSES = ["World", "Sports", "Business"]
 

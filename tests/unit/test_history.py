@@ -10,7 +10,8 @@ import pytest
 
 from al_core.data import Example
 from al_core.ls_format import LabelConfig
-from ml_backend.history import (
+from ml_backend.labelstudio.reading import label_counts
+from ml_backend.storage.history import (
     HistoryCache,
     append_record,
     build_record,
@@ -18,7 +19,6 @@ from ml_backend.history import (
     read_last,
     record_retrain,
 )
-from ml_backend.reading import label_counts
 
 
 def test_read_last_returns_the_newest_records_in_order(tmp_path):
@@ -59,7 +59,7 @@ def test_read_last_reads_a_bounded_part_of_a_long_file(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.handle.close()
 
-    monkeypatch.setattr("ml_backend.history.open", lambda *a, **k: Counting(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr("ml_backend.storage.history.open", lambda *a, **k: Counting(real_open(*a, **k)), raising=False)
     records = read_last(path, 500)
     assert [r["iteration"] for r in records] == list(range(19500, 20000))
     assert sum(read) < 3 * 500 * 240 < path.stat().st_size / 10  # a few blocks, not the whole file
@@ -79,7 +79,7 @@ def test_the_cache_rereads_only_a_changed_file(tmp_path, monkeypatch):
     append_record(path, {"iteration": 0})
     cache = HistoryCache(tmp_path, limit=10)
     calls = []
-    import ml_backend.history as history
+    import ml_backend.storage.history as history
 
     real = history.read_last
     monkeypatch.setattr(history, "read_last", lambda *a: calls.append(a) or real(*a))

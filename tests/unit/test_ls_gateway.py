@@ -3,7 +3,7 @@
 import pytest
 
 from fake_label_studio import FakeLabelStudio, backend_settings
-from ml_backend.ls_gateway import LSGateway
+from ml_backend.labelstudio.gateway import LSGateway
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_busy_label_studio_is_retried_with_growing_waits(tmp_path):
 
 
 def test_retries_end_with_an_error_naming_the_call_and_a_client_error_is_not_retried(tmp_path):
-    from ml_backend.ls_gateway import LabelStudioError
+    from ml_backend.labelstudio.gateway import LabelStudioError
 
     ls, projects, waits = flaky_gateway(tmp_path, failures=5, retries=2)
     with pytest.raises(LabelStudioError, match="GET project 7 failed: HTTP 503") as raised:
@@ -84,3 +84,49 @@ def test_retries_end_with_an_error_naming_the_call_and_a_client_error_is_not_ret
     with pytest.raises(LabelStudioError, match="HTTP 404"):
         ls.get_project(7)
     assert projects.calls == 1 and waits == []
+
+
+def test_exports_and_model_versions_are_read_and_deleted_without_the_sdks_internals(gateway):
+    fake, ids, ls = gateway
+    ls.publish_predictions(1, "v1", [prediction(i, 0.5) for i in ids[:4]])
+    assert sorted(t["id"] for t in ls.export_tasks(1, [ids[1], ids[3], 10_000])) == [ids[1], ids[3]]
+    assert ls.model_versions(1) == {"v1": 4}
+    assert ls.delete_version(1, "v1") == 4
+    assert ls.model_versions(1) == {}
+    assert ("DELETE", "/api/projects/1/model-versions/") in fake.calls
+
+
+def test_a_personal_access_token_goes_as_a_bearer_access_token_renewed_once_refused():
+    import base64
+    import json
+
+    import httpx
+
+    from ml_backend.labelstudio.gateway import ApiKeyAuth
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    personal = ".".join([part({"alg": "HS256", "typ": "JWT"}), part({"token_type": "refresh"}), "sig"])
+    issued = iter(["access-1", "access-2"])
+    refreshed: list[str] = []
+    valid = {"Token legacy-0123", "Bearer access-2"}
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200 if seen[-1] in valid else 401, json={})
+
+    def refresh(key: str) -> str:
+        refreshed.append(key)
+        return next(issued)
+
+    for key, expected in (("legacy-0123", ["Token legacy-0123"]), (personal, ["Bearer access-1", "Bearer access-2"])):
+        seen.clear()
+        with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+            auth = ApiKeyAuth(key, refresh)
+            assert client.get("http://ls/api/x", auth=auth).status_code == 200
+            assert seen == expected
+            assert client.get("http://ls/api/x", auth=auth).status_code == 200  # the new token is kept
+            assert seen[-1] == expected[-1]
+    assert refreshed == [personal, personal]

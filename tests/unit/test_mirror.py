@@ -1,5 +1,5 @@
 """The backend's copy of a project's tasks follows Label Studio with reads proportional to what
-changed (ml_backend/mirror.py), against the fake Label Studio."""
+changed (ml_backend/labelstudio/mirror.py), against the fake Label Studio."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from fake_label_studio import CLS_CONFIG, TEXTS, backend_settings
-from ml_backend.ls_gateway import LSGateway
-from ml_backend.mirror import TaskMirror, sync
+from ml_backend.labelstudio.gateway import LSGateway
+from ml_backend.labelstudio.mirror import TaskMirror, sync
 
 CONFIG_HASH = "h1"
 

@@ -179,8 +179,8 @@ def test_no_module_outside_the_kinds_branches_on_a_task_kind():
 
 def test_the_backend_trains_on_a_multilabel_project_and_publishes_several_choices(tmp_path, fake_ls, tiny_model_dir):
     from ml_backend.app import create_app
-    from ml_backend.jobs import run_retrain
-    from ml_backend.status import MemoryState
+    from ml_backend.jobs.run import run_retrain
+    from ml_backend.jobs.status import MemoryState
 
     fake, url = fake_ls
     fake.add_project(8, MULTI_CONFIG)

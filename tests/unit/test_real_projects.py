@@ -11,11 +11,11 @@ import pytest
 from al_core.ls_format import parse_label_config, task_to_example
 from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
-from ml_backend.jobs import run_retrain
-from ml_backend.ls_gateway import NO_REASON, LSGateway, PublishReport
+from ml_backend.jobs.run import run_retrain
+from ml_backend.jobs.status import MemoryState
+from ml_backend.labelstudio.gateway import NO_REASON, LSGateway, PublishReport
 from ml_backend.project_warnings import class_warnings
-from ml_backend.status import MemoryState
-from ml_backend.store import score_cache
+from ml_backend.storage.store import score_cache
 
 THREE_CLASSES = """<View><Text name="text" value="$text"/>
 <Choices name="sentiment" toName="text" choice="single">
@@ -116,7 +116,7 @@ def test_a_layout_edit_keeps_the_model_and_its_cache(fake_ls, tmp_path, tiny_mod
 
 
 def test_new_tasks_are_not_scored_by_a_model_of_an_old_label_set(fake_ls, tmp_path, tiny_model_dir):
-    from ml_backend.jobs import run_scoring
+    from ml_backend.jobs.run import run_scoring
 
     fake, url = fake_ls
     label_project(fake, 4, 10, ["Positive", "Negative", "Neutral"] * 2, THREE_CLASSES)
@@ -179,7 +179,7 @@ def test_refusals_listed_by_label_studio_keep_its_reason_and_the_rest_is_publish
 
 
 def test_a_shortfall_is_an_error_and_a_warning_on_status(fake_ls, tmp_path, tiny_model_dir, monkeypatch):
-    import ml_backend.jobs as jobs
+    import ml_backend.jobs.retrain_steps as jobs
 
     fake, url = fake_ls
     ids = label_project(fake, 1, 12, ["Positive", "Negative"] * 2)
@@ -321,13 +321,13 @@ def test_setup_refusals_are_logged_and_two_texts_are_refused(tmp_path, caplog):
     client = create_app(backend_settings(None, tmp_path / "s", tmp_path / "m")).test_client()
     image = CLS_CONFIG.replace("<View>", '<View><Image name="photo" value="$photo"/>')
     two_texts = CLS_CONFIG.replace("<View>", '<View><Text name="title" value="$title"/>')
-    with caplog.at_level(logging.WARNING, logger="ml_backend.backend"):
+    with caplog.at_level(logging.WARNING, logger="ml_backend.web.backend"):
         for config in (image, two_texts, image):
             answer = client.post("/setup", json={"project": "3.1", "schema": config})
             assert answer.status_code == 400
     two = client.post("/setup", json={"project": "3.1", "schema": two_texts}).json["error"]
     assert "several <Text> objects (title, text)" in two
-    logged = [r.getMessage() for r in caplog.records if r.name == "ml_backend.backend"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "ml_backend.web.backend"]
     assert len(logged) == 2  # once per project and reason, not on every /setup
     assert any("<Image>" in m for m in logged) and any("<Text> objects" in m for m in logged)
 
@@ -454,9 +454,9 @@ def test_class_warnings():
 def test_the_embedded_state_survives_a_restart_and_an_interrupted_retrain_is_queued_again(
     tmp_path, monkeypatch
 ):
-    from ml_backend.backend import Backend
-    from ml_backend.embedded_state import INTERRUPTED, FileState
-    from ml_backend.queue import EmbeddedRunner
+    from ml_backend.jobs.embedded_state import INTERRUPTED, FileState
+    from ml_backend.jobs.queue import EmbeddedRunner
+    from ml_backend.web.backend import Backend
 
     state = FileState(tmp_path)
     state.record_error("2", "unsupported label config: ...")

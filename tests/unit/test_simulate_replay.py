@@ -39,7 +39,7 @@ def test_label_configs_parse_back():
 
 
 def test_backend_gateway_reads_and_writes_through_the_replay_routes(tmp_path):
-    from ml_backend.ls_gateway import LabelStudioError, LSGateway, split_tasks
+    from ml_backend.labelstudio.gateway import LabelStudioError, LSGateway, split_tasks
     from ml_backend.settings import Settings
 
     replay = Replay(_examples(30), "classification", ["positive", "negative"], "http://unused")

@@ -31,19 +31,18 @@ from typing import Any
 import numpy as np
 
 from al_core.stopping import agreement, stability_sample
-from ml_backend.reading import label_counts
-from ml_backend.store import VersionStore
+from ml_backend.labelstudio.reading import label_counts
+from ml_backend.storage.layout import ModelDirLayout
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = "history.jsonl"
 READ_LIMIT = 500
 MAX_WORDS_PER_TASK = 200  # keeps a tagging record small whatever the length of a text
 _BLOCK = 1 << 16
 
 
 def history_path(model_dir: str | Path, project: int | str) -> Path:
-    return VersionStore(model_dir).project_dir(project) / FILE_NAME
+    return ModelDirLayout(model_dir).history_file(project)
 
 
 def append_record(path: Path, record: dict) -> None:

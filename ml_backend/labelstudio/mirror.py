@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ml_backend.storage.layout import ModelDirLayout
+
 log = logging.getLogger(__name__)
 
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # Label Studio's Datetime filter format
@@ -221,6 +223,13 @@ class TaskMirror:
         if not watermark:
             return datetime(2000, 1, 1).strftime(LS_TIME)
         return (_parse(watermark) - self.overlap).strftime(LS_TIME)
+
+
+def task_mirror(settings, project: int | str, create: bool = True) -> TaskMirror | None:
+    """A project's mirror, in its MODEL_DIR folder; with `create=False`, None until a retrain has
+    made it (a webhook has nothing to mark before)."""
+    path = ModelDirLayout(settings.model_dir).mirror_file(project)
+    return TaskMirror(path) if create or path.exists() else None
 
 
 def _parse(value: str) -> datetime:

@@ -53,7 +53,7 @@ class KeyCheck:
             return self._check()
 
     def _check(self) -> str | None:
-        from ml_backend.ls_gateway import LabelStudioError, LSGateway
+        from ml_backend.labelstudio.gateway import LabelStudioError, LSGateway
 
         self._checked_at = time.monotonic()
         settings = self.settings.model_copy(

@@ -7,9 +7,12 @@ exponential backoff; other errors are raised as LabelStudioError naming the call
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +100,50 @@ def _messages(body: Any) -> list[str]:
     return []
 
 
+def _is_jwt(key: str) -> bool:
+    """A personal access token is a JWT (three base64url parts, the first a JSON header); a legacy
+    token is not."""
+    parts = key.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+class ApiKeyAuth(httpx.Auth):
+    """LABEL_STUDIO_API_KEY on the gateway's own requests, sent as label-studio-sdk sends it: a legacy
+    token as `Token <key>`; a personal access token (a JWT refresh token) as `Bearer <access token>`,
+    the access token got from Label Studio by `refresh(key)` and got again when one is refused (401)."""
+
+    def __init__(self, api_key: str, refresh: Callable[[str], str]):
+        self.api_key = api_key
+        self.personal = _is_jwt(api_key)
+        self._refresh = refresh
+        self._access: str | None = None
+        self._lock = threading.Lock()
+
+    def _access_token(self, refused: str | None = None) -> str:
+        with self._lock:
+            if self._access is None or self._access == refused:
+                self._access = self._refresh(self.api_key)
+            return self._access
+
+    def auth_flow(self, request: httpx.Request):
+        if not self.personal:
+            request.headers["Authorization"] = f"Token {self.api_key}"
+            yield request
+            return
+        access = self._access_token()
+        request.headers["Authorization"] = f"Bearer {access}"
+        response = yield request
+        if response.status_code == 401:  # the access token expired: one more try with a new one
+            request.headers["Authorization"] = f"Bearer {self._access_token(refused=access)}"
+            yield request
+
+
 def _retryable(error: Exception) -> bool:
     if isinstance(error, ApiError):
         return error.status_code is None or error.status_code == 429 or error.status_code >= 500
@@ -116,12 +163,25 @@ class LSGateway:
             )
         self.settings = settings
         self._client = client
+        self._http: httpx.Client | None = None
+        self._api_key_auth = ApiKeyAuth(settings.label_studio_api_key or "", self._access_token)
         self._sleep = sleep  # between retries; tests pass one that records instead of waiting
 
     def _redact(self, text: str) -> str:
         """The text with the API key masked (a proxy or Label Studio may echo the request)."""
         key = self.settings.label_studio_api_key
         return text.replace(key, "***") if key else text
+
+    @property
+    def http(self) -> httpx.Client:
+        """The connections to Label Studio, shared by the SDK's calls and the gateway's own (`_raw`)."""
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.settings.label_studio_url.rstrip("/") + "/",
+                timeout=self.settings.ls_timeout,
+                follow_redirects=True,  # as the SDK's own client
+            )  # no client-wide auth: the SDK authenticates its calls, `_raw` passes ApiKeyAuth
+        return self._http
 
     @property
     def client(self) -> LabelStudio:
@@ -131,6 +191,7 @@ class LSGateway:
                 api_key=self.settings.label_studio_api_key,
                 timeout=self.settings.ls_timeout,
                 max_retries=0,  # retries are ours, with backoff
+                httpx_client=self.http,
             )
         return self._client
 
@@ -181,10 +242,14 @@ class LSGateway:
 
         return self._call(f"list tasks of project {project_id}", read)
 
+    def _access_token(self, refresh_token: str) -> str:
+        """An access token for a personal access token (label-studio-sdk's token refresh)."""
+        return self.client.tokens.refresh(refresh=refresh_token).access
+
     def _raw(self, method: str, path: str, **kwargs) -> Any:
-        """One call to a route label-studio-sdk does not wrap (or wraps wrongly: its export sends
-        `ids` where Label Studio reads `ids[]`); a non-2xx answer raises ApiError as the SDK does."""
-        response = self.client._client_wrapper.httpx_client.request(path, method=method, **kwargs)
+        """One call to a route label-studio-sdk does not wrap (the project's model versions), with the
+        gateway's own httpx client; a non-2xx answer raises ApiError as the SDK does."""
+        response = self.http.request(method, path, auth=self._api_key_auth, **kwargs)
         if not 200 <= response.status_code < 300:
             try:
                 body = response.json()
@@ -199,23 +264,30 @@ class LSGateway:
         not in the project is absent from the answer), or with None every task holding an annotation."""
         if task_ids is None:
             return self._call(
-                f"export the annotated tasks of project {project_id}",
-                lambda: self._raw(
-                    "GET", f"api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "false"}
-                ),
+                f"export the annotated tasks of project {project_id}", lambda: self._export(project_id, False)
             )
-        params: dict[str, Any] = {"exportType": "JSON", "download_all_tasks": "true"}
         ids = sorted({int(t) for t in task_ids})
         out: list[dict[str, Any]] = []
         for start in range(0, len(ids), 200):
             chunk = ids[start : start + 200]
             out += self._call(
                 f"export {len(chunk)} tasks of project {project_id}",
-                lambda chunk=chunk: self._raw(
-                    "GET", f"api/projects/{project_id}/export", params={**params, "ids[]": chunk}
-                ),
+                lambda chunk=chunk: self._export(project_id, True, chunk),
             )
         return out
+
+    def _export(self, project_id: int, all_tasks: bool, ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """Label Studio's JSON export through the SDK; the task ids go as `ids[]`, the name Label
+        Studio reads (the SDK's own `ids` argument is sent as `ids`, which it ignores)."""
+        query: dict[str, Any] = {"exportType": "JSON"}
+        if ids is not None:
+            query["ids[]"] = ids
+        data = self.client.projects.exports.download_sync(
+            id=project_id,
+            download_all_tasks=all_tasks,
+            request_options={"additional_query_parameters": query},
+        )
+        return json.loads(b"".join(data))
 
     def changed_tasks(self, project_id: int, since: str) -> list[dict[str, Any]]:
         """Tasks whose `updated_at` is later than `since` (Label Studio bumps it when a task's

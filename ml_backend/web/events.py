@@ -5,7 +5,7 @@
 | ANNOTATION_CREATED / _UPDATED       | retrain requested (merged into a pending one)                 |
 | ANNOTATIONS_DELETED                 | retrain requested (the labeled set shrank)                    |
 | START_TRAINING                      | retrain requested, whatever RETRAIN_TRIGGER / RETRAIN_EVERY say |
-| (every task and annotation event)   | the tasks it names are marked for the next retrain to read again (ml_backend/mirror.py) |
+| (every task and annotation event)   | the tasks it names are marked for the next retrain to read again (ml_backend/labelstudio/mirror.py) |
 | TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway) |
 | TASKS_DELETED                       | their cached scores dropped                                   |
 | PROJECT_UPDATED                     | label config checked; a changed label set drops the score cache and requests a retrain |
@@ -18,8 +18,8 @@ import logging
 from typing import Any
 
 from al_core.exceptions import UnsupportedConfigError
-from ml_backend.errors import BadRequest
-from ml_backend.store import PROJECT_RE
+from ml_backend.storage.layout import PROJECT_RE
+from ml_backend.web.errors import BadRequest
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from ml_backend.status import MemoryState
+from ml_backend.jobs.status import MemoryState
+from ml_backend.storage.layout import ModelDirLayout
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "embedded_state.json"
 INTERRUPTED = "the retrain was interrupted when the backend stopped; queued again at its start"
 
 
 class FileState(MemoryState):
     def __init__(self, model_dir: str | Path):
         super().__init__()
-        self.path = Path(model_dir) / STATE_FILE
+        self.path = ModelDirLayout(model_dir).embedded_state_file()
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self._projects = {str(p): dict(v) for p, v in data.get("projects", {}).items()}
@@ -40,7 +40,7 @@ class FileState(MemoryState):
         with self._lock:
             text = json.dumps({"projects": self._projects}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{STATE_FILE}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, self.path)

@@ -1,11 +1,8 @@
 """Model versions on disk and the UPS score caches (Redis, or a file for the embedded mode).
 
-Layout under MODEL_DIR:
-    <project>/versions/<version>/   a saved model + version.json (what it was trained on)
-    <project>/current.json          {"version": ..., "iteration": ...}: the promoted version
-    <project>/scores.sqlite         the file score cache (embedded mode only)
-A version is written into a temporary folder beside versions/, renamed into place, and only
-then named in current.json (itself replaced atomically), so a reader never sees half a model.
+A version is written into a temporary folder beside versions/ (where: ml_backend.storage.layout),
+renamed into place, and only then named in current.json (itself replaced atomically), so a
+reader never sees half a model.
 """
 
 from __future__ import annotations
@@ -23,27 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from al_core.ups import CachedScore
+from ml_backend.storage.layout import VERSION_RE, ModelDirLayout, check_project
 
-PROJECT_RE = re.compile(r"^[0-9]{1,12}$")
-VERSION_RE = re.compile(r"^(?P<project>[0-9]{1,12})-v(?P<number>[0-9]{1,9})-(?P<stamp>[0-9]{8}T[0-9]{6}Z?)$")
 UNTRAINED = "untrained"
-
-
-class InvalidNameError(ValueError):
-    """A project id or version name that could point outside its folder."""
-
-
-def check_project(project: int | str) -> str:
-    text = str(project)
-    if not PROJECT_RE.match(text):
-        raise InvalidNameError(f"invalid project id {text!r}: expected digits")
-    return text
-
-
-def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise InvalidNameError(f"invalid model version {version!r}: expected <project>-v<N>-<timestamp>")
-    return version
 
 
 def version_name(project: int | str, number: int, now: float | None = None) -> str:
@@ -69,23 +48,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 class VersionStore:
     """Model versions of every project, promoted atomically, the last `keep` of them kept."""
 
-    def __init__(self, root: str | Path, keep: int = 3):
-        self.root = Path(root)
+    def __init__(self, model_dir: str | Path, keep: int = 3):
+        self.layout = ModelDirLayout(model_dir)
         self.keep = keep
         self._current_cache: dict[str, tuple[float, dict]] = {}
         self._lock = threading.Lock()
 
-    def project_dir(self, project: int | str) -> Path:
-        folder = (self.root / check_project(project)).resolve()
-        if folder.parent != self.root.resolve():
-            raise InvalidNameError(f"project folder {folder} is outside {self.root}")
-        return folder
-
     def version_dir(self, project: int | str, version: str) -> Path:
-        check_version(version)
-        if VERSION_RE.match(version)["project"] != check_project(project):
-            raise InvalidNameError(f"version {version!r} does not belong to project {project}")
-        return self.project_dir(project) / "versions" / version
+        return self.layout.version_dir(project, version)
 
     # --- reading ---
     def current(self, project: int | str) -> dict | None:
@@ -93,7 +63,7 @@ class VersionStore:
 
         Cheap enough for /setup: a stat, and a small read only when the file changed.
         """
-        path = self.project_dir(project) / "current.json"
+        path = self.layout.current_file(project)
         try:
             mtime = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -113,16 +83,14 @@ class VersionStore:
 
     def versions(self, project: int | str) -> list[str]:
         """Versions on disk, oldest first."""
-        folder = self.project_dir(project) / "versions"
+        folder = self.layout.versions_dir(project)
         if not folder.is_dir():
             return []
         names = [p.name for p in folder.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
         return sorted(names, key=lambda n: int(VERSION_RE.match(n)["number"]))
 
     def projects(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and PROJECT_RE.match(p.name))
+        return self.layout.projects()
 
     def meta(self, project: int | str, version: str) -> dict:
         with open(self.version_dir(project, version) / "version.json", encoding="utf-8") as handle:
@@ -140,7 +108,7 @@ class VersionStore:
         """Write a version aside with `write(folder)`, rename it into place, promote it, prune old ones."""
         final = self.version_dir(project, version)
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=final.parent.parent, prefix=".staging-"))
+        staging = Path(tempfile.mkdtemp(dir=self.layout.project_dir(project), prefix=".staging-"))
         try:
             write(staging)
             _write_json_atomic(staging / "version.json", dict(meta, version=version, iteration=iteration))
@@ -149,9 +117,7 @@ class VersionStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         with self._lock:
-            _write_json_atomic(
-                final.parent.parent / "current.json", {"version": version, "iteration": iteration}
-            )
+            _write_json_atomic(self.layout.current_file(project), {"version": version, "iteration": iteration})
         self.prune(project)
         return final
 
@@ -268,8 +234,7 @@ def score_cache(settings, project: int | str, redis=None):
     """The cache for a project: Redis-backed when a Redis connection is given, else the file cache."""
     if redis is not None:
         return RedisScoreCache(redis, project)
-    store = VersionStore(settings.model_dir)
-    return FileScoreCache(store.project_dir(project) / "scores.sqlite")
+    return FileScoreCache(ModelDirLayout(settings.model_dir).scores_file(project))
 
 
 def embedding_cache(settings, project: int | str | None):
@@ -279,13 +244,4 @@ def embedding_cache(settings, project: int | str | None):
 
     if project is None:
         return MemoryEmbeddingCache()
-    return SqliteEmbeddingCache(VersionStore(settings.model_dir).project_dir(project) / "embeddings.sqlite")
-
-
-def task_mirror(settings, project: int | str, create: bool = True):
-    """The backend's copy of a project's tasks (ml_backend.mirror), beside its versions; with
-    `create=False`, None until a retrain has made it (a webhook has nothing to mark before)."""
-    from ml_backend.mirror import TaskMirror
-
-    path = VersionStore(settings.model_dir).project_dir(project) / "mirror.sqlite"
-    return TaskMirror(path) if create or path.exists() else None
+    return SqliteEmbeddingCache(ModelDirLayout(settings.model_dir).embeddings_file(project))

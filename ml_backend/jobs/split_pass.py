@@ -28,13 +28,14 @@ from pathlib import Path
 
 from al_core.data import Example
 from al_core.models import ModelOutputs, load_model
+from ml_backend.jobs.status import rq_job_alive
 from ml_backend.settings import Settings, job_settings
-from ml_backend.status import rq_job_alive
-from ml_backend.store import VersionStore, check_project, embedding_cache
+from ml_backend.storage.layout import ModelDirLayout, check_project
+from ml_backend.storage.store import embedding_cache
 
 log = logging.getLogger(__name__)
 
-CHUNK_JOB = "ml_backend.split_pass.score_chunk"
+CHUNK_JOB = "ml_backend.jobs.split_pass.score_chunk"
 
 
 def configure_torch(settings: Settings) -> None:
@@ -49,7 +50,7 @@ def configure_torch(settings: Settings) -> None:
 
 
 def pass_folder(settings: Settings, project: int | str, pass_id: str) -> Path:
-    return VersionStore(settings.model_dir).project_dir(project) / "passes" / pass_id
+    return ModelDirLayout(settings.model_dir).pass_dir(project, pass_id)
 
 
 def chunk_job_id(pass_id: str, index: int) -> str:

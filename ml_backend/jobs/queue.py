@@ -18,8 +18,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from ml_backend.jobs.status import RedisState, rq_job_alive
 from ml_backend.settings import Settings
-from ml_backend.status import RedisState, rq_job_alive
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,13 @@ class EmbeddedRunner:
         return None
 
     def submit_retrain(self, project: str) -> None:
-        from ml_backend.jobs import run_retrain
+        from ml_backend.jobs.run import run_retrain
 
         self._jobs.put((run_retrain, (int(project), self.settings, self.state)))
         self._ensure_thread()
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
-        from ml_backend.jobs import run_scoring
+        from ml_backend.jobs.run import run_scoring
 
         self._jobs.put((run_scoring, (int(project), tasks, self.settings)))
         self._ensure_thread()
@@ -112,7 +112,7 @@ class RQRunner:
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
         self.queue.enqueue(
-            "ml_backend.jobs.score_new_tasks",
+            "ml_backend.jobs.run.score_new_tasks",
             int(project),
             tasks,
             settings=self.settings.for_jobs(),
@@ -130,14 +130,14 @@ def enqueue_retrain(queue, project: str | int, job_timeout: int, settings: dict 
     from rq import Callback
 
     return queue.enqueue(
-        "ml_backend.jobs.retrain",
+        "ml_backend.jobs.run.retrain",
         int(project),
         settings=settings,
         job_timeout=job_timeout,
         result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600,
         description=f"retrain project {project}",
-        on_failure=Callback("ml_backend.queue.retrain_abandoned"),
+        on_failure=Callback("ml_backend.jobs.queue.retrain_abandoned"),
     )
 
 

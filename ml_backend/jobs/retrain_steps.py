@@ -1,17 +1,13 @@
-"""The retrain and scoring jobs.
-
-`retrain(project_id, settings)` and `score_new_tasks(project_id, tasks, settings)` are the RQ
-entry points (primitive arguments only; `settings`: the values the web process resolved,
-`Settings.for_jobs`, so a worker runs with them whatever its own environment). The embedded
-runner calls `run_retrain` / `run_scoring` directly with the web process's settings.
+"""A retrain, in named steps: read the project, train a round, save the version, publish it.
 
 A retrain reads Label Studio at its start (so every annotation made before it started is
 in its training set), trains the acquisition model (a frozen head or fine-tuning, as
 AL_ACQUISITION_MODE decides) with its quality estimate, scores the UPS subset of the pool
 (the whole pool for a frozen head; in an rq worker a big pass is split over the queue's
-workers, ml_backend.split_pass), promotes the new version, publishes a scored prediction
+workers, ml_backend.jobs.split_pass), promotes the new version, publishes a scored prediction
 for every unlabeled task under it (the most informative fresh scores, then the project's
 ordering is pointed at the version, then the rest) and appends the retrain to the history.
+The jobs that run it are in ml_backend.jobs.run.
 """
 
 from __future__ import annotations
@@ -33,25 +29,16 @@ from al_core.loop import run_round
 from al_core.ls_format import LabelConfig, model_labels
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
-from al_core.ups import CachedScore, PoolSubsampler
-from ml_backend.history import record_retrain
-from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed, region_problem
-from ml_backend.ls_gateway import LSGateway, PublishReport, split_tasks
-from ml_backend.mirror import sync
-from ml_backend.predictor import Predictor, config_hash, regions, save_strategy_state
-from ml_backend.reading import ReadReport, label_counts, log_report, read_examples
-from ml_backend.settings import Settings, job_settings
-from ml_backend.split_pass import SplitPass, configure_torch
-from ml_backend.status import RedisState, RunLockTimeout, rq_job_alive
-from ml_backend.store import (
-    VersionStore,
-    check_project,
-    embedding_cache,
-    score_cache,
-    task_mirror,
-    version_name,
-    version_number,
-)
+from al_core.ups import PoolSubsampler
+from ml_backend.jobs.split_pass import SplitPass, configure_torch
+from ml_backend.labelstudio.gateway import LSGateway, PublishReport, split_tasks
+from ml_backend.labelstudio.label_set import check_config, promoted_label_set_changed, region_problem
+from ml_backend.labelstudio.mirror import sync, task_mirror
+from ml_backend.labelstudio.reading import ReadReport, label_counts, log_report, read_examples
+from ml_backend.settings import Settings
+from ml_backend.storage.history import record_retrain
+from ml_backend.storage.store import VersionStore, embedding_cache, score_cache, version_name, version_number
+from ml_backend.web.predictor import config_hash, regions, save_strategy_state
 
 log = logging.getLogger(__name__)
 
@@ -70,119 +57,6 @@ def strategy_name(settings: Settings, kind: str) -> str:
     if kind not in strategy.kinds:
         raise UnsupportedConfigError(f"strategy {name!r} does not apply to {kind} projects")
     return name
-
-
-def _redis(settings: Settings):
-    if not settings.redis_url:
-        return None
-    from redis import Redis
-
-    return Redis.from_url(settings.redis_url)
-
-
-# --- RQ entry points -------------------------------------------------------------------------
-
-
-def retrain(project_id: int, settings: dict | None = None) -> dict:
-    """RQ job: one retrain of a project with the web process's settings (a job queued without
-    them: the worker's environment), one at a time per project whatever the number of workers."""
-    from rq import get_current_job
-
-
-    settings = job_settings(settings)
-    redis = _redis(settings)
-    state = RedisState(redis)
-    job = get_current_job()
-    if job is None:  # called outside a worker
-        return run_retrain(int(project_id), settings, state, redis=redis)
-    project = check_project(project_id)
-    try:
-        with state.exclusive_run(
-            project,
-            job.id,
-            wait=settings.job_timeout,
-            owner_alive=lambda holder: rq_job_alive(redis, holder),
-            ttl=settings.job_timeout + 60,
-        ):
-            split = SplitPass(settings, redis, project, job.id, job.worker_name or job.id)
-            return run_retrain(int(project_id), settings, state, redis=redis, job_id=job.id, split=split)
-    except RunLockTimeout as error:
-        state.release_pending(project)
-        state.record_error(project, str(error))
-        raise
-    except Exception as error:
-        if getattr(error, "al_logged", False):
-            # logged and in /status already: raising would make rq log the traceback a second time
-            return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-        raise
-
-
-def score_new_tasks(project_id: int, tasks: list[dict], settings: dict | None = None) -> dict:
-    """RQ job: score newly imported tasks with the promoted version and publish them."""
-    settings = job_settings(settings)
-    return run_scoring(int(project_id), tasks, settings, redis=_redis(settings))
-
-
-# --- the work --------------------------------------------------------------------------------
-
-
-def run_retrain(
-    project_id: int,
-    settings: Settings,
-    state,
-    redis=None,
-    gateway: LSGateway | None = None,
-    job_id: str | None = None,
-    split: SplitPass | None = None,
-) -> dict:
-    """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting').
-    `split`: the scoring pass may be split over the queue's workers (a retrain in an rq worker)."""
-    project = check_project(project_id)
-    started = False
-    try:
-        if settings.retrain_delay:
-            time.sleep(settings.retrain_delay)  # later events of a burst still merge into this run
-        generation = state.start_run(project, job_id)
-        started = True
-        summary = _retrain(int(project), settings, redis, gateway or LSGateway(settings), state, split)
-        state.finish_run(project, generation, summary, shortfall_error(summary))
-        return summary
-    except NotReadyError as why:
-        summary = dict(why.summary, status="waiting", reason=str(why))
-        state.finish_run(project, None, summary, None)
-        return summary
-    except Exception as error:
-        log_failure(project, error)
-        state.finish_run(project, None, None, f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        if not started:
-            state.release_pending(project)
-
-
-def log_failure(project: str, error: Exception) -> None:
-    """Logs a failed job once: the runner (embedded thread or rq) must not log it again. A refused
-    API key or another Label Studio error is one line; anything else gets its traceback."""
-    from ml_backend.ls_gateway import LabelStudioError
-
-    if isinstance(error, LabelStudioError):
-        log.error("project %s: retrain failed: %s", project, error)
-    else:
-        log.exception("project %s: retrain failed", project)
-    error.al_logged = True  # type: ignore[attr-defined]
-
-
-def shortfall_error(summary: dict) -> str | None:
-    """The /status error of a publish that Label Studio did not fully confirm, or None."""
-    refused = (summary.get("publish") or {}).get("refused") or {}
-    if not refused:
-        return None
-    reasons = sorted(set(refused.values()))
-    tasks = ", ".join(list(refused)[:20]) + (" ..." if len(refused) > 20 else "")
-    return (
-        f"Label Studio did not create {len(refused)} of the predictions of {summary.get('version')} "
-        f"(tasks {tasks}): {'; '.join(reasons[:3])}"
-    )
 
 
 class StepTimer:
@@ -238,13 +112,14 @@ class TrainedRound:
     n_scored: int = 0
 
 
-def _retrain(
+def train_and_publish(
     project_id: int, settings: Settings, redis, gateway: LSGateway, state, split: SplitPass | None = None
 ) -> dict[str, Any]:
     """One retrain in named steps: read the project, train a round, save the version, publish it;
     then, outside its timed total, delete the predictions of old versions."""
     started_at = time.time()
     timer = StepTimer()
+    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
     configure_torch(settings)
     with timer.step("read_s"):
         read = read_project(project_id, settings, gateway)
@@ -253,9 +128,9 @@ def _retrain(
         raise NotReadyError(
             f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training", read.reading
         )
-    trained = train_round(project_id, settings, redis, read, timer, split)
+    trained = train_round(project_id, settings, store, redis, read, timer, split)
     with timer.step("save_s"):
-        meta = save_version(project_id, settings, read, trained, started_at)
+        meta = save_version(project_id, settings, store, read, trained, started_at)
     published = publish(project_id, settings, gateway, read, trained, timer)
     timings = timer.total()  # to the new ordering: what the annotators wait for
     pruned: dict[str, int] = {}
@@ -307,12 +182,17 @@ def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> Pro
 
 
 def train_round(
-    project_id: int, settings: Settings, redis, read: ProjectRead, timer: StepTimer, split: SplitPass | None
+    project_id: int,
+    settings: Settings,
+    store: VersionStore,
+    redis,
+    read: ProjectRead,
+    timer: StepTimer,
+    split: SplitPass | None,
 ) -> TrainedRound:
     """A new model trained on the labeled tasks, and the pool re-scored as UPS says (al_core's round)."""
     config, labeled, pool = read.config, read.labeled, read.pool
     with timer.step("prepare_s"):
-        store = VersionStore(settings.model_dir, keep=settings.keep_versions)
         iteration = store.next_iteration(project_id)
         labels = model_labels(config)
         acquisition = settings.acquisition_config()
@@ -348,7 +228,9 @@ def train_round(
     return trained
 
 
-def save_version(project_id: int, settings: Settings, read: ProjectRead, trained: TrainedRound, started_at: float) -> dict:
+def save_version(
+    project_id: int, settings: Settings, store: VersionStore, read: ProjectRead, trained: TrainedRound, started_at: float
+) -> dict:
     """The version in the model store (model, strategy state, metadata); returns its metadata."""
     meta = {
         "project": project_id,
@@ -374,7 +256,6 @@ def save_version(project_id: int, settings: Settings, read: ProjectRead, trained
         trained.model.save(folder)
         save_strategy_state(trained.strategy, folder)
 
-    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
     store.save_version(project_id, trained.version, trained.iteration, write, meta)
     return meta
 
@@ -507,39 +388,3 @@ def pool_predictions(
     return out
 
 
-def run_scoring(
-    project_id: int, tasks: list[dict], settings: Settings, redis=None, gateway: LSGateway | None = None
-) -> dict:
-    """Scores new tasks with the promoted version, caches and publishes the scores."""
-    project = check_project(project_id)
-    store = VersionStore(settings.model_dir, keep=settings.keep_versions)
-    current = store.current(project)
-    if current is None or not tasks:
-        return {"status": "skipped", "n_published": 0}
-    gateway = gateway or LSGateway(settings)
-    meta = store.meta(project, current["version"])
-    config = check_config(gateway.get_project(int(project)).get("label_config") or "")
-    if label_set_changed(meta, config):  # the promoted model predicts an old label set
-        log.info("project %s: new tasks not scored: the label config changed since %s", project, current["version"])
-        return {"status": "skipped", "reason": "label config changed", "n_published": 0}
-    folder = store.version_dir(project, current["version"])
-    predictor = Predictor(folder, meta, settings)
-    answers, informativeness = predictor.predict_and_score(tasks)
-    score_cache(settings, project, redis).set_many(
-        {
-            str(task["id"]): CachedScore(float(u), current["version"], int(current["iteration"]))
-            for task, u in zip(tasks, informativeness, strict=True)
-        }
-    )
-    predictions = [
-        {"task": int(t["id"]), "result": a["result"], "score": a["score"]}
-        for t, a in zip(tasks, answers, strict=True)
-    ]
-    report = PublishReport()
-    published = gateway.publish_predictions(int(project), current["version"], predictions, report)
-    if report.shortfall or report.refused:
-        log.warning(
-            "project %s: Label Studio created %d of %d predictions of new tasks: %s",
-            project, published, len(predictions), report.summary(),
-        )
-    return {"status": "scored", "version": current["version"], "n_published": published}

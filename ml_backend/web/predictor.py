@@ -25,7 +25,7 @@ from al_core.ls_format import (
 from al_core.models import load_model
 from al_core.strategies import get_strategy
 from ml_backend.settings import Settings
-from ml_backend.store import UNTRAINED, VersionStore, embedding_cache
+from ml_backend.storage.store import UNTRAINED, VersionStore, embedding_cache
 
 log = logging.getLogger(__name__)
 
