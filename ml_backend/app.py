@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from al_core.exceptions import ModelLoadError
 from ml_backend.backend import Backend
-from ml_backend.campaign_page import register_campaign_routes
+from ml_backend.campaign.page import register_campaign_routes
 from ml_backend.errors import BadRequest
 from ml_backend.settings import Settings, get_settings
 from ml_backend.store import InvalidNameError, check_project

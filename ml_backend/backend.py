@@ -8,13 +8,13 @@ from typing import Any
 
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
 from al_core.ls_format import LabelConfig
+from ml_backend.campaign.project_warnings import round_warnings
 from ml_backend.embedded_state import FileState
 from ml_backend.errors import BadRequest
 from ml_backend.events import handle_event
 from ml_backend.key_check import KeyCheck
 from ml_backend.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.predictor import PredictorCache, untrained_answer
-from ml_backend.project_warnings import round_warnings
 from ml_backend.queue import EmbeddedRunner, Retrainer, RQRunner, pending_ttl
 from ml_backend.settings import Settings
 from ml_backend.status import RedisState

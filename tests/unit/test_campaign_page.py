@@ -169,7 +169,7 @@ def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, 
     client = app.test_client()
     figures = client.get("/campaign/7.json").json
     assert figures["retrains_shown"] == 500 and figures["timeline"][0]["iteration"] == 300
-    import ml_backend.campaign_plots as plots
+    import ml_backend.campaign.plots as plots
 
     drawn = []
     for name, draw in list(plots.PLOTS.items()):

@@ -11,9 +11,9 @@ import pytest
 from al_core.ls_format import parse_label_config, task_to_example
 from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
+from ml_backend.campaign.project_warnings import class_warnings
 from ml_backend.jobs import run_retrain
 from ml_backend.ls_gateway import NO_REASON, LSGateway, PublishReport
-from ml_backend.project_warnings import class_warnings
 from ml_backend.status import MemoryState
 from ml_backend.store import score_cache
 

@@ -1,6 +1,6 @@
 """The campaign page's plots, rendered server-side as SVG with matplotlib (Agg, no pyplot state).
 
-Each plot is drawn from the campaign figures (ml_backend.campaign) and cached per project and
+Each plot is drawn from the campaign figures (ml_backend.campaign.figures) and cached per project and
 history file state, so repeated views of an unchanged history cost a dict lookup.
 """
 

@@ -3,7 +3,7 @@
 Routes (behind the same basic auth as every route but /health):
     GET /                                   the projects, one link per project
     GET /campaign/<project>                 the project's page
-    GET /campaign/<project>.json            the figures the page shows (ml_backend.campaign)
+    GET /campaign/<project>.json            the figures the page shows (ml_backend.campaign.figures)
     GET /campaign/<project>/<plot>.svg      a plot as a file: quality, timeline or stability
 """
 
@@ -17,8 +17,8 @@ from flask import Flask, Response, jsonify
 from al_core.data import CLASSIFICATION
 from al_core.kinds import kind_of
 from al_core.stopping import StoppingRule
-from ml_backend.campaign import campaign_figures
-from ml_backend.campaign_plots import PLOTS, STEP_COLORS, PlotCache
+from ml_backend.campaign.figures import campaign_figures
+from ml_backend.campaign.plots import PLOTS, STEP_COLORS, PlotCache
 from ml_backend.history import READ_LIMIT, HistoryCache
 from ml_backend.store import InvalidNameError, check_project
 
