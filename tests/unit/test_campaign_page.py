@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from html import unescape
 
 import pytest
 
@@ -138,6 +139,24 @@ def test_warnings_from_status_skips_errors_and_failed_publishing(app_settings, m
     assert "last error: ConnectionError: Label Studio is down" in html
     assert "failed to publish: HTTP 500 from Label Studio" in html
     assert "7-v3-20260101T000300Z was saved but its retrain did not finish publishing" in html
+
+
+def test_what_a_project_holds_is_shown_as_text(app_settings, monkeypatch):
+    label = "<script>alert(1)</script>"
+    write_history(
+        app_settings,
+        7,
+        [record(0, None, 0.5, version="7-v1-<i>", classes=[*CLASSES, label], label_counts={"World": 6, label: 2})],
+    )
+    app = create_app(app_settings)
+    status_adds(monkeypatch, app.extensions["al_backend"], warnings=[{"code": 'a"b', "message": "see <b>& 'here'"}])
+    html = app.test_client().get("/campaign/7").get_data(as_text=True)
+    assert "<script" not in html and "<b>&" not in html and "<i>" not in html
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>2</td>" in html.replace(' class=""', "")
+    assert "see &lt;b&gt;&amp; " in html and "<td>7-v1-&lt;i&gt;</td>" in html
+    codes = re.findall(r'<div class="warning" data-code="([^"]*)">', html)
+    assert [unescape(c) for c in codes] == ['a"b', "class_without_labels"]
+    assert html.count("<svg") == 3  # the plots are inlined as SVG, not as text
 
 
 def test_the_index_lists_the_projects(app_settings):
