@@ -208,6 +208,19 @@ def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, 
     assert len(drawn) == 6  # a new record: drawn again
 
 
+
+def test_the_plot_cache_keeps_the_most_recently_used(monkeypatch):
+    import ml_backend.campaign.plots as plots
+
+    drawn = []
+    monkeypatch.setitem(plots.PLOTS, "quality", lambda f: drawn.append(f["n"]) or f"<svg>{f['n']}</svg>")
+    cache = plots.PlotCache(size=2)
+    for n in (1, 2, 1, 3):  # 3 drops 2, the least recently used
+        assert cache.get("7", (n, 0), "quality", {"n": n}) == f"<svg>{n}</svg>"
+    cache.get("7", (1, 0), "quality", {"n": 1})
+    cache.get("7", (2, 0), "quality", {"n": 2})
+    assert drawn == [1, 2, 3, 2]
+
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
