@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from ml_backend.campaign_page import register_campaign_routes
+from ml_backend.campaign.page import register_campaign_routes
 from ml_backend.settings import Settings, get_settings
 from ml_backend.web.backend import Backend
 from ml_backend.web.routes import basic_auth_check, register_error_handlers, register_protocol_routes

@@ -24,11 +24,11 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from al_core.stopping import agreement, stability_sample
 from ml_backend.labelstudio.reading import label_counts
@@ -87,14 +87,15 @@ def read_last(path: Path, limit: int = READ_LIMIT) -> list[dict]:
 
 
 class HistoryCache:
-    """Parsed histories by project, reread only when the file changed (size or mtime)."""
+    """Parsed histories by project, reread only when the file changed (size or mtime); the least
+    recently viewed of more than `projects` are dropped."""
 
     def __init__(self, model_dir: str | Path, limit: int = READ_LIMIT, projects: int = 64):
         self.model_dir = model_dir
         self.limit = limit
         self.projects = projects
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[tuple, list[dict]]] = OrderedDict()
+        self._lock = threading.Lock()  # views run in several threads
+        self._cache: LRUCache[str, tuple[tuple, list[dict]]] = LRUCache(maxsize=projects)
 
     def key(self, project: str) -> tuple:
         try:
@@ -108,15 +109,11 @@ class HistoryCache:
         key = self.key(project)
         with self._lock:
             cached = self._cache.get(project)
-            if cached and cached[0] == key:
-                self._cache.move_to_end(project)
-                return cached
+        if cached and cached[0] == key:
+            return cached
         records = read_last(history_path(self.model_dir, project), self.limit) if key != (0, 0) else []
         with self._lock:
             self._cache[project] = (key, records)
-            self._cache.move_to_end(project)
-            while len(self._cache) > self.projects:
-                self._cache.popitem(last=False)
         return key, records
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
 from al_core.ls_format import LabelConfig
+from ml_backend.campaign.project_warnings import round_warnings
 from ml_backend.jobs.embedded_state import FileState
 from ml_backend.jobs.queue import EmbeddedRunner, Retrainer, RQRunner, pending_ttl
 from ml_backend.jobs.status import RedisState
 from ml_backend.labelstudio.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.labelstudio.mirror import task_mirror
-from ml_backend.project_warnings import round_warnings
 from ml_backend.settings import Settings
 from ml_backend.storage.layout import PROJECT_RE
 from ml_backend.storage.store import UNTRAINED, VersionStore, score_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from html import unescape
 
 import pytest
 
@@ -140,6 +141,24 @@ def test_warnings_from_status_skips_errors_and_failed_publishing(app_settings, m
     assert "7-v3-20260101T000300Z was saved but its retrain did not finish publishing" in html
 
 
+def test_what_a_project_holds_is_shown_as_text(app_settings, monkeypatch):
+    label = "<script>alert(1)</script>"
+    write_history(
+        app_settings,
+        7,
+        [record(0, None, 0.5, version="7-v1-<i>", classes=[*CLASSES, label], label_counts={"World": 6, label: 2})],
+    )
+    app = create_app(app_settings)
+    status_adds(monkeypatch, app.extensions["al_backend"], warnings=[{"code": 'a"b', "message": "see <b>& 'here'"}])
+    html = app.test_client().get("/campaign/7").get_data(as_text=True)
+    assert "<script" not in html and "<b>&" not in html and "<i>" not in html
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>2</td>" in html.replace(' class=""', "")
+    assert "see &lt;b&gt;&amp; " in html and "<td>7-v1-&lt;i&gt;</td>" in html
+    codes = re.findall(r'<div class="warning" data-code="([^"]*)">', html)
+    assert [unescape(c) for c in codes] == ['a"b', "class_without_labels"]
+    assert html.count("<svg") == 3  # the plots are inlined as SVG, not as text
+
+
 def test_the_index_lists_the_projects(app_settings):
     write_history(app_settings, 7, [record(0, None)])
     write_history(app_settings, 12, [record(0, None), record(1, 1.0)])
@@ -169,7 +188,7 @@ def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, 
     client = app.test_client()
     figures = client.get("/campaign/7.json").json
     assert figures["retrains_shown"] == 500 and figures["timeline"][0]["iteration"] == 300
-    import ml_backend.campaign_plots as plots
+    import ml_backend.campaign.plots as plots
 
     drawn = []
     for name, draw in list(plots.PLOTS.items()):
@@ -188,6 +207,19 @@ def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, 
     client.get("/campaign/7")
     assert len(drawn) == 6  # a new record: drawn again
 
+
+
+def test_the_plot_cache_keeps_the_most_recently_used(monkeypatch):
+    import ml_backend.campaign.plots as plots
+
+    drawn = []
+    monkeypatch.setitem(plots.PLOTS, "quality", lambda f: drawn.append(f["n"]) or f"<svg>{f['n']}</svg>")
+    cache = plots.PlotCache(size=2)
+    for n in (1, 2, 1, 3):  # 3 drops 2, the least recently used
+        assert cache.get("7", (n, 0), "quality", {"n": n}) == f"<svg>{n}</svg>"
+    cache.get("7", (1, 0), "quality", {"n": 1})
+    cache.get("7", (2, 0), "quality", {"n": 2})
+    assert drawn == [1, 2, 3, 2]
 
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

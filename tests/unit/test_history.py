@@ -91,6 +91,22 @@ def test_the_cache_rereads_only_a_changed_file(tmp_path, monkeypatch):
     assert cache.records("6") == ((0, 0), [])  # no history yet
 
 
+
+def test_the_cache_keeps_the_most_recently_viewed_projects(tmp_path, monkeypatch):
+    for project in ("1", "2", "3"):
+        append_record(history_path(tmp_path, project), {"iteration": 0})
+    cache = HistoryCache(tmp_path, limit=10, projects=2)
+    calls = []
+    import ml_backend.storage.history as history
+
+    real = history.read_last
+    monkeypatch.setattr(history, "read_last", lambda path, *a: calls.append(path.parent.name) or real(path, *a))
+    for project in ("1", "2", "1", "3"):  # 3 drops 2, the least recently viewed
+        cache.records(project)
+    cache.records("1")
+    cache.records("2")
+    assert calls == ["1", "2", "3", "2"]
+
 CLS = LabelConfig("classification", "label", "text", "text", ["World", "Sports", "Business"], False, "Choices")
 NER = LabelConfig("tagging", "label", "text", "text", ["PER", "LOC"], False, "Labels")
 

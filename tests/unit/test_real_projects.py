@@ -11,10 +11,10 @@ import pytest
 from al_core.ls_format import parse_label_config, task_to_example
 from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
+from ml_backend.campaign.project_warnings import class_warnings
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.labelstudio.gateway import NO_REASON, LSGateway, PublishReport
-from ml_backend.project_warnings import class_warnings
 from ml_backend.storage.store import score_cache
 
 THREE_CLASSES = """<View><Text name="text" value="$text"/>

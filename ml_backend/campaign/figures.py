@@ -1,6 +1,6 @@
 """The campaign figures of a project: is the model learning, is the ordering worth it, when to stop.
 
-Computed from the retrain history (ml_backend.history, its last records only) and the project's
+Computed from the retrain history (ml_backend.storage.history, its last records only) and the project's
 /status entry; the same dict is served as JSON (/campaign/<project>.json), drawn as SVG plots
 and shown on the page.
 """

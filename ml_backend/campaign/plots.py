@@ -1,6 +1,6 @@
 """The campaign page's plots, rendered server-side as SVG with matplotlib (Agg, no pyplot state).
 
-Each plot is drawn from the campaign figures (ml_backend.campaign) and cached per project and
+Each plot is drawn from the campaign figures (ml_backend.campaign.figures) and cached per project and
 history file state, so repeated views of an unchanged history cost a dict lookup.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 import matplotlib
+from cachetools import LRUCache
 
 from al_core.data import CLASSIFICATION
 from al_core.kinds import kind_of
@@ -168,23 +168,20 @@ PLOTS: dict[str, Callable[[dict], str]] = {
 
 
 class PlotCache:
-    """Rendered SVGs by (project, history key, plot name); the oldest are dropped past `size`."""
+    """Rendered SVGs by (project, history key, plot name), least recently used dropped past `size`."""
 
     def __init__(self, size: int = 96):
         self.size = size
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()  # views run in several threads
+        self._cache: LRUCache[tuple, str] = LRUCache(maxsize=size)
 
     def get(self, project: str, key: tuple, name: str, figures: dict) -> str:
         cache_key = (project, key, name)
         with self._lock:
-            if cache_key in self._cache:
-                self._cache.move_to_end(cache_key)
-                return self._cache[cache_key]
-        with _render_lock:
-            svg = PLOTS[name](figures)
-        with self._lock:
-            self._cache[cache_key] = svg
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
+            svg = self._cache.get(cache_key)
+        if svg is None:
+            with _render_lock:
+                svg = PLOTS[name](figures)
+            with self._lock:
+                self._cache[cache_key] = svg
         return svg
