@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 
 from al_core.ups import CachedScore
-from fake_label_studio import CLS_CONFIG, NER_CONFIG, backend_settings
 from ml_backend.backend import Backend
 from ml_backend.errors import BadRequest
 from ml_backend.events import handle_event
 from ml_backend.jobs import run_retrain
 from ml_backend.ls_gateway import LabelStudioError
 from ml_backend.status import MemoryState
+from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG
 from tests.conftest import require_or_skip
+from tests.helpers import backend_settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "samples"
 

@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio
+from tests.helpers import backend_settings
 
 API_KEY = "SECRET-ls-key-7f3a9c0e5b1d"
 REDIS_PASSWORD = "redis-pass-51c2e8"

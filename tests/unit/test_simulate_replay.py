@@ -1,5 +1,5 @@
-"""The replay's Label Studio (the shared fake_label_studio), read by the backend's own client, and a
-replay against the backend."""
+"""The replay's Label Studio (the shared testkit.fake_label_studio), read by the backend's own
+client, and a replay against the backend."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 import pytest
 
 from al_core.data import Example
-from fake_label_studio import TOKEN
 from simulate.replay import Replay, label_config_xml
+from testkit.fake_label_studio import TOKEN
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

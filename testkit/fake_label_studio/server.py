@@ -50,7 +50,7 @@ version) for each PATCH of model_version, `unserved` the calls no route answers 
 `annotation_created(annotation_id)` is the ANNOTATION_CREATED webhook body Label Studio sends,
 from the fake's state, and `start(port)` serves on a chosen port.
 
-Minimal webhook bodies and fast backend settings for the tests are in fake_label_studio.testing.
+Minimal webhook bodies and fast backend settings values are in testkit.fake_label_studio.testing.
 """
 
 from __future__ import annotations
