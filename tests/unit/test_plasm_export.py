@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from al_core.ls_format import parse_label_config, read_ls_export, task_to_example
 from al_core.readers import read_conll, read_csv, read_jsonl
 from plasm_export.cli import main
+from testkit.fake_label_studio import TOKEN
 from tests.conftest import ROOT, require_or_skip
 
 SAMPLES = ROOT.parent / "shared" / "label-studio" / "samples"
@@ -496,55 +495,29 @@ def test_more_errors(tiny_model_dir, tmp_path, capsys, cls_files):
 # -- reading a project through label-studio-sdk -------------------------------------------------
 
 
-class _FakeLabelStudio(BaseHTTPRequestHandler):
-    """Answers the two calls the exporter makes, in Label Studio 1.23's shapes."""
-
-    tasks: list[dict] = []
-    seen: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        type(self).seen.append(f"{self.headers.get('Authorization')} {self.path}")
-        if self.path.startswith("/api/projects/7/export"):
-            body = json.dumps(self.tasks).encode()
-        elif self.path.startswith("/api/projects/7"):
-            body = json.dumps({"id": 7, "title": "p", "label_config": CLS_CONFIG}).encode()
-        else:
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"detail": "Not found."}')
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
-def fake_label_studio():
-    _FakeLabelStudio.tasks = classification_export()
-    _FakeLabelStudio.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLabelStudio)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def annotated_project(fake_ls):
+    """Project 7 of the fake Label Studio holding classification_export()'s tasks; (fake, URL)."""
+    fake, url = fake_ls
+    fake.add_project(7, CLS_CONFIG)
+    for task in classification_export():
+        (task_id,) = fake.add_tasks(7, [task["data"]["text"]])
+        assert task_id == task["id"]
+        for annotation in task["annotations"]:
+            fake.annotate(task_id, annotation["result"])
+    return fake, url
 
 
-def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, fake_label_studio, capsys):
+def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, annotated_project, capsys):
+    fake, url = annotated_project
     out = tmp_path / "out"
     assert (
         run_cli(
             tiny_model_dir,
             "--url",
-            fake_label_studio,
+            url,
             "--api-key",
-            "legacytoken123",
+            TOKEN,
             "--project",
             7,
             "--out",
@@ -554,16 +527,18 @@ def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, fake_label_st
         )
         == 0
     )
-    assert len(read_rows(out)) == 40
-    export_call = [s for s in _FakeLabelStudio.seen if "/export" in s][0]
-    assert export_call.startswith("Token legacytoken123 ") and "download_all_tasks=true" in export_call
+    # the fake answers a legacy token sent as "Token <key>" only; the export holds every task
+    # (download_all_tasks), so the unannotated ones come back pseudo-labeled
+    rows = read_rows(out)
+    assert len(rows) == 40 and sum(r["source"] == "pseudo" for r in rows) == 16
+    assert fake.count("GET", "/api/projects/7/export") == 1
     assert (
         run_cli(
             tiny_model_dir,
             "--url",
-            fake_label_studio,
+            url,
             "--api-key",
-            "k",
+            TOKEN,
             "--project",
             8,
             "--out",
