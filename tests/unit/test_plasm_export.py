@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
 
+from al_core.data import Example
 from al_core.ls_format import parse_label_config, read_ls_export, task_to_example
 from al_core.readers import read_conll, read_csv, read_jsonl
 from plasm_export.cli import main
@@ -174,6 +176,7 @@ def cls_files(tmp_path):
 def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files):
     export, config_file = cls_files
     out = tmp_path / "out"
+    started = time.perf_counter()
     assert (
         run_cli(
             tiny_model_dir,
@@ -190,6 +193,7 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
         )
         == 0
     )
+    wall_s = time.perf_counter() - started
     assert sorted(p.name for p in out.iterdir()) == [
         "all_tasks.jsonl",
         "label_studio_import.json",
@@ -217,7 +221,12 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     # counts per class and source add up
     assert sum(c["gold"] for c in report["per_class"].values()) == 24
     assert sum(c["pseudo_kept"] + c["pseudo_dropped"] for c in report["per_class"].values()) == 16
-    assert "Teacher:" in (out / "report.md").read_text() and report["timings_s"]["teacher_fit_s"] > 0
+    # one timing per step of the run, each in the Markdown report; together within the run's wall time
+    timings = report["timings_s"]
+    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "pseudo_label_s", "filter_s"}
+    markdown = (out / "report.md").read_text()
+    assert "Teacher:" in markdown and all(f"| {step} | " in markdown for step in timings)
+    assert sum(timings.values()) <= wall_s
 
     # JSONL and CSV re-read by the engine's readers
     again = read_jsonl(out / "all_tasks.jsonl", id_field="id")
@@ -386,11 +395,14 @@ def test_ner_export_sentences_spans_and_conll(tiny_model_dir, tmp_path):
 
 def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_files, monkeypatch):
     import plasm_export.writers as writers
-    from al_core.models import TransformerClassifier
+    from al_core.models import TransformerClassifier, load_model
+    from al_core.training import TrainingConfig
 
     export, config_file = cls_files
     out = tmp_path / "out"
     args = ["--export", export, "--label-config", config_file, "--out", out, "--filter", "tracin"]
+    # a teacher trained too little to be right everywhere: its score tells which rows it was scored on
+    args += ["--epochs", "1", "--min-steps", "0", "--learning-rate", "1e-5"]
 
     def killed(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -400,7 +412,7 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
         assert run_cli(tiny_model_dir, *args) == 130
     assert not out.exists()
     assert (tmp_path / "out.work" / "teacher").is_dir()
-    assert json.loads((tmp_path / "out.work" / "state.json").read_text())["teacher_score"] >= 0
+    saved_score = json.loads((tmp_path / "out.work" / "state.json").read_text())["teacher_score"]
 
     def no_training(*_args, **_kwargs):
         raise AssertionError("the teacher was trained again")
@@ -409,8 +421,16 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
         patch.setattr(TransformerClassifier, "fit", no_training)
         assert run_cli(tiny_model_dir, *args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["teacher"]["resumed"] is True
-    assert len(read_rows(out)) == 40
+    assert report["teacher"]["resumed"] is True and report["timings_s"]["teacher_fit_s"] == 0
+    rows = read_rows(out)
+    assert len(rows) == 40
+    # the saved score is the saved teacher's accuracy on the rows the run held out
+    heldout = [Example(id=r["id"], text=r["text"], label=r["label"]) for r in rows if r["heldout"]]
+    assert len(heldout) == report["teacher"]["n_heldout"] == 5
+    teacher = load_model(tmp_path / "out.work" / "teacher", TrainingConfig(device="cpu", max_length=32))
+    predicted = teacher.predict([e.without_labels() for e in heldout])
+    accuracy = sum(p == e.label for p, e in zip(predicted, heldout, strict=True)) / len(heldout)
+    assert saved_score == pytest.approx(accuracy) and report["teacher"]["heldout_score"] == saved_score
 
     # other settings of the teacher: the saved one does not match, so it trains again
     fits = []
