@@ -245,3 +245,14 @@ def test_webhook_bodies(fake_ls):
         "tasks": [{"id": task_id}],
         "project": {"id": 3},
     }
+
+
+def test_a_fault_answers_every_call_quoting_its_headers(fake_ls):
+    fake, url = fake_ls
+    fake.add_project(1)
+    fake.fail_with = 503
+    answer = httpx.get(f"{url}/api/projects/1/", headers={"Authorization": "Token another-key"}, timeout=10)
+    assert answer.status_code == 503 and answer.json()["headers"]["Authorization"] == "Token another-key"
+    assert fake.calls == [("GET", "/api/projects/1/")]
+    fake.fail_with = None
+    assert get(url, "/api/projects/1/").status_code == 200
