@@ -1,4 +1,6 @@
-"""Local processes run as the docker-compose.yml services run them: Redis, `ml-backend`, `rq worker`.
+"""Local processes run as the docker-compose.yml services run them: Redis, `ml-backend` and
+`rq worker` here, Label Studio in testkit.real_label_studio, all started and awaited with Process
+and wait_http.
 
 The commands and environment are read from docker-compose.yml, so a test or benchmark runs what
 the compose services run; only addresses, ports and folders are replaced by local ones.
