@@ -24,10 +24,10 @@ RUN case "$VARIANT" in \
 
 COPY pyproject.toml README.md ./
 COPY al_core ./al_core
-COPY fake_label_studio ./fake_label_studio
 COPY ml_backend ./ml_backend
 COPY plasm_export ./plasm_export
 COPY simulate ./simulate
+COPY testkit ./testkit
 RUN pip install .
 
 RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown app /data

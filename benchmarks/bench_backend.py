@@ -30,12 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-import requests
+import httpx
 from werkzeug.serving import make_server
 
 from benchmarks.report import machine_line, write_section
-from fake_label_studio import CLS_CONFIG, TOKEN, FakeLabelStudio
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TOKEN, FakeLabelStudio
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("AL_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -134,9 +134,9 @@ class ServedByCli:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/health", timeout=1).ok:
+                if httpx.get(self.url + "/health", timeout=1).is_success:
                     return
-            except requests.RequestException:
+            except httpx.HTTPError:
                 time.sleep(0.3)
         self.close()
         raise RuntimeError("ml-backend did not start within 120 s")
@@ -182,12 +182,12 @@ def bench_http(tmp: Path, n: int) -> list[str]:
         try:
             url = served.url
             webhook = timed_calls(
-                lambda url=url: requests.post(url + "/webhook", json=body, timeout=5).raise_for_status(), n
+                lambda url=url: httpx.post(url + "/webhook", json=body, timeout=5).raise_for_status(), n
             )
 
             def health_setup(url=url):
-                requests.get(url + "/health", timeout=1).raise_for_status()
-                requests.post(url + "/setup", json=setup, timeout=3).raise_for_status()
+                httpx.get(url + "/health", timeout=1).raise_for_status()
+                httpx.post(url + "/setup", json=setup, timeout=3).raise_for_status()
 
             hs = timed_calls(health_setup, n)
         finally:
@@ -235,7 +235,7 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
 
             def predict(batch, url=served.url):
                 body = {"project": "1.1", "tasks": batch, "label_config": AG_CONFIG}
-                answer = requests.post(url + "/predict", json=body, timeout=100)
+                answer = httpx.post(url + "/predict", json=body, timeout=100)
                 answer.raise_for_status()
                 assert len(answer.json()["results"]) == len(batch)
 
@@ -341,7 +341,7 @@ def annotate_and_wait(served, fake, ids, data, new_labels):
         fake.choose(ids[i], data[i][1], from_name="topic")
     before = fake.projects[1]["model_version"]
     start = time.perf_counter()
-    reply = requests.post(
+    reply = httpx.post(
         served.url + "/webhook",
         timeout=5,
         json={
@@ -358,8 +358,8 @@ def annotate_and_wait(served, fake, ids, data, new_labels):
         if status["last_error"]:
             raise RuntimeError(status["last_error"])
         call = time.perf_counter()
-        requests.get(served.url + "/health", timeout=1).raise_for_status()
-        requests.post(served.url + "/setup", json={"project": "1.1", "schema": AG_CONFIG}, timeout=3)
+        httpx.get(served.url + "/health", timeout=1).raise_for_status()
+        httpx.post(served.url + "/setup", json={"project": "1.1", "schema": AG_CONFIG}, timeout=3)
         during.append((time.perf_counter() - call) * 1000)
         time.sleep(0.2)
     total = time.perf_counter() - start

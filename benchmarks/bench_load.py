@@ -14,7 +14,6 @@ labeling UI does (one task per request by default).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
@@ -26,10 +25,12 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from benchmarks.report import machine_line, write_section
-from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
+from ml_backend.settings import Settings
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_values
 
 ROOT = Path(__file__).resolve().parent.parent
 ML_BACKEND = Path(sys.executable).with_name("ml-backend")
@@ -53,7 +54,7 @@ def train_version(model: Path, store: Path) -> str:
         ids = fake.add_tasks(1, TEXTS[:16])
         for n, task_id in enumerate(ids[:8]):
             fake.choose(task_id, "Positive" if n % 2 else "Negative")
-        settings = backend_settings(url, store, model)
+        settings = Settings(**backend_values(url, store, model))
         return run_retrain(1, settings, MemoryState())["version"]
     finally:
         fake.stop()
@@ -82,23 +83,19 @@ def start_backend(store: Path, model: Path, threads: int) -> tuple[subprocess.Po
 
 
 def client_loop(port: int, body: bytes, until: float, latencies: list, errors: list) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"}
-    while time.monotonic() < until:
-        started = time.perf_counter()
-        try:
-            connection.request("POST", "/predict", body=body, headers=headers)
-            reply = connection.getresponse()
-            data = reply.read()
-            if reply.status != 200 or b'"model_version"' not in data:
-                errors.append(f"HTTP {reply.status}")
-            else:
-                latencies.append(time.perf_counter() - started)
-        except (OSError, http.client.HTTPException) as error:
-            errors.append(type(error).__name__)
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.close()
+    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=one_connection) as client:
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            try:
+                reply = client.post("/predict", content=body, headers=headers)
+                if reply.status_code != 200 or b'"model_version"' not in reply.content:
+                    errors.append(f"HTTP {reply.status_code}")
+                else:
+                    latencies.append(time.perf_counter() - started)
+            except httpx.HTTPError as error:  # the client opens a new connection for the next one
+                errors.append(type(error).__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             model, model_name = args.model, args.model.name
         else:
-            from tests.tiny_models import write_tiny_bert
+            from testkit.tiny_models import write_tiny_bert
 
             model, model_name = write_tiny_bert(tmp_path / "tiny-bert"), "tiny random BERT (1 layer, 32 wide)"
         version = train_version(model, tmp_path / "store")

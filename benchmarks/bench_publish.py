@@ -6,7 +6,7 @@ bulk import of the re-scored subset's predictions, pointing the project at the v
 Label Studio serves.
 Compared: publish batch sizes, and Label Studio with and without its faster prediction import.
 
-Label Studio is started by the end-to-end harness (its own virtualenv and a copied template
+Label Studio is started by testkit.real_label_studio (its own virtualenv and a copied template
 data folder, cached in $AL_E2E_CACHE). Writes the "publish" section of BENCHMARKS.md.
 
     python -m benchmarks.bench_publish [--tasks 10000] [--batch-sizes 1000,10000] [--no-write]
@@ -24,10 +24,9 @@ from pathlib import Path
 from benchmarks.report import machine_line, write_section
 from ml_backend.labelstudio.gateway import LSGateway
 from ml_backend.settings import Settings
-from tests.conftest import SHARED_DATA
-from tests.e2e import harness
-from tests.e2e.gold import ag_news
-from tests.e2e.ls_api import LabelStudioAPI
+from testkit import real_label_studio
+from testkit.gold import SHARED_DATA, ag_news
+from testkit.ls_api import LabelStudioAPI
 
 GOAL_S = 10.0
 
@@ -95,8 +94,8 @@ def run_mode(venv, template, env: dict, texts_, gold, batch_sizes: list[int]) ->
     """One Label Studio with `env`: import the tasks, then publish one version per batch size."""
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as work:
         work = Path(work)
-        token = harness.copy_template(template, work / "data")
-        process, url, _ = harness.start_label_studio(venv, work / "data", work, extra_env=env)
+        token = real_label_studio.copy_template(template, work / "data")
+        process, url, _ = real_label_studio.start_label_studio(venv, work / "data", work, extra_env=env)
         try:
             ls = LabelStudioAPI(url, token)
             project = ls.sdk.projects.create(title="publish benchmark", label_config=gold.label_config).id
@@ -130,8 +129,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
-    venv = harness.ensure_ls_venv()
-    template = harness.ensure_template(venv)
+    venv = real_label_studio.ensure_ls_venv()
+    template = real_label_studio.ensure_template(venv)
     all_texts, gold = texts(args.tasks)
     lines, import_s = [], 0.0
     for name, env in MODES:
@@ -150,7 +149,7 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     markdown = f"""## Publishing scores to Label Studio
 
-{machine_line()}Label Studio {harness.LS_VERSION} (SQLite, one process) on the same machine. One version = a scored prediction
+{machine_line()}Label Studio {real_label_studio.LS_VERSION} (SQLite, one process) on the same machine. One version = a scored prediction
 (with its region) for every unlabeled task, published as a UPS round publishes it (`LSGateway.publish_version`,
 in batches of `AL_PUBLISH_BATCH_SIZE`, default {default_batch:,}): the re-scored subset ({UPS_SHARE:.0%} of the
 tasks, the lowest scores), then the project pointed at the version (model_version + uncertainty sampling), from

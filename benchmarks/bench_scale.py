@@ -31,14 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
+import httpx
 
 from benchmarks.report import machine_line, write_section
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.settings import Settings
-from tests.e2e import harness
-from tests.e2e.ls_api import LabelStudioAPI
+from testkit import real_label_studio
+from testkit.ls_api import LabelStudioAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("AL_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -83,8 +83,8 @@ class Project:
     def call(self, method: str, path: str, **kwargs):
         return self.api.request(method, path, **kwargs)
 
-    def get(self, path: str, params: dict) -> requests.Response:
-        return requests.get(self.url + path, params=params, headers=self.api._headers(), timeout=600)
+    def get(self, path: str, params: dict) -> httpx.Response:
+        return self.api.http.get(path, params=params, headers=self.api._headers(), timeout=600)
 
     def task_ids(self) -> list[int]:
         ids, page = [], 1
@@ -175,7 +175,7 @@ def run_size(url: str, token: str, database: str, size: int, retrains: int, labe
             "n_published": summary["n_published"],
             "prediction_rows": sum(versions.values()),
             "versions": len(versions),
-            "db_mb": round(harness.postgres_size(database) / 2**20, 1),
+            "db_mb": round(real_label_studio.postgres_size(database) / 2**20, 1),
             "next_ms": round(next_s * 1000, 1),
             "quality": (summary.get("quality") or {}).get("value"),
             "window_accuracy": project.window_accuracy(summary["version"]),
@@ -226,7 +226,7 @@ def report(rows: list[dict], command: str) -> str:
                     f"{medians[sizes[-1]] / medians[sizes[0]]:.2f}."]
     return (
         f"## Scale: a campaign of retrains against Label Studio on PostgreSQL ({', '.join(f'{s:,}' for s in sizes)} tasks)\n\n"
-        f"{machine_line()}Label Studio {harness.LS_VERSION} on PostgreSQL (its own database, on the same machine). "
+        f"{machine_line()}Label Studio {real_label_studio.LS_VERSION} on PostgreSQL (its own database, on the same machine). "
         f"Command: `{command}`.\n\n" + "\n".join(lines + summary) + "\n"
     )
 
@@ -268,11 +268,11 @@ def main() -> None:
         wanted = [int(s) for s in args.sizes.split(",")]
         write_section(args.section, report([r for size in wanted for r in runs.get(size, [])], command))
         return
-    venv = harness.ensure_ls_venv()
+    venv = real_label_studio.ensure_ls_venv()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="al-scale-") as tmp:
         work = Path(tmp)
-        with harness.postgres_label_studio(venv, work) as (_, url, token, database):
+        with real_label_studio.postgres_label_studio(venv, work) as (_, url, token, database):
             for size in [int(s) for s in args.sizes.split(",")]:
                 mine = run_size(url, token, database, size, args.retrains, args.labels, Path(args.model), work)
                 rows += mine

@@ -28,8 +28,9 @@ from pathlib import Path
 
 from benchmarks.bench_backend import AG_CONFIG, MODELS, ag_news
 from benchmarks.report import machine_line, write_section
-from fake_label_studio import FakeLabelStudio, backend_settings, worker_env
 from ml_backend.jobs.queue import enqueue_retrain
+from ml_backend.settings import Settings, env_name
+from testkit.fake_label_studio import FakeLabelStudio, backend_values, rq_worker_env
 
 RQ = Path(sys.executable).with_name("rq")
 WHAT = {
@@ -57,14 +58,16 @@ def run_once(size: int, labels: int, mode: str, workers: int, args, data) -> dic
         gold = {task_id: y for task_id, (_, y) in zip(ids, data[:size], strict=True)}
         for task_id in ids[:labels]:
             fake.choose(task_id, gold[task_id], from_name="topic")
-        settings = backend_settings(
+        settings = Settings(**backend_values(
             url, work / "store", MODELS / args.model, redis_url=args.redis, rq_queue="al-bench-split",
             acquisition_mode=mode, ups_mode="full", split_chunk=args.chunk, query_window=0,
             max_length=args.max_length, torch_threads=1, min_labels=2,
             # the live training schedule (the engine's defaults), not the tests' fast one
             epochs=args.epochs, min_steps=args.min_steps, batch_size=16,
+        ))
+        env = rq_worker_env(
+            {env_name(k): str(v) for k, v in settings.model_dump().items() if v is not None}
         )
-        env = worker_env(settings)
         for _ in range(workers):
             processes.append(subprocess.Popen(
                 [str(RQ), "worker", "--worker-class", "ml_backend.worker.Worker", "--url", args.redis,

@@ -1,6 +1,6 @@
 """Replay: play Label Studio's part against a running ML backend, through the real protocol.
 
-Label Studio is the shared fake (fake_label_studio.FakeLabelStudio, the API routes of Label
+Label Studio is the shared fake (testkit.fake_label_studio.FakeLabelStudio, the API routes of Label
 Studio 1.23.2 served from memory: the project and its counters, the task listing with its
 `updated_at` filter, the JSON export, bulk prediction import, model versions, project PATCH
 to activate a version). The replay then does what Label Studio and an annotator do: connect
@@ -34,7 +34,7 @@ from al_core.data import Example
 from al_core.exceptions import ALError
 from al_core.kinds import kind_of
 from al_core.ls_format import parse_label_config, prediction_result, task_to_example
-from fake_label_studio import TOKEN, FakeLabelStudio
+from testkit.fake_label_studio import TOKEN, FakeLabelStudio
 
 
 def label_config_xml(kind: str, labels: list[str]) -> str:

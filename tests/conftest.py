@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import write_tiny_bert
+from testkit.gold import SHARED_DATA
+from testkit.tiny_models import write_tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("AL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def require_or_skip(condition: bool, reason: str) -> None:
@@ -36,8 +36,8 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def fake_ls():
-    """The fake Label Studio (fake_label_studio), running; yields (fake, its URL)."""
-    from fake_label_studio import FakeLabelStudio
+    """The fake Label Studio (testkit.fake_label_studio), running; yields (fake, its URL)."""
+    from testkit.fake_label_studio import FakeLabelStudio
 
     fake = FakeLabelStudio()
     url = fake.start()

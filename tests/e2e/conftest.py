@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit import processes, real_label_studio
+from testkit.ls_api import LabelStudioAPI
 from tests.conftest import require_or_skip
-from tests.e2e import harness
-from tests.e2e.ls_api import LabelStudioAPI
 
 # Settings that make a retrain take seconds and reach a UPS iteration early. Retrains run only on
 # START_TRAINING, so the tests can tell the Train button and the annotation-count trigger apart.
@@ -60,15 +60,15 @@ def e2e_timings():
 def label_studio(tmp_path_factory, e2e_timings):
     """A running Label Studio on a copy of the template data folder, as a LabelStudioAPI."""
     start = time.monotonic()
-    venv = harness.ensure_ls_venv()
-    template = harness.ensure_template(venv)
+    venv = real_label_studio.ensure_ls_venv()
+    template = real_label_studio.ensure_template(venv)
     e2e_timings["ls-prepare"] = time.monotonic() - start
     work = tmp_path_factory.mktemp("e2e-ls")
-    token = harness.copy_template(template, work / "data")
-    process, url, seconds = harness.start_label_studio(venv, work / "data", work)
+    token = real_label_studio.copy_template(template, work / "data")
+    process, url, seconds = real_label_studio.start_label_studio(venv, work / "data", work)
     e2e_timings["ls-start"] = seconds
     try:
-        yield LabelStudioAPI(url, token, credentials=(harness.ADMIN_EMAIL, harness.ADMIN_PASSWORD))
+        yield LabelStudioAPI(url, token, credentials=(real_label_studio.ADMIN_EMAIL, real_label_studio.ADMIN_PASSWORD))
     finally:
         process.stop()
 
@@ -80,7 +80,7 @@ def redis_url(tmp_path_factory):
         "redis-server is not installed (apt-get install redis-server)",
     )
     work = tmp_path_factory.mktemp("e2e-redis")
-    process, url = harness.start_redis(work, work)
+    process, url = processes.start_redis(work, work)
     yield url
     process.stop()
 
@@ -89,7 +89,7 @@ def redis_url(tmp_path_factory):
 def backend(tmp_path_factory, label_studio, redis_url, tiny_model_dir, e2e_timings):
     """`ml-backend` + `rq worker` as compose runs them, on the tiny random model."""
     settings = dict(TEST_SETTINGS, AL_ACQUISITION_MODEL=str(tiny_model_dir))
-    stack = harness.BackendStack(
+    stack = processes.BackendStack(
         tmp_path_factory.mktemp("e2e-backend"), label_studio.url, label_studio.token, redis_url, settings
     )
     try:

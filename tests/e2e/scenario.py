@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import requests
+import httpx
 
+from testkit.gold import GoldProject
+from testkit.ls_api import LabelStudioAPI
+from testkit.processes import BackendStack
 from tests.e2e.conftest import TEST_SETTINGS
-from tests.e2e.gold import GoldProject
-from tests.e2e.harness import BackendStack
-from tests.e2e.ls_api import LabelStudioAPI
 
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 
@@ -68,7 +68,7 @@ class Scenario:
 
     # --- training ---
     def backend_status(self) -> dict:
-        answer = requests.get(f"{self.backend.url}/status/{self.project_id}", timeout=10)
+        answer = httpx.get(f"{self.backend.url}/status/{self.project_id}", timeout=10)
         answer.raise_for_status()
         return answer.json()["projects"][str(self.project_id)]
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 import redis
-import requests
 
 from ml_backend.storage.store import RedisScoreCache
+from testkit.gold import ag_news, conll_sentences
+from testkit.ls_api import LabelStudioAPI
 from tests.e2e import browser
 from tests.e2e.conftest import TEST_SETTINGS
-from tests.e2e.gold import ag_news, conll_sentences
-from tests.e2e.ls_api import LabelStudioAPI
 from tests.e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ class _Steps:
         print(f"\n[e2e] {self.title}: {scenario.seen}")
 
     def test_connect(self, scenario: Scenario):
-        health = requests.get(f"{scenario.backend.url}/health", timeout=5).json()
+        health = httpx.get(f"{scenario.backend.url}/health", timeout=5).json()
         assert health["status"] == "UP" and health["queue"] == "rq"
         scenario.create_project()
         ml = scenario.connect()
@@ -153,13 +153,13 @@ class _Steps:
         before = cache.all()
         scenario.seen["restart_s"] = round(scenario.backend.restart(), 1)
 
-        setup = requests.post(
+        setup = httpx.post(
             f"{scenario.backend.url}/setup",
             timeout=10,
             json={"project": f"{scenario.project_id}.0", "schema": scenario.gold.label_config},
         )
         assert setup.json()["model_version"] == version
-        assert version in requests.get(f"{scenario.backend.url}/versions", timeout=10).json()["versions"]
+        assert version in httpx.get(f"{scenario.backend.url}/versions", timeout=10).json()["versions"]
         assert cache.all() == before
 
         # the restarted backend and worker score a task imported now, under the same version

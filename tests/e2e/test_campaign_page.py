@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import httpx
 import pytest
-import requests
 
+from testkit.gold import ag_news
 from tests.e2e import browser
-from tests.e2e.gold import ag_news
 from tests.e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ def test_campaign_page_of_a_project_trained_twice(label_studio, backend, shared_
         scenario.wait_for_new_version(started)
     second = scenario.versions[-1].name
 
-    figures = requests.get(f"{backend.url}/campaign/{scenario.project_id}.json", timeout=30).json()
+    figures = httpx.get(f"{backend.url}/campaign/{scenario.project_id}.json", timeout=30).json()
     gold = Counter(scenario.gold.tasks[scenario.task_ids.index(t)].label for t in labeled)
     classes = figures["classes"]
     expected_counts = {c: gold.get(c, 0) for c in classes}

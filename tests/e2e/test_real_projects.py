@@ -12,12 +12,12 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
-import requests
 
-from tests.e2e import harness
+from testkit import processes, real_label_studio
+from testkit.ls_api import LabelStudioAPI
 from tests.e2e.conftest import TEST_SETTINGS
-from tests.e2e.ls_api import LabelStudioAPI
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +38,10 @@ class EmbeddedBackend:
 
     def __init__(self, work, ls: LabelStudioAPI, settings: dict[str, str]):
         self.work = work
-        self.port = harness.free_port()
-        self.url = f"http://{harness.HOST}:{self.port}"
+        self.port = processes.free_port()
+        self.url = f"http://{processes.HOST}:{self.port}"
         env = dict(os.environ)
-        env.update(harness.compose_environment("backend"))
+        env.update(processes.compose_environment("backend"))
         env.pop("REDIS_URL", None)
         env.update(
             LABEL_STUDIO_URL=ls.url,
@@ -52,19 +52,19 @@ class EmbeddedBackend:
         )
         env.update(settings)
         self.env = env
-        self.process: harness.Process | None = None
+        self.process: processes.Process | None = None
         self.starts = 0
 
     def start(self, **overrides: str) -> None:
         self.starts += 1
-        command = harness.compose_command("backend", {"--host": harness.HOST, "--port": str(self.port)})
-        command[0] = harness.project_executable(command[0])
+        command = processes.compose_command("backend", {"--host": processes.HOST, "--port": str(self.port)})
+        command[0] = processes.project_executable(command[0])
         env = dict(self.env, **overrides)
-        self.process = harness.Process(f"embedded-{self.starts}", command, env, self.work, cwd=self.work)
-        harness.wait_http(f"{self.url}/health", self.process, 60)
+        self.process = processes.Process(f"embedded-{self.starts}", command, env, self.work, cwd=self.work)
+        processes.wait_http(f"{self.url}/health", self.process, 60)
 
     def status(self, project: int) -> dict:
-        answer = requests.get(f"{self.url}/status/{project}", timeout=10)
+        answer = httpx.get(f"{self.url}/status/{project}", timeout=10)
         answer.raise_for_status()
         return answer.json()["projects"][str(project)]
 
@@ -279,10 +279,10 @@ def test_with_label_studio_defaults_a_silent_shortfall_is_named_and_a_wrong_key_
     from ml_backend.labelstudio.gateway import NO_REASON, LSGateway, PublishReport
     from ml_backend.settings import Settings
 
-    venv = harness.ensure_ls_venv()
-    token = harness.copy_template(harness.ensure_template(venv), tmp_path / "data")
+    venv = real_label_studio.ensure_ls_venv()
+    token = real_label_studio.copy_template(real_label_studio.ensure_template(venv), tmp_path / "data")
     flag = {"fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "false"}
-    process, url, _ = harness.start_label_studio(venv, tmp_path / "data", tmp_path, extra_env=flag)
+    process, url, _ = real_label_studio.start_label_studio(venv, tmp_path / "data", tmp_path, extra_env=flag)
     try:
         ls = LabelStudioAPI(url, token)
         project = ls.sdk.projects.create(title="defaults", label_config=TWO).id

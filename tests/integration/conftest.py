@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_label_studio import worker_env
 from tests.conftest import require_or_skip
+from tests.helpers import worker_env
 
 REDIS_URL = os.environ.get("AL_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 RQ = Path(sys.executable).with_name("rq")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
-from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings, worker_env
 from ml_backend.app import create_app
 from ml_backend.settings import Settings, env_name
 from ml_backend.storage.store import RedisScoreCache
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook
+from tests.helpers import backend_settings, worker_env
 from tests.integration.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from fake_label_studio import backend_settings
+from tests.helpers import backend_settings
 from tests.integration.test_faults import Processes, http, wait_until
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,6 @@ publishing, a failed model write, a web process restarted mid-loop. Tiny models,
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -12,17 +11,17 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook
 from tests.conftest import require_or_skip
+from tests.helpers import backend_settings
 from tests.integration.conftest import REDIS_URL, ROOT, RQ, worker_env
 
 pytestmark = pytest.mark.integration
@@ -36,13 +35,9 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """(status, JSON answer) of one call; an error status is answered, not raised."""
+    reply = httpx.request(method, url, json=body, timeout=timeout)
+    return reply.status_code, reply.json()
 
 
 def wait_until(condition, timeout: float = 60.0, every: float = 0.1) -> bool:
@@ -79,7 +74,7 @@ class Processes:
             assert process.poll() is None, process.stdout.read()
             try:
                 return http("GET", url + "/health", timeout=2)[0] == 200
-            except OSError:
+            except httpx.TransportError:
                 return False
 
         assert wait_until(up, timeout=60), "ml-backend did not answer /health"

@@ -11,10 +11,11 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from fake_label_studio import TEXTS, annotation_webhook, backend_settings
 from ml_backend.app import create_app
 from ml_backend.jobs.queue import enqueue_retrain
 from ml_backend.jobs.status import RedisState, RunLockTimeout
+from testkit.fake_label_studio import TEXTS, annotation_webhook
+from tests.helpers import backend_settings
 from tests.integration.conftest import RQ, worker_env
 from tests.integration.test_faults import REDIS_URL
 

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rq import Queue
 
-from fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook, backend_settings
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, annotation_webhook
+from tests.helpers import backend_settings
 from tests.integration.conftest import REDIS_URL, RQ, worker_env
 from tests.integration.test_faults import Processes, wait_until
 

@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
 from ml_backend.storage.history import history_path, read_last
+from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS
+from tests.helpers import backend_settings
 
 
 def wait_until(condition, timeout=60.0):

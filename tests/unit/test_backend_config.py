@@ -3,10 +3,11 @@
 import pytest
 from pydantic import ValidationError
 
-from fake_label_studio import CLS_CONFIG, NER_CONFIG, backend_settings
 from ml_backend.app import create_app
 from ml_backend.cli import main, parse_command_line
 from ml_backend.settings import Settings
+from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG
+from tests.helpers import backend_settings
 
 MULTI = CLS_CONFIG.replace('choice="single"', 'choice="multiple"')
 IMAGE = """<View><Image name="img" value="$image"/>

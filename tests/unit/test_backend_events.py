@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 
 from al_core.ups import CachedScore
-from fake_label_studio import CLS_CONFIG, NER_CONFIG, backend_settings
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.labelstudio.gateway import LabelStudioError
 from ml_backend.web.backend import Backend
 from ml_backend.web.errors import BadRequest
 from ml_backend.web.events import handle_event
+from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG
 from tests.conftest import require_or_skip
+from tests.helpers import backend_settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "samples"
 

@@ -7,13 +7,12 @@ import base64
 import json
 import logging
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio
+from tests.helpers import backend_settings
 
 API_KEY = "SECRET-ls-key-7f3a9c0e5b1d"
 REDIS_PASSWORD = "redis-pass-51c2e8"
@@ -58,57 +57,29 @@ def test_without_auth_settings_no_credentials_are_asked(tmp_path):
     assert client.get("/versions").status_code == 200
 
 
-class EchoingServer:
-    """A misbehaving Label Studio (or proxy) whose error pages quote the request headers."""
-
-    def __init__(self, status: int):
-        status_code = status
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                data = json.dumps({"detail": "bad request", "headers": dict(self.headers)}).encode()
-                self.send_response(status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.parametrize("status", [400, 503])
-def test_the_api_key_is_never_logged_nor_answered(tmp_path, caplog, status):
-    """A retrain whose Label Studio calls fail (one retried 5xx, one 4xx) and an unreachable one."""
+def test_the_api_key_is_never_logged_nor_answered(tmp_path, caplog, fake_ls, status):
+    """A retrain whose Label Studio calls fail (one retried 5xx, one 4xx) and an unreachable one.
+    Label Studio misbehaves: its error pages quote the request headers."""
     caplog.set_level(logging.DEBUG)
-    echo = EchoingServer(status)
-    try:
-        settings = backend_settings(
-            echo.url,
-            tmp_path / "s",
-            tmp_path / "m",
-            label_studio_api_key=API_KEY,
-            ls_retries=1,
-            redis_url=None,
-        )
-        app = create_app(settings)
-        client = app.test_client()
-        assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 3}}).status_code == 200
-        assert app.extensions["al_backend"].runner.join(timeout=30)
-        status_answer = client.get("/status/3").get_data(as_text=True)
-        assert "Label Studio GET project 3 failed" in status_answer  # the failure is reported ...
-        assert str(status) in status_answer
-    finally:
-        echo.stop()
+    fake, url = fake_ls
+    fake.fail_with = status
+    settings = backend_settings(
+        url,
+        tmp_path / "s",
+        tmp_path / "m",
+        label_studio_api_key=API_KEY,
+        ls_retries=1,
+        redis_url=None,
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 3}}).status_code == 200
+    assert app.extensions["al_backend"].runner.join(timeout=30)
+    status_answer = client.get("/status/3").get_data(as_text=True)
+    assert "Label Studio GET project 3 failed" in status_answer  # the failure is reported ...
+    assert str(status) in status_answer
+    assert fake.count("GET", "/api/projects/3") >= 1
 
     unreachable = create_app(settings.model_copy(update={"label_studio_url": "http://127.0.0.1:9"}))
     unreachable.test_client().post("/webhook", json={"action": "START_TRAINING", "project": {"id": 4}})

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio, backend_settings
 from ml_backend.app import create_app
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS, FakeLabelStudio
+from tests.helpers import backend_settings
 
 TRAINED = 1  # project with a promoted version
 UNTRAINED_PROJECT = 2  # known to Label Studio, never trained

@@ -9,9 +9,9 @@ from html import unescape
 
 import pytest
 
-from fake_label_studio import backend_settings
 from ml_backend.app import create_app
 from ml_backend.storage.history import append_record, history_path
+from tests.helpers import backend_settings
 
 CLASSES = ["World", "Sports", "Business"]
 

@@ -1,6 +1,6 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine: services, ports,
 variables and commands must agree with each other, with the backend's settings and CLI, and
-with what the end-to-end harness runs."""
+with what the end-to-end tests run (testkit.processes, testkit.real_label_studio)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ import yaml
 from benchmarks import bench_publish
 from ml_backend.cli import parse_command_line
 from ml_backend.settings import Settings, env_name
-from tests.e2e import harness
+from testkit import processes, real_label_studio
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
-ROOT = harness.ROOT
-SERVICES = harness.compose_services()
+ROOT = processes.ROOT
+SERVICES = processes.compose_services()
 SETTING_VARIABLES = {env_name(name) for name in Settings.model_fields}
 BACKEND_SERVICES = ["backend", "worker", "worker-gpu"]
 
 
 def environment(service: str) -> dict[str, str]:
-    return harness.compose_environment(service)
+    return processes.compose_environment(service)
 
 
 def dockerfile() -> str:
@@ -39,9 +39,9 @@ def test_services_present():
 
 def test_label_studio_service_is_the_tested_version():
     service = SERVICES["label-studio"]
-    assert service["image"] == f"heartexlabs/label-studio:{harness.LS_VERSION}"
+    assert service["image"] == f"heartexlabs/label-studio:{real_label_studio.LS_VERSION}"
     assert "8080:8080" in service["ports"]
-    command = harness.compose_command("label-studio")
+    command = processes.compose_command("label-studio")
     assert command[:2] == ["label-studio", "start"] and "--no-browser" in command
     assert command[command.index("-p") + 1] == "8080"
     env = environment("label-studio")
@@ -55,7 +55,7 @@ def test_label_studio_service_is_the_tested_version():
 
 
 def test_redis_keeps_the_score_cache_across_restarts():
-    command = harness.compose_command("redis")
+    command = processes.compose_command("redis")
     assert command[0] == "redis-server"
     assert command[command.index("--appendonly") + 1] == "yes"
     assert SERVICES["redis"]["volumes"][0].endswith(":/data")
@@ -101,7 +101,7 @@ def test_backend_and_workers_share_settings_and_models():
 
 
 def test_backend_command_parses_and_listens_on_the_published_port():
-    command = harness.compose_command("backend")
+    command = processes.compose_command("backend")
     assert command[0] == "ml-backend"
     _, settings = parse_command_line(command[1:])
     assert settings.host == "0.0.0.0"
@@ -110,7 +110,7 @@ def test_backend_command_parses_and_listens_on_the_published_port():
 
 @pytest.mark.parametrize("name", ["worker", "worker-gpu"])
 def test_worker_command_listens_to_the_backend_queue(name):
-    command = harness.compose_command(name)
+    command = processes.compose_command(name)
     assert command[:2] == ["rq", "worker"]
     assert command[command.index("--worker-class") + 1] == "ml_backend.worker.Worker"  # the job code preloaded
     assert command[command.index("--url") + 1] == environment(name)["REDIS_URL"]
@@ -138,7 +138,7 @@ def test_dockerfile_builds_both_variants():
 
 def test_dockerfile_default_command_is_the_backend_service():
     (cmd,) = re.findall(r"^CMD (.+)$", dockerfile(), re.M)
-    assert yaml.safe_load(cmd) == harness.compose_command("backend")
+    assert yaml.safe_load(cmd) == processes.compose_command("backend")
 
 
 def test_dockerfile_copies_every_package():
@@ -155,21 +155,21 @@ def test_dockerfile_copies_every_package():
 
 def test_harness_runs_the_compose_commands():
     """The end-to-end tests start what the services run, with local addresses swapped in."""
-    ls = harness.ls_command(Path("/venv"), 8123)
+    ls = real_label_studio.ls_command(Path("/venv"), 8123)
     assert ls[0] == "/venv/bin/label-studio"
     assert (
         ls[1:]
-        == harness.compose_command(
+        == processes.compose_command(
             "label-studio",
-            {"-p": "8123", "--internal-host": harness.HOST, "--host": f"http://{harness.HOST}:8123"},
+            {"-p": "8123", "--internal-host": processes.HOST, "--host": f"http://{processes.HOST}:8123"},
         )[1:]
     )
     with pytest.raises(KeyError, match="no --missing"):
-        harness.compose_command("backend", {"--missing": "x"})
+        processes.compose_command("backend", {"--missing": "x"})
 
 
 def test_compose_defaults_are_read_like_compose(monkeypatch):
     monkeypatch.setenv("AL_TEST_VALUE", "from-env")
-    assert harness._compose_default("${AL_TEST_UNSET:-fallback}") == "fallback"
-    assert harness._compose_default("${AL_TEST_VALUE}") == "from-env"
-    assert harness._compose_default("plain") == "plain"
+    assert processes._compose_default("${AL_TEST_UNSET:-fallback}") == "fallback"
+    assert processes._compose_default("${AL_TEST_VALUE}") == "from-env"
+    assert processes._compose_default("plain") == "plain"

@@ -1,12 +1,12 @@
-"""The fake Label Studio (fake_label_studio) answers as Label Studio 1.23.2 does."""
+"""The fake Label Studio (testkit.fake_label_studio) answers as Label Studio 1.23.2 does."""
 
 from __future__ import annotations
 
 import json
 
-import requests
+import httpx
 
-from fake_label_studio import (
+from testkit.fake_label_studio import (
     TOKEN,
     annotation_updated_webhook,
     annotation_webhook,
@@ -19,7 +19,12 @@ AUTH = {"Authorization": f"Token {TOKEN}"}
 
 
 def get(url, path, **params):
-    return requests.get(f"{url}{path}", params=params, headers=AUTH, timeout=10)
+    return httpx.get(f"{url}{path}", params=params, headers=AUTH, timeout=10)
+
+
+def delete(url, **kwargs):
+    """DELETE with a JSON body, as the SDK sends a model-versions delete."""
+    return httpx.request("DELETE", url, headers=AUTH, timeout=10, **kwargs)
 
 
 def since_query(value: str) -> str:
@@ -38,7 +43,7 @@ def predict(task_id, version, score):
 
 
 def import_predictions(url, project_id, items):
-    answer = requests.post(
+    answer = httpx.post(
         f"{url}/api/projects/{project_id}/import/predictions", json=items, headers=AUTH, timeout=10
     )
     assert answer.status_code == 201, answer.text
@@ -103,9 +108,7 @@ def test_updated_at_moves_with_annotations_but_not_with_predictions(fake_ls):
 
     assert changed() == []
     import_predictions(url, 1, [predict(i, "v1", 0.1) for i in ids])
-    requests.delete(
-        f"{url}/api/projects/1/model-versions/", json={"model_version": "v1"}, headers=AUTH, timeout=10
-    )
+    delete(f"{url}/api/projects/1/model-versions/", json={"model_version": "v1"})
     assert changed() == []
     annotation_id = fake.choose(ids[1], "Positive")
     assert changed() == [ids[1]]
@@ -172,25 +175,23 @@ def test_model_versions_are_counted_and_deleted_in_bulk(fake_ls):
 
     versions = f"{url}/api/projects/1/model-versions/"
     fake.projects[1]["model_version"] = "v2"
-    answer = requests.delete(versions, json={"model_version": "v1"}, headers=AUTH, timeout=10)
+    answer = delete(versions, json={"model_version": "v1"})
     assert answer.status_code == 200 and answer.json() == {"deleted_predictions": 3}
     assert get(url, "/api/projects/1/model-versions/").json() == {"v2": 1}
     assert [p["task"] for p in fake.predictions_of("v1")] == [other]  # project 2 keeps its own
     assert [p["model_version"] for p in fake.tasks[ids[0]]["predictions"]] == ["v2"]
     assert fake.projects[1]["model_version"] == "v2"
 
-    answer = requests.delete(versions, json={"model_version": "v2"}, headers=AUTH, timeout=10)
+    answer = delete(versions, json={"model_version": "v2"})
     assert answer.json() == {"deleted_predictions": 1} and fake.projects[1]["model_version"] is None
-    assert requests.delete(versions, json={}, headers=AUTH, timeout=10).status_code == 400
+    assert delete(versions, json={}).status_code == 400
 
 
 def test_deleting_any_version_clears_a_backend_title(fake_ls):
     fake, url = fake_ls
     fake.add_project(1)
     assert fake.projects[1]["model_version"] == "backend-title"
-    answer = requests.delete(
-        f"{url}/api/projects/1/model-versions/", json={"model_version": "old"}, headers=AUTH, timeout=10
-    )
+    answer = delete(f"{url}/api/projects/1/model-versions/", json={"model_version": "old"})
     assert answer.json() == {"deleted_predictions": 0} and fake.projects[1]["model_version"] is None
 
 
@@ -244,3 +245,14 @@ def test_webhook_bodies(fake_ls):
         "tasks": [{"id": task_id}],
         "project": {"id": 3},
     }
+
+
+def test_a_fault_answers_every_call_quoting_its_headers(fake_ls):
+    fake, url = fake_ls
+    fake.add_project(1)
+    fake.fail_with = 503
+    answer = httpx.get(f"{url}/api/projects/1/", headers={"Authorization": "Token another-key"}, timeout=10)
+    assert answer.status_code == 503 and answer.json()["headers"]["Authorization"] == "Token another-key"
+    assert fake.calls == [("GET", "/api/projects/1/")]
+    fake.fail_with = None
+    assert get(url, "/api/projects/1/").status_code == 200

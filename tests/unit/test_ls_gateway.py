@@ -2,8 +2,9 @@
 
 import pytest
 
-from fake_label_studio import FakeLabelStudio, backend_settings
 from ml_backend.labelstudio.gateway import LSGateway
+from testkit.fake_label_studio import FakeLabelStudio
+from tests.helpers import backend_settings
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from fake_label_studio import CLS_CONFIG, TEXTS, backend_settings
 from ml_backend.labelstudio.gateway import LSGateway
 from ml_backend.labelstudio.mirror import TaskMirror, sync
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS
+from tests.helpers import backend_settings
 
 CONFIG_HASH = "h1"
 

@@ -19,7 +19,8 @@ from al_core.models import FrozenMultiLabel, MemoryEmbeddingCache, build_model, 
 from al_core.plasm import pseudo_label
 from al_core.strategies import LeastConfidence, entropy, least_confidence, margin
 from al_core.training import TrainingConfig
-from fake_label_studio import MULTI_CONFIG, backend_settings
+from testkit.fake_label_studio import MULTI_CONFIG
+from tests.helpers import backend_settings
 
 CONFIG = parse_label_config(MULTI_CONFIG)
 LABELS = ["Sport", "Money", "Food"]
@@ -163,7 +164,7 @@ BRANCH = re.compile(r"""kind\s*[!=]=\s*(CLASSIFICATION|TAGGING|MULTILABEL|["'](c
 def test_no_module_outside_the_kinds_branches_on_a_task_kind():
     root = Path(__file__).resolve().parents[2]
     found = []
-    for package in ("al_core", "ml_backend", "plasm_export", "simulate", "benchmarks", "fake_label_studio"):
+    for package in ("al_core", "ml_backend", "plasm_export", "simulate", "benchmarks", "testkit"):
         for path in (root / package).rglob("*.py"):
             if "kinds" in path.parts:
                 continue

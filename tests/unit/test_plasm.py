@@ -186,12 +186,69 @@ def test_tracin_finds_planted_label_noise(tiny_model_dir, tmp_path):
     TransformerClassifier(str(tiny_model_dir), ["pos", "neg"], config).fit(noisy, on_checkpoint=recorder)
     influence = self_influence(recorder.checkpoints, noisy, [e.label for e in noisy])
     is_flipped = np.array([i in flipped for i in range(len(noisy))])
-    assert influence.shape == (48,) and (influence >= 0).all()
+    assert influence.shape == (48,)
     assert influence[is_flipped].mean() > 2 * influence[~is_flipped].mean()
     # through the filter: dropping 1/6 catches mostly flipped rows (chance would be 1/6)
     pseudo = PseudoLabels(labels=[e.label for e in noisy], confidences=np.ones(48))
     result = filter_pseudo_labels(noisy, pseudo, "classification", TracInFilter(recorder.checkpoints), 8 / 48)
     assert is_flipped[~result.kept].mean() >= 0.5
+
+
+class _LinearHeadWrapper:
+    """A model wrapper as self_influence loads it: the text of an example is the index of its
+    fixed feature vector, which goes straight into a linear `classifier` head."""
+
+    kind = "classification"
+    labels = ["pos", "neg"]
+
+    def __init__(self, features, weight, bias):
+        import torch
+
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = torch.tensor(features, dtype=torch.float32)
+                self.classifier = torch.nn.Linear(2, 2)
+                with torch.no_grad():
+                    self.classifier.weight.copy_(torch.tensor(weight))
+                    self.classifier.bias.copy_(torch.tensor(bias))
+
+            def forward(self, input_ids, **_):
+                return self.classifier(self.features[input_ids[:, 0]])
+
+        self.model_ = Model()
+        self.tokenizer_ = type("Tokenizer", (), {"pad_token_id": 0})()
+
+    def encode(self, examples, with_labels=False):
+        return [{"input_ids": [int(e.text)], "labels": self.labels.index(e.label)} for e in examples]
+
+
+def test_self_influence_is_the_learning_rate_weighted_squared_head_gradient():
+    """For a linear head z = Wx + b under cross-entropy, the loss gradient is (p - e_y) x^T for W
+    and p - e_y for b, so ||grad||^2 = ||p - e_y||^2 (||x||^2 + 1), summed with lr_t weights."""
+    from al_core.plasm import Checkpoint
+
+    x = [[1.0, 2.0], [0.0, 1.0]]  # ||x||^2 + 1: 6 and 2
+    heads = {
+        "zero": ([[0.0, 0.0], [0.0, 0.0]], [0.0, 0.0]),  # p = (1/2, 1/2) for every row
+        "trained": ([[0.0, 0.0], [0.0, 0.0]], [float(np.log(3.0)), 0.0]),  # p = (3/4, 1/4)
+    }
+    checkpoints = [Checkpoint("zero", 1, 0.1), Checkpoint("trained", 2, 0.05)]
+    examples = [Example(id=str(i), text=str(i)) for i in (0, 1, 0)]
+    targets = ["pos", "pos", "neg"]
+
+    influence = self_influence(
+        checkpoints, examples, targets, load=lambda path: _LinearHeadWrapper(x, *heads[path])
+    )
+
+    # ||p - e_y||^2: zero head 1/2 whatever the label; trained head 1/8 for "pos", 9/8 for "neg"
+    expected = [
+        0.1 * 0.5 * 6 + 0.05 * 0.125 * 6,
+        0.1 * 0.5 * 2 + 0.05 * 0.125 * 2,
+        0.1 * 0.5 * 6 + 0.05 * 1.125 * 6,
+    ]
+    np.testing.assert_allclose(influence, expected, rtol=1e-6)
+    assert influence[2] > influence[0]  # the label the head disagrees with scores higher
 
 
 def test_tracin_on_tagging_scores_one_value_per_sentence(tiny_model_dir, tmp_path):

@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
 
 import pytest
 
+from al_core.data import Example
 from al_core.ls_format import parse_label_config, read_ls_export, task_to_example
 from al_core.readers import read_conll, read_csv, read_jsonl
 from plasm_export.cli import main
+from testkit.fake_label_studio import TOKEN
 from tests.conftest import ROOT, require_or_skip
 
 SAMPLES = ROOT.parent / "shared" / "label-studio" / "samples"
@@ -175,6 +176,7 @@ def cls_files(tmp_path):
 def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files):
     export, config_file = cls_files
     out = tmp_path / "out"
+    started = time.perf_counter()
     assert (
         run_cli(
             tiny_model_dir,
@@ -191,6 +193,7 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
         )
         == 0
     )
+    wall_s = time.perf_counter() - started
     assert sorted(p.name for p in out.iterdir()) == [
         "all_tasks.jsonl",
         "label_studio_import.json",
@@ -218,7 +221,12 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     # counts per class and source add up
     assert sum(c["gold"] for c in report["per_class"].values()) == 24
     assert sum(c["pseudo_kept"] + c["pseudo_dropped"] for c in report["per_class"].values()) == 16
-    assert "Teacher:" in (out / "report.md").read_text() and report["timings_s"]["teacher_fit_s"] > 0
+    # one timing per step of the run, each in the Markdown report; together within the run's wall time
+    timings = report["timings_s"]
+    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "pseudo_label_s", "filter_s"}
+    markdown = (out / "report.md").read_text()
+    assert "Teacher:" in markdown and all(f"| {step} | " in markdown for step in timings)
+    assert sum(timings.values()) <= wall_s
 
     # JSONL and CSV re-read by the engine's readers
     again = read_jsonl(out / "all_tasks.jsonl", id_field="id")
@@ -387,11 +395,14 @@ def test_ner_export_sentences_spans_and_conll(tiny_model_dir, tmp_path):
 
 def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_files, monkeypatch):
     import plasm_export.writers as writers
-    from al_core.models import TransformerClassifier
+    from al_core.models import TransformerClassifier, load_model
+    from al_core.training import TrainingConfig
 
     export, config_file = cls_files
     out = tmp_path / "out"
     args = ["--export", export, "--label-config", config_file, "--out", out, "--filter", "tracin"]
+    # a teacher trained too little to be right everywhere: its score tells which rows it was scored on
+    args += ["--epochs", "1", "--min-steps", "0", "--learning-rate", "1e-5"]
 
     def killed(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -401,7 +412,7 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
         assert run_cli(tiny_model_dir, *args) == 130
     assert not out.exists()
     assert (tmp_path / "out.work" / "teacher").is_dir()
-    assert json.loads((tmp_path / "out.work" / "state.json").read_text())["teacher_score"] >= 0
+    saved_score = json.loads((tmp_path / "out.work" / "state.json").read_text())["teacher_score"]
 
     def no_training(*_args, **_kwargs):
         raise AssertionError("the teacher was trained again")
@@ -410,8 +421,16 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
         patch.setattr(TransformerClassifier, "fit", no_training)
         assert run_cli(tiny_model_dir, *args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["teacher"]["resumed"] is True
-    assert len(read_rows(out)) == 40
+    assert report["teacher"]["resumed"] is True and report["timings_s"]["teacher_fit_s"] == 0
+    rows = read_rows(out)
+    assert len(rows) == 40
+    # the saved score is the saved teacher's accuracy on the rows the run held out
+    heldout = [Example(id=r["id"], text=r["text"], label=r["label"]) for r in rows if r["heldout"]]
+    assert len(heldout) == report["teacher"]["n_heldout"] == 5
+    teacher = load_model(tmp_path / "out.work" / "teacher", TrainingConfig(device="cpu", max_length=32))
+    predicted = teacher.predict([e.without_labels() for e in heldout])
+    accuracy = sum(p == e.label for p, e in zip(predicted, heldout, strict=True)) / len(heldout)
+    assert saved_score == pytest.approx(accuracy) and report["teacher"]["heldout_score"] == saved_score
 
     # other settings of the teacher: the saved one does not match, so it trains again
     fits = []
@@ -496,55 +515,29 @@ def test_more_errors(tiny_model_dir, tmp_path, capsys, cls_files):
 # -- reading a project through label-studio-sdk -------------------------------------------------
 
 
-class _FakeLabelStudio(BaseHTTPRequestHandler):
-    """Answers the two calls the exporter makes, in Label Studio 1.23's shapes."""
-
-    tasks: list[dict] = []
-    seen: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        type(self).seen.append(f"{self.headers.get('Authorization')} {self.path}")
-        if self.path.startswith("/api/projects/7/export"):
-            body = json.dumps(self.tasks).encode()
-        elif self.path.startswith("/api/projects/7"):
-            body = json.dumps({"id": 7, "title": "p", "label_config": CLS_CONFIG}).encode()
-        else:
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"detail": "Not found."}')
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
-def fake_label_studio():
-    _FakeLabelStudio.tasks = classification_export()
-    _FakeLabelStudio.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLabelStudio)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def annotated_project(fake_ls):
+    """Project 7 of the fake Label Studio holding classification_export()'s tasks; (fake, URL)."""
+    fake, url = fake_ls
+    fake.add_project(7, CLS_CONFIG)
+    for task in classification_export():
+        (task_id,) = fake.add_tasks(7, [task["data"]["text"]])
+        assert task_id == task["id"]
+        for annotation in task["annotations"]:
+            fake.annotate(task_id, annotation["result"])
+    return fake, url
 
 
-def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, fake_label_studio, capsys):
+def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, annotated_project, capsys):
+    fake, url = annotated_project
     out = tmp_path / "out"
     assert (
         run_cli(
             tiny_model_dir,
             "--url",
-            fake_label_studio,
+            url,
             "--api-key",
-            "legacytoken123",
+            TOKEN,
             "--project",
             7,
             "--out",
@@ -554,16 +547,18 @@ def test_reads_a_project_through_the_sdk(tiny_model_dir, tmp_path, fake_label_st
         )
         == 0
     )
-    assert len(read_rows(out)) == 40
-    export_call = [s for s in _FakeLabelStudio.seen if "/export" in s][0]
-    assert export_call.startswith("Token legacytoken123 ") and "download_all_tasks=true" in export_call
+    # the fake answers a legacy token sent as "Token <key>" only; the export holds every task
+    # (download_all_tasks), so the unannotated ones come back pseudo-labeled
+    rows = read_rows(out)
+    assert len(rows) == 40 and sum(r["source"] == "pseudo" for r in rows) == 16
+    assert fake.count("GET", "/api/projects/7/export") == 1
     assert (
         run_cli(
             tiny_model_dir,
             "--url",
-            fake_label_studio,
+            url,
             "--api-key",
-            "k",
+            TOKEN,
             "--project",
             8,
             "--out",

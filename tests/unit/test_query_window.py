@@ -5,10 +5,11 @@ follows Label Studio 1.23.2's uncertainty sampling."""
 
 from __future__ import annotations
 
-from fake_label_studio import CLS_CONFIG, TEXTS, backend_settings
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.storage.store import score_cache, version_number
+from testkit.fake_label_studio import CLS_CONFIG, TEXTS
+from tests.helpers import backend_settings
 
 
 def settings_for(url, tmp_path, model, **overrides):

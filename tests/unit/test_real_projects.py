@@ -1,6 +1,6 @@
 """What real projects do to the backend: edited label configs, deleted tasks, refused predictions,
 disagreeing annotations, one class only, a wrong API key. Against the fake Label Studio, which
-imports predictions as Label Studio 1.23.2 does (fake_label_studio)."""
+imports predictions as Label Studio 1.23.2 does (testkit.fake_label_studio)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import logging
 import pytest
 
 from al_core.ls_format import parse_label_config, task_to_example
-from fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS, backend_settings
 from ml_backend.app import create_app
 from ml_backend.campaign.project_warnings import class_warnings
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.labelstudio.gateway import NO_REASON, LSGateway, PublishReport
 from ml_backend.storage.store import score_cache
+from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG, TEXTS
+from tests.helpers import backend_settings
 
 THREE_CLASSES = """<View><Text name="text" value="$text"/>
 <Choices name="sentiment" toName="text" choice="single">

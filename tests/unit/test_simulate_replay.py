@@ -1,5 +1,5 @@
-"""The replay's Label Studio (the shared fake_label_studio), read by the backend's own client, and a
-replay against the backend."""
+"""The replay's Label Studio (the shared testkit.fake_label_studio), read by the backend's own
+client, and a replay against the backend."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+import torch
 
 from al_core.data import Example
-from fake_label_studio import TOKEN
 from simulate.replay import Replay, label_config_xml
+from testkit.fake_label_studio import TOKEN
 
-torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 
@@ -138,14 +138,22 @@ def test_replay_against_the_backend_app(tmp_path, tiny_model_dir):
         ups_full_every=0,
         query_window=0,  # a score for every unlabeled task under each version
     ):
+        started = time.perf_counter()
         records = list(replay.run([1, 2, 3, 4], batch_size=3, iterations=1, progress=False))
+        wall_s = time.perf_counter() - started
     assert [r["labeled"] for r in records] == [4, 7]
     assert records[0]["annotated_ids"] == [replay.by_task[n].id for n in (1, 2, 3, 4)]
     assert len(set(records[1]["annotated_ids"]) - set(records[0]["annotated_ids"])) == 3  # the next batch
     assert [r["predict_tasks"] for r in records] == [20, 17]  # one /predict result per unlabeled task
     assert all(r["published"] == r["predict_tasks"] for r in records)  # a score published for every task
     assert records[0]["version"] != records[1]["version"]
-    assert all(r["webhook_max_s"] > 0 and r["retrain_latency_s"] > 0 for r in records)
+    # the webhooks of a batch, the wait for its version and the /predict call come one after the
+    # other: per iteration, and all together within the replay's wall time
+    assert all(r["webhook_mean_s"] <= r["webhook_max_s"] for r in records)
+    per_iteration = [
+        r["webhook_mean_s"] * r["annotated_now"] + r["retrain_latency_s"] + r["predict_s"] for r in records
+    ]
+    assert sum(per_iteration) <= wall_s
     assert replay.ls.projects[1]["sampling"] == "Uncertainty sampling" and not replay.ls.unserved
 
 

@@ -1,8 +1,8 @@
 """A fake Label Studio (1.23.2's API routes, served from memory) for the tests, the benchmarks and
-the simulator's replay (simulate/replay.py). The server is fake_label_studio.server; webhook bodies,
-backend settings and `rq worker` environments for the tests are fake_label_studio.testing."""
+the simulator's replay (simulate/replay.py). The server is testkit.fake_label_studio.server; webhook
+bodies, fast backend settings values and `rq worker` environments are in .testing."""
 
-from fake_label_studio.server import (
+from testkit.fake_label_studio.server import (
     CLS_CONFIG,
     MULTI_CONFIG,
     NER_CONFIG,
@@ -11,14 +11,14 @@ from fake_label_studio.server import (
     TOKEN,
     FakeLabelStudio,
 )
-from fake_label_studio.testing import (
+from testkit.fake_label_studio.testing import (
     annotation_updated_webhook,
     annotation_webhook,
     annotations_deleted_webhook,
-    backend_settings,
+    backend_values,
+    rq_worker_env,
     tasks_created_webhook,
     tasks_deleted_webhook,
-    worker_env,
 )
 
 __all__ = [
@@ -32,8 +32,8 @@ __all__ = [
     "annotation_updated_webhook",
     "annotation_webhook",
     "annotations_deleted_webhook",
-    "backend_settings",
+    "backend_values",
+    "rq_worker_env",
     "tasks_created_webhook",
     "tasks_deleted_webhook",
-    "worker_env",
 ]

@@ -1,10 +1,14 @@
-"""Small real task sets with their gold labels, read from ../shared/data, as Label Studio tasks."""
+"""Small real task sets with their gold labels, read from the shared datasets, as Label Studio tasks."""
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# the shared datasets: $AL_SHARED_DATA, else ../shared/data beside the checkout
+SHARED_DATA = Path(os.environ.get("AL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 TOPIC_CONFIG = """<View>
   <Text name="text" value="$text"/>

@@ -1,34 +1,34 @@
 """Helpers for the tests and benchmarks that run a backend against the fake Label Studio:
-webhook bodies as Label Studio sends them, and fast backend settings reading the fake."""
+webhook bodies as Label Studio sends them, the values of fast backend settings reading the fake
+(the caller builds ml_backend.settings.Settings of them) and an `rq worker`'s environment."""
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from fake_label_studio.server import CLS_CONFIG, TOKEN
+from testkit.fake_label_studio.server import CLS_CONFIG, TOKEN
 
 
-def backend_settings(url: str | None, model_dir, model, **overrides):
-    """Fast settings for tests: tiny model, one epoch, one thread, no debounce."""
-    from ml_backend.settings import Settings
-
-    values = dict(
-        label_studio_url=url,
-        label_studio_api_key=TOKEN if url else None,
-        model_dir=str(model_dir),
-        acquisition_model=str(model),
-        retrain_delay=0,
-        epochs=1,
-        min_steps=0,
-        batch_size=8,
-        max_length=32,
-        torch_threads=1,
-        ls_retries=0,
-    )
-    values.update(overrides)
-    return Settings(**values)
+def backend_values(url: str | None, model_dir, model, **overrides) -> dict:
+    """Settings values for a fast backend: tiny model, one epoch, one thread, no debounce, no
+    retries; reading the fake at `url` (None: no Label Studio)."""
+    return {
+        "label_studio_url": url,
+        "label_studio_api_key": TOKEN if url else None,
+        "model_dir": str(model_dir),
+        "acquisition_model": str(model),
+        "retrain_delay": 0,
+        "epochs": 1,
+        "min_steps": 0,
+        "batch_size": 8,
+        "max_length": 32,
+        "torch_threads": 1,
+        "ls_retries": 0,
+        **overrides,
+    }
 
 
 def annotation_webhook(project_id: int, task_id: int) -> dict:
@@ -67,16 +67,13 @@ def tasks_deleted_webhook(project_id: int, task_ids) -> dict:
     return {"action": "TASKS_DELETED", "tasks": [{"id": i} for i in task_ids], "project": {"id": project_id}}
 
 
-def worker_env(settings) -> dict[str, str]:
-    """The environment an `rq worker` needs to run the backend's jobs with these settings (the
-    AL_* variables they resolve to, this checkout on PYTHONPATH, one OpenMP thread)."""
-    from ml_backend.settings import env_name
-
+def rq_worker_env(variables: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an `rq worker` process running the backend's jobs: this one without its
+    AL_* variables, plus `variables` (the settings' environment variables), this checkout on
+    PYTHONPATH and one OpenMP thread."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AL_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[env_name(name)] = str(value)
-    root = Path(__file__).resolve().parents[1]
+    env.update(variables)
+    root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env

@@ -45,12 +45,16 @@ Importing predictions behaves as Label Studio 1.23.2 does (data_import/api.py):
   in chunks of `chunk_size`, each stored before the next is checked (a missing task in a later
   chunk leaves the earlier ones stored, and the answer is still a 400).
 
+Faults: with `fail_with` set to an HTTP status, every call is answered with it and a body quoting
+the request's headers, as the error page of a misbehaving server or proxy may (the token check
+comes after, so any key gets it).
+
 Hooks for the simulator's replay (simulate/replay.py): `activations` lists (time.perf_counter(),
 version) for each PATCH of model_version, `unserved` the calls no route answers ("METHOD /path"),
 `annotation_created(annotation_id)` is the ANNOTATION_CREATED webhook body Label Studio sends,
 from the fake's state, and `start(port)` serves on a chosen port.
 
-Minimal webhook bodies and fast backend settings for the tests are in fake_label_studio.testing.
+Minimal webhook bodies and fast backend settings values are in testkit.fake_label_studio.testing.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ class FakeLabelStudio:
         self.rejected_log: list[str] = []  # what the legacy import only logs
         self.before_import = None  # a hook called with the items before an import is handled
         self.ml_backend_titles = {"backend-title"}  # deleting a version clears these model_versions
+        self.fail_with: int | None = None  # every call answers this status, quoting its headers
 
     # --- clock (call with the lock held) ---
     def _now(self) -> str:
@@ -432,10 +437,14 @@ class FakeLabelStudio:
                 self._send(404, NOT_FOUND)
 
             def _start(self, method: str):
-                """Logs the call; the parsed URL, or None when it was refused for its token."""
+                """Logs the call; the parsed URL, or None when it was answered already (a fault, a
+                refused token)."""
                 url = urlparse(self.path)
                 with fake.lock:
                     fake.calls.append((method, url.path))
+                if fake.fail_with is not None:
+                    self._send(fake.fail_with, {"detail": "bad request", "headers": dict(self.headers)})
+                    return None
                 return url if self._auth() else None
 
             def do_GET(self):

@@ -1,11 +1,12 @@
-"""What the scenarios ask Label Studio: the SDK where it has the call, plain HTTP where it has not."""
+"""What the end-to-end scenarios and benchmarks ask a real Label Studio: the SDK where it has the
+call, plain HTTP where it has not."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import requests
+import httpx
 from label_studio_sdk import LabelStudio
 
 
@@ -15,19 +16,20 @@ class LabelStudioAPI:
         self.token = token  # a personal access token (JWT refresh token)
         self.credentials = credentials  # (email, password) for the login form
         self.sdk = LabelStudio(base_url=self.url, api_key=token)
+        self.http = httpx.Client(base_url=self.url, timeout=120, follow_redirects=True)
         self._access: tuple[str, float] | None = None
 
     def _headers(self) -> dict[str, str]:
         """Bearer access token from the PAT, refreshed well before its 5 minutes run out."""
         if self._access is None or time.monotonic() - self._access[1] > 120:
-            answer = requests.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token}, timeout=10)
+            answer = self.http.post("/api/token/refresh/", json={"refresh": self.token}, timeout=10)
             answer.raise_for_status()
             self._access = (answer.json()["access"], time.monotonic())
         return {"Authorization": f"Bearer {self._access[0]}"}
 
     def request(self, method: str, path: str, **kwargs) -> Any:
-        answer = requests.request(method, f"{self.url}{path}", headers=self._headers(), timeout=120, **kwargs)
-        if not answer.ok:
+        answer = self.http.request(method, path, headers=self._headers(), **kwargs)
+        if not answer.is_success:
             raise AssertionError(f"{method} {path} -> {answer.status_code}: {answer.text[:500]}")
         return answer.json() if answer.content else None
 
@@ -63,10 +65,9 @@ class LabelStudioAPI:
         """Every task with its annotations and predictions (all versions)."""
         out, page = [], 1
         while True:
-            answer = requests.get(
-                f"{self.url}/api/tasks",
+            answer = self.http.get(
+                "/api/tasks",
                 headers=self._headers(),
-                timeout=120,
                 params={"project": project_id, "fields": "all", "page": page, "page_size": 500},
             )
             if answer.status_code == 404:  # past the last page

@@ -47,7 +47,7 @@ def write_tiny_bert(folder: str | Path, hidden: int = 32, layers: int = 1, heads
     return folder
 
 
-if __name__ == "__main__":  # used by the end-to-end harness and demos: python -m tests.tiny_models DIR
+if __name__ == "__main__":  # python -m testkit.tiny_models DIR
     import sys
 
     print(write_tiny_bert(sys.argv[1]))
