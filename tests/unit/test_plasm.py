@@ -9,6 +9,7 @@ import pytest
 
 from al_core.data import Example
 from al_core.exceptions import ALError
+from al_core.kinds import kind_of
 from al_core.plasm import (
     CheckpointRecorder,
     NoFilter,
@@ -199,6 +200,7 @@ class _LinearHeadWrapper:
     fixed feature vector, which goes straight into a linear `classifier` head."""
 
     kind = "classification"
+    task_kind = kind_of("classification")
     labels = ["pos", "neg"]
 
     def __init__(self, features, weight, bias):
