@@ -130,6 +130,16 @@ def model_labels(config: LabelConfig) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Tasks and exports
 
+def label_counts(labeled: list[Example], config: LabelConfig) -> dict[str, int]:
+    """Labeled tasks per class (classification, multi-label) or spans per entity type (NER), every
+    label listed."""
+    counts = dict.fromkeys(config.labels, 0)
+    for example in labeled:
+        for label in config.task_kind.label_mentions(example):
+            if label in counts:
+                counts[label] += 1
+    return counts
+
 
 def latest_annotation(task: dict) -> dict | None:
     """The most recently updated annotation of a task that was not cancelled (skipped), or None."""

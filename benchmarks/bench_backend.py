@@ -219,7 +219,7 @@ def bench_predict(tmp: Path, repeats: int, model: str, big: int, threads: int) -
     fake.stop()
     tasks = [{"id": 10_000 + i, "data": {"text": t}} for i, (t, _) in enumerate(data[120:])]
     lines = ["| request | p50 | p95 | calls |", "|---|---|---|---|"]
-    from ml_backend.web.predictor import inference_precision
+    from ml_backend.predictor import inference_precision
 
     default = inference_precision("auto", "cpu")
     default_batch = settings.eval_batch_size

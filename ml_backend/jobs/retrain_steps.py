@@ -26,7 +26,7 @@ from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
 from al_core.loop import run_round
-from al_core.ls_format import LabelConfig, model_labels
+from al_core.ls_format import LabelConfig, label_counts, model_labels
 from al_core.models import build_model, load_model, read_model_meta
 from al_core.strategies import get_strategy
 from al_core.ups import PoolSubsampler
@@ -34,11 +34,11 @@ from ml_backend.jobs.split_pass import SplitPass, configure_torch
 from ml_backend.labelstudio.gateway import LSGateway, PublishReport, split_tasks
 from ml_backend.labelstudio.label_set import check_config, promoted_label_set_changed, region_problem
 from ml_backend.labelstudio.mirror import sync, task_mirror
-from ml_backend.labelstudio.reading import ReadReport, label_counts, log_report, read_examples
+from ml_backend.labelstudio.reading import ReadReport, log_report, read_examples
+from ml_backend.predictor import config_hash, regions, save_strategy_state
 from ml_backend.settings import Settings
 from ml_backend.storage.history import record_retrain
 from ml_backend.storage.store import VersionStore, embedding_cache, score_cache, version_name, version_number
-from ml_backend.web.predictor import config_hash, regions, save_strategy_state
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from ml_backend.jobs.split_pass import SplitPass
 from ml_backend.jobs.status import RedisState, RunLockTimeout, rq_job_alive
 from ml_backend.labelstudio.gateway import LabelStudioError, LSGateway, PublishReport
 from ml_backend.labelstudio.label_set import check_config, label_set_changed
+from ml_backend.predictor import Predictor
 from ml_backend.settings import Settings, job_settings
 from ml_backend.storage.layout import check_project
 from ml_backend.storage.store import VersionStore, score_cache
-from ml_backend.web.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -53,13 +53,3 @@ def log_report(project_id: int, report: ReadReport) -> None:
     if report.ties:
         log.info("project %s: %d tasks with tied annotations (the newest was used)", project_id, report.ties)
 
-
-def label_counts(labeled: list[Example], config: LabelConfig) -> dict[str, int]:
-    """Labeled tasks per class (classification, multi-label) or spans per entity type (NER), every
-    label listed."""
-    counts = dict.fromkeys(config.labels, 0)
-    for example in labeled:
-        for label in config.task_kind.label_mentions(example):
-            if label in counts:
-                counts[label] += 1
-    return counts

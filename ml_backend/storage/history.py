@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from cachetools import LRUCache
 
+from al_core.ls_format import label_counts
 from al_core.stopping import agreement, stability_sample
-from ml_backend.labelstudio.reading import label_counts
 from ml_backend.storage.layout import ModelDirLayout
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,13 @@ from ml_backend.jobs.queue import EmbeddedRunner, Retrainer, RQRunner, pending_t
 from ml_backend.jobs.status import RedisState
 from ml_backend.labelstudio.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.labelstudio.mirror import task_mirror
+from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.settings import Settings
 from ml_backend.storage.layout import PROJECT_RE
 from ml_backend.storage.store import UNTRAINED, VersionStore, score_cache
 from ml_backend.web.errors import BadRequest
 from ml_backend.web.events import handle_event
 from ml_backend.web.key_check import KeyCheck
-from ml_backend.web.predictor import PredictorCache, untrained_answer
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from al_core.data import Example
 from al_core.models import load_model
 from al_core.strategies import get_strategy
 from ml_backend.jobs.queue import enqueue_retrain
+from ml_backend.predictor import load_strategy_state
 from ml_backend.storage.layout import ModelDirLayout
 from ml_backend.storage.store import RedisScoreCache, VersionStore, embedding_cache
-from ml_backend.web.predictor import load_strategy_state
 from testkit.fake_label_studio import TEXTS
 from tests.helpers import backend_settings
 from tests.integration.conftest import RQ, worker_env

@@ -233,8 +233,8 @@ def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
 ):
     from ml_backend.jobs.run import run_retrain
     from ml_backend.jobs.status import MemoryState
+    from ml_backend.predictor import PredictorCache
     from ml_backend.storage.store import VersionStore
-    from ml_backend.web.predictor import PredictorCache
 
     fake, url = fake_ls
     fake.add_project(8)
@@ -259,7 +259,7 @@ def test_reduced_precision_inference_gives_the_same_answers_within_rounding(
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
-    from ml_backend.web import predictor
+    from ml_backend import predictor
 
     monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: True)
     assert predictor.inference_precision("auto", "cpu") == "bf16"

@@ -7,7 +7,7 @@ from al_core.ls_format import parse_label_config, task_to_example
 from ml_backend.jobs.retrain_steps import pool_predictions
 from ml_backend.labelstudio.gateway import annotated, split_tasks
 from ml_backend.labelstudio.mirror import TaskMirror
-from ml_backend.web.predictor import regions, untrained_answer
+from ml_backend.predictor import regions, untrained_answer
 from testkit.fake_label_studio import CLS_CONFIG, NER_CONFIG
 
 CLS = parse_label_config(CLS_CONFIG)

@@ -21,38 +21,36 @@ def test_engine_imports_no_web_queue_or_sdk_code():
     assert out.stdout.strip() == "", f"al_core pulled in: {out.stdout.strip()}"
 
 
-def _imports_between(package: str) -> dict[str, set[str]]:
-    """Module -> the modules of the same package it imports (at the top or inside a function), named
-    relative to the package ("jobs.queue"; a subpackage's __init__ is the subpackage's name)."""
-    import ast
+def _rooms_of_the_backend() -> dict[str, set[str]]:
+    """ml_backend's subpackages and top-level modules -> those of them each imports (any import of one of
+    its modules, at the top or inside a function)."""
 
-    root = Path(__file__).resolve().parents[2] / package
-    prefix = package + "."
-    graph = {}
-    for path in root.rglob("*.py"):
-        parts = path.relative_to(root).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix):
-                found.add(node.module[len(prefix) :])
-            elif isinstance(node, ast.Import):
-                found.update(a.name[len(prefix) :] for a in node.names if a.name.startswith(prefix))
-        if name:
-            graph[name] = found
-    return graph
+    def room(module: str) -> str | None:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if parts[0] == "ml_backend" and len(parts) > 1 else None
+
+    rooms: dict[str, set[str]] = {}
+    for module, imported in import_graph().items():
+        if here := room(module):
+            rooms.setdefault(here, set()).update(r for r in map(room, imported) if r and r != here)
+    return rooms
 
 
-def test_the_backend_modules_import_each_other_without_a_cycle():
+def test_the_backends_rooms_import_downwards_only():
+    """The web side queues jobs; the jobs read and publish through labelstudio and keep their files through
+    storage; nothing below the web imports it, and no two rooms import each other through a cycle."""
     from graphlib import CycleError, TopologicalSorter
 
-    graph = _imports_between("ml_backend")
-    assert "jobs.run" in graph["jobs.queue"] and "jobs.status" in graph["jobs.run"]  # the graph is read, not empty
+    rooms = _rooms_of_the_backend()
+    assert {"ml_backend.jobs", "ml_backend.storage"} <= rooms["ml_backend.web"]  # the graph is read, not empty
     try:
-        order = list(TopologicalSorter(graph).static_order())
+        list(TopologicalSorter(rooms).static_order())
     except CycleError as error:
-        raise AssertionError(f"ml_backend modules import each other in a cycle: {error.args[1]}") from None
-    assert order.index("jobs.run") < order.index("jobs.queue")  # the web side's queue runs the jobs, not the reverse
+        raise AssertionError(f"ml_backend's rooms import each other in a cycle: {error.args[1]}") from None
+    for room in ("ml_backend.jobs", "ml_backend.labelstudio", "ml_backend.storage", "ml_backend.campaign"):
+        assert "ml_backend.web" not in rooms.get(room, set()), f"{room} imports the web side"
+    for room in ("ml_backend.labelstudio", "ml_backend.storage", "ml_backend.predictor"):
+        assert "ml_backend.jobs" not in rooms.get(room, set()), f"{room} imports the jobs"
 
 
 # -- no import cycle in the project, function-local imports counted ---------------------------

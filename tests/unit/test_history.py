@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from al_core.data import Example
-from al_core.ls_format import LabelConfig
-from ml_backend.labelstudio.reading import label_counts
+from al_core.ls_format import LabelConfig, label_counts
 from ml_backend.storage.history import (
     HistoryCache,
     append_record,
