@@ -102,6 +102,29 @@ def score_predictions(kind: TaskKind, gold: list[Example], predicted: list, labe
     return kind.report([kind.gold(e) for e in gold], predicted, labels)
 
 
+def label_table(
+    quality: dict | None, label_counts: dict[str, int] | None, predicted: dict[str, int] | None = None
+) -> list[dict]:
+    """One row per label of a saved estimate (`QualityEstimate.as_dict`) and its version's label
+    counts: label, labels (given), precision, recall, f1, support (examples measured) and
+    predicted (scored pool tasks the version predicts it for; None where unknown). An estimate
+    saved before it had a per-label table, or none at all, gives None for the measures."""
+    per_label = (quality or {}).get("per_label") or {}
+    label_counts, predicted = label_counts or {}, predicted or {}
+    rows = []
+    for label in dict.fromkeys(list(label_counts) + list(per_label)):
+        row = per_label.get(label) or {}
+        rows.append(
+            {
+                "label": label,
+                "labels": label_counts.get(label, 0),
+                **{k: row.get(k) for k in ("precision", "recall", "f1", "support")},
+                "predicted": predicted.get(label),
+            }
+        )
+    return rows
+
+
 def predicted_counts(kind: TaskKind, probs, model_labels: list[str]) -> dict[str, int]:
     """For every label of the config, how many of the tasks whose probabilities are given (a
     round's scored pool) the model's decoded prediction names (each task counted once a label)."""
