@@ -14,14 +14,16 @@ simulator's config and the benchmarks start from it):
 The quality estimate: k-fold cross-validation of the head in frozen mode (cheap: the
 vectors are cached); in finetune mode a fixed share of the labeled tasks (chosen by a hash
 of their ids, so the same tasks stay out across versions) is held out of training and the
-version is measured on it. Accuracy for classification, micro F1 for multi-label classification,
-strict span F1 for tagging.
+version is measured on it. The headline is the kind's metric, one that hides no class (macro F1
+for classification and multi-label classification, strict span F1 for tagging); the estimate also
+carries the kind's other measures (accuracy, micro F1), the per-label precision, recall, F1 and
+support over every label of the config, and the worst label (`TaskKind.report`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -72,18 +74,65 @@ def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int) -> str:
 
 @dataclass(frozen=True)
 class QualityEstimate:
-    metric: str  # accuracy | micro_f1 | span_f1
+    metric: str  # the headline: macro_f1 | span_f1
     value: float | None
     method: str
     n: int  # labeled tasks the estimate is measured on
+    figures: dict[str, float] = field(default_factory=dict)  # every measure of the kind, the headline first
+    per_label: dict[str, dict] = field(default_factory=dict)  # label -> precision, recall, f1, support
+    worst: str | None = None  # the label with the lowest F1 among those with examples
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def measured(cls, report: dict, method: str, n: int) -> QualityEstimate:
+        """An estimate from a kind's report (`TaskKind.report`), its figures rounded to 4 places."""
+        per_label = {
+            label: {k: (v if k == "support" else round(v, 4)) for k, v in row.items()}
+            for label, row in report["per_label"].items()
+        }
+        figures = {name: round(value, 4) for name, value in report["figures"].items()}
+        return cls(report["metric"], round(report["value"], 4), method, n, figures, per_label, report["worst"])
 
-def score_predictions(kind: TaskKind, gold: list[Example], predicted: list) -> float:
-    """The kind's metric (accuracy, micro F1, strict span F1) of predictions against gold examples."""
-    return kind.score([kind.gold(e) for e in gold], predicted)
+
+def score_predictions(kind: TaskKind, gold: list[Example], predicted: list, labels: list[str] | None = None) -> dict:
+    """The kind's report (headline, figures, per-label table) of predictions against gold examples;
+    `labels`: the config's (every one appears in the table)."""
+    return kind.report([kind.gold(e) for e in gold], predicted, labels)
+
+
+def label_table(
+    quality: dict | None, label_counts: dict[str, int] | None, predicted: dict[str, int] | None = None
+) -> list[dict]:
+    """One row per label of a saved estimate (`QualityEstimate.as_dict`) and its version's label
+    counts: label, labels (given), precision, recall, f1, support (examples measured) and
+    predicted (scored pool tasks the version predicts it for; None where unknown). An estimate
+    saved before it had a per-label table, or none at all, gives None for the measures."""
+    per_label = (quality or {}).get("per_label") or {}
+    label_counts, predicted = label_counts or {}, predicted or {}
+    rows = []
+    for label in dict.fromkeys(list(label_counts) + list(per_label)):
+        row = per_label.get(label) or {}
+        rows.append(
+            {
+                "label": label,
+                "labels": label_counts.get(label, 0),
+                **{k: row.get(k) for k in ("precision", "recall", "f1", "support")},
+                "predicted": predicted.get(label),
+            }
+        )
+    return rows
+
+
+def predicted_counts(kind: TaskKind, probs, model_labels: list[str]) -> dict[str, int]:
+    """For every label of the config, how many of the tasks whose probabilities are given (a
+    round's scored pool) the model's decoded prediction names (each task counted once a label)."""
+    counts = dict.fromkeys(kind.config_labels(list(model_labels)), 0)
+    for task_probs in probs:
+        for label in set(kind.value_labels(kind.decode(task_probs, model_labels))):
+            counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 def _held_out(example: Example, share: float) -> bool:
@@ -95,6 +144,7 @@ def fit_with_estimate(model: Predictor, labeled: list[Example], config: Acquisit
     """Fits `model` on `labeled` and estimates its quality (see the module's docstring)."""
     kind = model.task_kind
     metric = kind.metric
+    labels = kind.config_labels(list(model.labels))
     if len(labeled) < config.min_estimate_labels:
         model.fit(labeled)
         return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0)
@@ -102,14 +152,14 @@ def fit_with_estimate(model: Predictor, labeled: list[Example], config: Acquisit
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
         model.fit(labeled)
-        value = score_predictions(kind, labeled, predicted)
-        return QualityEstimate(metric, round(value, 4), f"{folds}-fold cross-validation", len(labeled))
+        report = score_predictions(kind, labeled, predicted, labels)
+        return QualityEstimate.measured(report, f"{folds}-fold cross-validation", len(labeled))
     held = [e for e in labeled if _held_out(e, config.holdout_share)]
     train = [e for e in labeled if not _held_out(e, config.holdout_share)]
     if not held or not train:
         model.fit(labeled)
         return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
     model.fit(train)
-    value = score_predictions(kind, held, model.predict([e.without_labels() for e in held]))
+    report = score_predictions(kind, held, model.predict([e.without_labels() for e in held]), labels)
     share = f"{config.holdout_share:.0%}"
-    return QualityEstimate(metric, round(value, 4), f"held-out {share} of the labels", len(held))
+    return QualityEstimate.measured(report, f"held-out {share} of the labels", len(held))

@@ -390,11 +390,25 @@ def split_gold(
     return list(train), list(heldout)
 
 
-def score_teacher(teacher: Predictor, heldout: Sequence[Example]) -> float:
-    """The kind's metric (accuracy, micro F1, span F1) of the teacher on the held-out gold labels."""
+def teacher_report(teacher: Predictor, heldout: Sequence[Example]) -> dict:
+    """The kind's report (`TaskKind.report`: headline, figures, per-label table) of the teacher on
+    the held-out gold labels, over every label the teacher predicts."""
     from al_core.acquisition import score_predictions
 
-    return score_predictions(teacher.task_kind, list(heldout), teacher.predict([e.without_labels() for e in heldout]))
+    kind = teacher.task_kind
+    predicted = teacher.predict([e.without_labels() for e in heldout])
+    return score_predictions(kind, list(heldout), predicted, kind.config_labels(list(teacher.labels)))
+
+
+def drop_score(report: dict, kind) -> float:
+    """The score the drop rule reads from a teacher's report: its share of right decisions
+    (`TaskKind.drop_metric`: accuracy, micro F1, span F1)."""
+    return float(report["figures"][kind.drop_metric])
+
+
+def score_teacher(teacher: Predictor, heldout: Sequence[Example]) -> float:
+    """The teacher's held-out score that the drop rule reads (accuracy, micro F1, span F1)."""
+    return drop_score(teacher_report(teacher, heldout), teacher.task_kind)
 
 
 def label_pool(

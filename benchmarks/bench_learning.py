@@ -77,8 +77,8 @@ def one_point(kind, labels, labeled, test, variant, model_path, cache, seed):
     else:
         estimate = fit_with_estimate(model, labeled, AcquisitionConfig(mode=mode)).value
     fit_s = time.perf_counter() - start
-    value = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
-    return {"value": value, "fit_s": fit_s, "estimate": estimate}
+    report = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
+    return {"value": report["value"], "figures": report["figures"], "fit_s": fit_s, "estimate": estimate}
 
 
 def draw(pool, count: int, seed: int):
@@ -123,7 +123,8 @@ def curves_of(args, model_name: str, done: dict, out) -> None:
 
 
 def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, float]]:
-    """(labels, held-out quality, seconds of the round) along one campaign with the auto default."""
+    """(labels, held-out quality (the kind's headline), seconds of the round, accuracy or None)
+    along one campaign with the auto default."""
     from al_core.acquisition import AcquisitionConfig, resolve_mode, score_predictions
     from al_core.loop import run_round
     from al_core.models import MemoryEmbeddingCache, build_model
@@ -152,8 +153,9 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
                            PoolSubsampler(SubsamplingConfig(), seed=seed), scores, iteration,
                            f"v{iteration}", count=step, acquisition=acquisition)
         round_s = time.perf_counter() - start
-        quality = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
-        points.append((len(labeled), quality, round_s))
+        report = score_predictions(model.task_kind, test, model.predict([e.without_labels() for e in test]))
+        quality = report["value"]
+        points.append((len(labeled), quality, round_s, report["figures"].get("accuracy")))
         print(f"  AL {name} {ordering} seed={seed} n={len(labeled)} ({mode}): {quality:.3f}, "
               f"round {round_s:.1f} s", flush=True)
         labeled_ids += result.selected_ids
@@ -195,7 +197,10 @@ def curve_tables_of(args, model: str, done: dict) -> str:
                     continue
                 m, sd = mean_sd([r["value"] for r in rows])
                 means[variant] = m
-                cells.append(f"{m:.3f} ± {sd:.3f} ({np.mean([r['fit_s'] for r in rows]):.1f} s)")
+                # accuracy beside the headline, where the points carry it (not those of older runs)
+                accuracy = [r["figures"]["accuracy"] for r in rows if "accuracy" in r.get("figures", {})]
+                beside = f"acc. {np.mean(accuracy):.3f}, " if accuracy and len(accuracy) == len(rows) else ""
+                cells.append(f"{m:.3f} ± {sd:.3f} ({beside}{np.mean([r['fit_s'] for r in rows]):.1f} s)")
             mode = resolve_mode(AcquisitionConfig(), kind, count)
             auto = means.get(mode)
             best = max(means.values()) if means else None
@@ -263,24 +268,28 @@ def main(argv=None) -> None:
         text += [
             f"**Active learning against random ordering**, {name}, {args.models[0]}, auto default, "
             f"strategy {args.al_strategy or kind_of(load(name, 1)[0]).default_strategy + ' (the default)'}, pool "
-            f"{args.al_pool}, labels {labels_text}, seeds {args.seeds}: held-out quality (mean over seeds).",
+            f"{args.al_pool}, labels {labels_text}, seeds {args.seeds}: held-out quality, the kind's headline (macro F1 for classification, with accuracy on the row below), mean over seeds.",
             "",
             "| labels | " + " | ".join(str(args.al_counts[i]) for i in shown)
             + " | area (mean) | ± sd of seeds | area − random, same seed (mean, seeds above) | round s (mean) |",
             "|---|" + "---|" * (len(shown) + 4),
         ]
-        quality = {o: np.array([[q for _, q, _ in points] for points in per_seed]) for o, per_seed in runs.items()}
+        quality = {o: np.array([[p[1] for p in points] for points in per_seed]) for o, per_seed in runs.items()}
         areas = {o: np.trapezoid(q, args.al_counts, axis=1) / (args.al_counts[-1] - args.al_counts[0])
                  for o, q in quality.items()}
         for ordering, per_seed in runs.items():
             curve = quality[ordering].mean(axis=0)
-            round_s = float(np.mean([[s for _, _, s in points] for points in per_seed]))
+            round_s = float(np.mean([[p[2] for p in points] for points in per_seed]))
             paired = ""
             if "random" in areas and ordering != "random":
                 gain = areas[ordering] - areas["random"]
                 paired = f"{gain.mean():+.3f}, {int((gain > 0).sum())} of {len(gain)}"
             text.append(f"| {ordering} | " + " | ".join(f"{curve[i]:.3f}" for i in shown)
                         + f" | {areas[ordering].mean():.3f} | {areas[ordering].std():.3f} | {paired} | {round_s:.1f} |")
+            if all(p[3] is not None for points in per_seed for p in points):  # accuracy beside macro F1
+                accuracy = np.array([[p[3] for p in points] for points in per_seed]).mean(axis=0)
+                text.append(f"| {ordering}, accuracy | " + " | ".join(f"{accuracy[i]:.3f}" for i in shown)
+                            + " | | | | |")
         text.append("")
     report = "\n".join(text)
     print(report)

@@ -24,10 +24,11 @@ from al_core.plasm import (
     CheckpointRecorder,
     FilteredPseudoLabels,
     TracInFilter,
+    drop_score,
     get_filter,
     label_pool,
-    score_teacher,
     split_gold,
+    teacher_report,
 )
 from al_core.training import TrainingConfig
 from plasm_export.source import AnnotatedProject
@@ -63,13 +64,16 @@ class ExportResult:
     project: AnnotatedProject
     settings: ExportSettings
     rows: list[Row]
-    teacher_metric: str  # the kind's metric: "accuracy", "micro_f1" or "span_f1"
+    teacher_metric: str  # the measure the drop rule reads: "accuracy", "micro_f1" or "span_f1"
     teacher_score: float
     drop_fraction: float
     teacher_version: str
     timings: dict[str, float]
     resumed: bool
     successor: dict | None = None
+    # the teacher's held-out report (TaskKind.report: the kind's headline, figures, per-label table);
+    # None for a teacher resumed from a work folder that did not save it
+    teacher_quality: dict | None = None
 
     @property
     def kind(self) -> str:
@@ -176,16 +180,17 @@ def _say(message: str, progress: bool) -> None:
 @dataclass
 class Teacher:
     model: object
-    score: float  # its held-out metric
+    score: float  # its held-out score that the drop rule reads (TaskKind.drop_metric)
     checkpoints: list  # TracIn's, when the filter is tracin
     resumed: bool  # loaded from the work folder of an earlier run on the same inputs
     timings: dict[str, float]
+    report: dict | None = None  # its held-out report (TaskKind.report)
 
 
 def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Path) -> ExportResult:
     """Trains (or reloads) the teacher, pseudo-labels and filters the pool, checks a successor."""
     kind = project.config.kind
-    metric = project.config.task_kind.metric
+    metric = project.config.task_kind.drop_metric
     progress = settings.progress
     pool = project.dataset.unlabeled()
     train, heldout = split_gold(project.dataset.labeled(), kind, settings.holdout, settings.training.seed)
@@ -219,6 +224,7 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
         timings,
         teacher.resumed,
         successor,
+        teacher.report,
     )
 
 
@@ -233,7 +239,9 @@ def _teacher(project: AnnotatedProject, settings: ExportSettings, work: WorkFold
     if state is not None and (checkpoints or not needs_checkpoints):
         _say(f"resuming: the teacher trained earlier is in {work.teacher}", progress)
         model = load_model(work.teacher, settings.training)
-        return Teacher(model, float(state["teacher_score"]), checkpoints, True, {"teacher_fit_s": 0.0})
+        return Teacher(
+            model, float(state["teacher_score"]), checkpoints, True, {"teacher_fit_s": 0.0}, state.get("teacher_report")
+        )
     work.reset()
     model = build_model(project.config.kind, settings.teacher, project.dataset.labels, settings.training)
     recorder = CheckpointRecorder(work.checkpoints) if needs_checkpoints else None
@@ -244,10 +252,13 @@ def _teacher(project: AnnotatedProject, settings: ExportSettings, work: WorkFold
     epochs.close()
     timings = {"teacher_fit_s": time.perf_counter() - start}
     start = time.perf_counter()
-    score = score_teacher(model, heldout)
+    report = teacher_report(model, heldout)
+    score = drop_score(report, model.task_kind)
     timings["teacher_eval_s"] = time.perf_counter() - start
-    work.save_teacher(model, {"teacher_score": score, "teacher_fit_s": timings["teacher_fit_s"]})
-    return Teacher(model, score, recorder.checkpoints if recorder else [], False, timings)
+    work.save_teacher(
+        model, {"teacher_score": score, "teacher_report": report, "teacher_fit_s": timings["teacher_fit_s"]}
+    )
+    return Teacher(model, score, recorder.checkpoints if recorder else [], False, timings, report)
 
 
 def _filtered_pool(settings: ExportSettings, work: WorkFolder, teacher: Teacher, pool, timings: dict):
@@ -320,7 +331,8 @@ def check_successor(
         model = build_model(kind, successor, labels, training).fit(examples, on_checkpoint=epochs)
         epochs.close()
         fit_s = time.perf_counter() - start
-        results[name] = {"score": score_teacher(model, heldout), "n_train": len(examples), "fit_s": fit_s}
+        report = teacher_report(model, heldout)
+        results[name] = {"score": report["value"], "quality": report, "n_train": len(examples), "fit_s": fit_s}
         del model
     better = "with_pseudo" if results["with_pseudo"]["score"] > results["gold_only"]["score"] else "gold_only"
     return {

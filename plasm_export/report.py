@@ -39,6 +39,9 @@ def build_report(result: ExportResult) -> dict:
             "n_train": sum(1 for r in result.rows if r.source == "gold" and not r.heldout),
             "n_heldout": sum(1 for r in result.rows if r.heldout),
             "resumed": result.resumed,
+            # the kind's headline (macro F1; span F1 for tagging), its other measures and the
+            # per-class precision, recall, F1 and support on the held-out tasks
+            "quality": result.teacher_quality,
         },
         "filter": settings.filter,
         "drop_fraction": result.drop_fraction,
@@ -56,8 +59,28 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _quality_lines(quality: dict | None, noun: str) -> list[str]:
+    """The headline, the other figures and the per-label table of a held-out report."""
+    if not quality:
+        return []
+    others = ", ".join(f"{name} {value:.4f}" for name, value in quality["figures"].items() if name != quality["metric"])
+    worst = f"; worst {noun}: {quality['worst']}" if quality.get("worst") else ""
+    lines = [
+        f"{quality['metric']} **{quality['value']:.4f}**" + (f" ({others})" if others else "") + worst + ".",
+        "",
+        f"| {noun} | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, row in quality["per_label"].items():
+        lines.append(
+            f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
+        )
+    return lines
+
+
 def report_markdown(report: dict) -> str:
     teacher = report["teacher"]
+    noun = kind_of(report["kind"]).label_noun
     lines = [
         "# PLASM export report",
         "",
@@ -82,6 +105,8 @@ def report_markdown(report: dict) -> str:
     ]
     for label, counts in report["per_class"].items():
         lines.append(f"| {label} | {counts['gold']} | {counts['pseudo_kept']} | {counts['pseudo_dropped']} |")
+    if teacher.get("quality"):
+        lines += ["", "## Teacher on the held-out tasks", "", *_quality_lines(teacher["quality"], noun)]
     check = report.get("successor_check")
     if check:
         lines += [
@@ -102,6 +127,9 @@ def report_markdown(report: dict) -> str:
             + ("gold + pseudo-labels" if check["better"] == "with_pseudo" else "gold only")
             + "**.",
         ]
+        for name, title in (("gold_only", "gold only"), ("with_pseudo", "gold + kept pseudo-labels")):
+            if check[name].get("quality"):
+                lines += ["", f"### Successor trained on {title}", "", *_quality_lines(check[name]["quality"], noun)]
     lines += ["", "## Timings (s)", "", "| step | seconds |", "|---|---:|"]
     lines += [f"| {step} | {_fmt(seconds)} |" for step, seconds in report["timings_s"].items()]
     return "\n".join(lines) + "\n"

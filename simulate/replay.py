@@ -240,7 +240,7 @@ class Replay:
         return [r[-1] for r in sorted(ranked)[:size]]
 
     def pool_quality(self, version: str) -> float | None:
-        """The kind's metric (accuracy, micro F1, span F1) of the pre-annotations `version` published
+        """The kind's headline metric (macro F1, span F1) of the pre-annotations `version` published
         on unlabeled tasks against their gold labels, both read back as Label Studio results."""
         kind = self.config.task_kind
         gold, predicted = [], []

@@ -6,6 +6,8 @@
 - timing tables like the paper's: acquisition training, pool inference (and how many tasks
   were scored) and successor training per iteration, and totals over the run;
 - the overlap table: how much of each query the previous ranking's top k% held;
+- the scores table (the headline, macro F1 or span F1, beside accuracy or micro F1) and each
+  class's recall at the last iteration;
 - a Markdown summary (summary.md) that links it all.
 """
 
@@ -21,7 +23,14 @@ import numpy as np
 from simulate.runner import RESULTS
 
 # how a record's metric is named on a plot axis
-METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro F1", "span_f1": "span F1 (strict)"}
+METRIC_NAMES = {
+    "macro_f1": "macro F1",
+    "accuracy": "accuracy",
+    "micro_f1": "micro F1",
+    "span_f1": "span F1 (strict)",
+}
+# the measures a record may carry beside its headline (successor_<name>), shown next to it
+OTHER_MEASURES = ("accuracy", "micro_f1")
 
 
 def find_results(paths: list[str | Path]) -> list[Path]:
@@ -242,12 +251,21 @@ def overlap_table(records: list[dict], config: str) -> str | None:
     return "\n".join(lines)
 
 
+def _last_records(records: list[dict], config: str, successor: str) -> list[dict]:
+    """The records of the last iteration of a configuration and successor, one per seed."""
+    rows = [r for r in records if r["config"] == config and r["successor"] == successor]
+    last = max(r["iteration"] for r in rows)
+    return [r for r in rows if r["iteration"] == last]
+
+
 def scores_table(records: list[dict]) -> str:
-    """Final score and mean over the curve, per configuration and successor."""
+    """Final score (the headline) beside the other measures, and the mean over the curve, per
+    configuration and successor."""
     data = curves(records)
     lines = [
-        "| config | successor | seeds | labeled at end | final score | mean over iterations |",
-        "|---|---|---|---|---|---|",
+        "| config | successor | seeds | labeled at end | metric | final score | final, other measures | "
+        "mean over iterations |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (config, successor), points in sorted(data.items()):
         last = points[-1]
@@ -256,10 +274,32 @@ def scores_table(records: list[dict]) -> str:
             if r["config"] == config and r["successor"] == successor:
                 per_seed[r["seed"]].append(r["successor_score"])
         curve_means = _mean_std([np.mean(v) for v in per_seed.values()])
+        final = _last_records(records, config, successor)
+        others = ", ".join(
+            f"{METRIC_NAMES[name]} {_fmt(*_mean_std([r.get(f'successor_{name}') for r in final]))}"
+            for name in OTHER_MEASURES
+            if name != last["metric"] and any(r.get(f"successor_{name}") is not None for r in final)
+        )
         lines.append(
             f"| {config} | {successor} | {last['seeds']} | {last['labeled']:.0f} | "
-            f"{_fmt(last['mean'], last['std'])} | {_fmt(*curve_means)} |"
+            f"{METRIC_NAMES.get(last['metric'], last['metric'])} | {_fmt(last['mean'], last['std'])} | "
+            f"{others or '-'} | {_fmt(*curve_means)} |"
         )
+    return "\n".join(lines)
+
+
+def recall_table(records: list[dict]) -> str | None:
+    """Each class's recall on the test set at the last iteration (mean over seeds), per
+    configuration and successor; None when the records carry none (older runs)."""
+    groups = sorted({(r["config"], r["successor"]) for r in records})
+    finals = {key: _last_records(records, *key) for key in groups}
+    labels = list(dict.fromkeys(label for rs in finals.values() for r in rs for label in r.get("successor_recall") or {}))
+    if not labels:
+        return None
+    lines = ["| config | successor | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
+    for (config, successor), rs in finals.items():
+        cells = [_fmt(_mean_std([(r.get("successor_recall") or {}).get(label) for r in rs])[0]) for label in labels]
+        lines.append(f"| {config} | {successor} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -329,6 +369,11 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
         "",
         scores_table(records),
         "",
+    ]
+    recalls = recall_table(records)
+    if recalls:
+        parts += ["## Recall per class at the last iteration (mean over seeds)", "", recalls, ""]
+    parts += [
         "## Learning curves",
         "",
     ]

@@ -110,18 +110,25 @@ def load_data(config: SimulationConfig) -> SimulationData:
     )
 
 
-def evaluate(model, test: list[Example]) -> dict[str, float]:
-    """The kind's metrics on the whole test set, its main metric first (accuracy; micro and macro
-    F1 for multi-label classification; strict span F1 for tagging)."""
+def evaluate(model, test: list[Example]) -> dict:
+    """The kind's report on the whole test set (TaskKind.report): its headline (macro F1;
+    strict span F1 for tagging), its other measures (accuracy, micro F1) and the per-label table
+    over every label of the model."""
     kind = model.task_kind
     predicted = model.predict([e.without_labels() for e in test])
-    return kind.scores([kind.gold(e) for e in test], predicted)
+    return kind.report([kind.gold(e) for e in test], predicted, kind.config_labels(list(model.labels)))
 
 
-def _scored(prefix: str, scores: dict[str, float]) -> dict[str, float]:
-    """A record's score columns: the main metric as <prefix>_score, the others by name."""
+def _scored(prefix: str, report: dict) -> dict:
+    """A record's score columns: the headline as <prefix>_score, the other measures by name, and
+    <prefix>_recall: label -> recall on the test set."""
+    scores = report["figures"]
     main, *others = scores
-    return {f"{prefix}_score": scores[main], **{f"{prefix}_{name}": scores[name] for name in others}}
+    return {
+        f"{prefix}_score": scores[main],
+        **{f"{prefix}_{name}": scores[name] for name in others},
+        f"{prefix}_recall": {label: row["recall"] for label, row in report["per_label"].items()},
+    }
 
 
 def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int) -> list[str]:
@@ -510,6 +517,7 @@ class Simulation:
                 "successor_kind": spec.kind,
                 "successor_score": base["acquisition_score"],
                 **{f"successor_{name}": base[f"acquisition_{name}"] for name in self.data.task_kind.metrics[1:]},
+                "successor_recall": base["acquisition_recall"],
                 "successor_fit_s": base["acq_fit_s"],
                 "successor_eval_s": base["acq_eval_s"],
             }
@@ -569,7 +577,7 @@ class Simulation:
         return labeled + kept, info
 
 
-CSV_SKIP = {"labeled_ids_before", "query_ids", "overlap"}
+CSV_SKIP = {"labeled_ids_before", "query_ids", "overlap", "acquisition_recall", "successor_recall"}
 
 
 def write_csv(records: list[dict], path: Path) -> None:

@@ -28,8 +28,13 @@ class TaskKind:
     name: str  # the kind's name in configs, saved models and reports
     control_tag: str  # the Label Studio control it reads: "Choices" or "Labels"
     result_key: str  # the key of a region's value holding the labels: "choices" or "labels"
-    metric: str  # the quality measure of a version: "accuracy", "micro_f1", "span_f1"
+    # the headline quality of a version, one that hides no class: "macro_f1" (classification,
+    # multi-label), "span_f1" (tagging, the worst entity type reported beside it)
+    metric: str
     metrics: tuple[str, ...]  # every measure `scores` gives, `metric` first
+    # PLASM's drop rule (1 - score) reads the teacher's share of right decisions: "accuracy",
+    # "micro_f1", "span_f1"
+    drop_metric: str
     default_strategy: str  # the query strategy of STRATEGY=auto
     label_noun: str  # what one label is called in messages: "class", "entity type"
     mention_unit: str  # what per-label counts count: "tasks", "spans"
@@ -46,6 +51,10 @@ class TaskKind:
     def model_labels(self, labels: list[str]) -> list[str]:
         """The labels a model predicts for the config's labels (tagging: IOB2 tags)."""
         return list(labels)
+
+    def config_labels(self, model_labels: list[str]) -> list[str]:
+        """The config's labels (class names, entity types) of a model's labels."""
+        return list(model_labels)
 
     def unlabeled(self, task_id: str, text: str, meta: dict) -> Example:
         """A task as an example with no label yet."""
@@ -84,17 +93,41 @@ class TaskKind:
         """How sure the model is of its decoded value, in [0, 1] (PLASM's uncertainty filter)."""
         raise NotImplementedError
 
-    def score(self, gold: Sequence, predicted: Sequence) -> float:
-        """The kind's metric of predicted values against gold values."""
+    def measures(self, gold: list, predicted: list, labels: list[str] | None) -> tuple[dict[str, float], dict]:
+        """Every measure of `metrics` by name, and the per-label table {label: precision, recall,
+        f1, support} over `labels` (the config's; None: those the values hold)."""
         raise NotImplementedError
 
+    def report(self, gold: Sequence, predicted: Sequence, labels: list[str] | None = None) -> dict:
+        """The whole quality report of predicted values against gold values: the headline (`metric`,
+        `value`), every measure (`figures`, the headline first), the per-label table (`per_label`)
+        and the label with the lowest F1 among those with gold examples (`worst`)."""
+        from al_core.metrics import worst_label
+
+        figures, per_label = self.measures(list(gold), list(predicted), labels)
+        return {
+            "metric": self.metric,
+            "value": figures[self.metric],
+            "figures": {name: figures[name] for name in self.metrics},
+            "per_label": per_label,
+            "worst": worst_label(per_label),
+        }
+
+    def score(self, gold: Sequence, predicted: Sequence) -> float:
+        """The kind's headline metric of predicted values against gold values (`report`'s value)."""
+        return self.report(gold, predicted)["value"]
+
     def scores(self, gold: Sequence, predicted: Sequence) -> dict[str, float]:
-        """Every measure of the kind (`metrics`), the main one first."""
-        return {self.metric: self.score(gold, predicted)}
+        """Every measure of the kind (`metrics`), the headline first (`report`'s figures)."""
+        return self.report(gold, predicted)["figures"]
 
     def agrees(self, a, b) -> bool:
         """Whether two values say the same."""
         return a == b
+
+    def value_labels(self, value) -> list[str]:
+        """The config's labels a gold or predicted value names, one per occurrence."""
+        raise NotImplementedError
 
     def label_mentions(self, example: Example) -> list[str]:
         """The labels a labeled example mentions, one per occurrence (per-label counts)."""

@@ -19,8 +19,9 @@ class Classification(TaskKind):
     name = CLASSIFICATION
     control_tag = "Choices"
     result_key = "choices"
-    metric = "accuracy"
-    metrics = ("accuracy",)
+    metric = "macro_f1"
+    metrics = ("macro_f1", "accuracy")
+    drop_metric = "accuracy"
     default_strategy = "dlc"  # least confidence weighted by density (al_core.strategies)
     label_noun = "class"
     mention_unit = "tasks"
@@ -72,10 +73,14 @@ class Classification(TaskKind):
     def confidence(self, probs):
         return float(np.max(probs))
 
-    def score(self, gold, predicted):
-        from al_core.metrics import accuracy
+    def measures(self, gold, predicted, labels):
+        from al_core.metrics import class_report
 
-        return float(accuracy(list(gold), list(predicted)))
+        report = class_report(gold, predicted, labels)
+        return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]}, report["per_label"]
+
+    def value_labels(self, value):
+        return [value] if value is not None else []
 
     def label_mentions(self, example):
         return [example.label] if example.label is not None else []

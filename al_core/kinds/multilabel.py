@@ -22,8 +22,9 @@ THRESHOLD = 0.5
 
 class MultiLabel(Classification):
     name = MULTILABEL
-    metric = "micro_f1"
-    metrics = ("micro_f1", "macro_f1")
+    metric = "macro_f1"
+    metrics = ("macro_f1", "micro_f1")
+    drop_metric = "micro_f1"
     default_strategy = "lc"
     formats = ("jsonl", "csv", "ls")
 
@@ -56,11 +57,14 @@ class MultiLabel(Classification):
         sure = np.clip(np.asarray(probs).max(axis=1), 1e-12, 1.0)
         return float(np.exp(np.log(sure).mean())) if len(sure) else 1.0
 
-    def score(self, gold, predicted):
-        return multilabel_f1(gold, predicted)["micro_f1"]
+    def measures(self, gold, predicted, labels):
+        from al_core.metrics import multilabel_report
 
-    def scores(self, gold, predicted):
-        return multilabel_f1(gold, predicted)
+        report = multilabel_report(gold, predicted, labels)
+        return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"]}, report["per_label"]
+
+    def value_labels(self, value):
+        return list(value or [])
 
     def agrees(self, a, b):
         return set(a) == set(b)
@@ -80,23 +84,3 @@ class MultiLabel(Classification):
     def csv_label(self, example):
         return "|".join(example.choices or [])
 
-
-def multilabel_f1(gold, predicted) -> dict:
-    """Micro F1 (every (text, class) decision counts once) and macro F1 (the mean over the classes
-    that occur in gold or predictions) of label sets."""
-    from sklearn.metrics import f1_score
-    from sklearn.preprocessing import MultiLabelBinarizer
-
-    gold, predicted = [list(g) for g in gold], [list(p) for p in predicted]
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold label sets but {len(predicted)} predictions")
-    if not gold:
-        raise ValueError("F1 of an empty set is undefined")
-    binarizer = MultiLabelBinarizer().fit(gold + predicted)
-    if not len(binarizer.classes_):  # nothing anywhere: every decision was a correct "no"
-        return {"micro_f1": 1.0, "macro_f1": 1.0}
-    y_true, y_pred = binarizer.transform(gold), binarizer.transform(predicted)
-    return {
-        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-    }

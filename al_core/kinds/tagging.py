@@ -34,6 +34,7 @@ class Tagging(TaskKind):
     result_key = "labels"
     metric = "span_f1"
     metrics = ("span_f1",)
+    drop_metric = "span_f1"
     default_strategy = "mnlp"
     label_noun = "entity type"
     mention_unit = "spans"
@@ -121,13 +122,20 @@ class Tagging(TaskKind):
         sure = np.clip(np.asarray(probs).max(axis=1), 1e-12, 1.0) if len(probs) else np.zeros(0)
         return float(np.exp(np.log(sure).mean())) if len(sure) else 1.0
 
-    def score(self, gold, predicted):
+    def config_labels(self, model_labels):
+        return list(dict.fromkeys(tag[2:] for tag in model_labels if tag[:2] in ("B-", "I-")))
+
+    def measures(self, gold, predicted, labels):
         from al_core.metrics import span_f1
 
-        return float(span_f1(gold, predicted)["f1"])
+        report = span_f1(gold, predicted, labels)
+        return {"span_f1": report["f1"]}, report["per_label"]
+
+    def value_labels(self, value):
+        return [tag[2:] for tag in valid_iob2(list(value or [])) if tag.startswith("B-")]
 
     def label_mentions(self, example):
-        return [tag[2:] for tag in valid_iob2(example.tags or []) if tag.startswith("B-")]
+        return self.value_labels(example.tags)
 
     def json_fields(self, example):
         text = example.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from al_core.acquisition import label_table
 from al_core.stopping import StoppingRule
 
 # The timeline's steps, from the summary's timings (seconds); whatever else the total holds is "other".
@@ -54,10 +55,47 @@ def quality_points(records: list[dict]) -> list[dict]:
                 "value": _number(quality.get("value")),
                 "method": quality.get("method"),
                 "n": quality.get("n"),
+                "figures": quality.get("figures") or {},
+                "worst": quality.get("worst"),
                 "label_counts": record.get("label_counts") or {},
             }
         )
     return out
+
+
+def class_recall(records: list[dict]) -> dict[str, list[dict]]:
+    """Per label, its estimated recall against its label count, one point per version whose
+    estimate has a per-label table (records written before it had one are left out)."""
+    out: dict[str, list[dict]] = {}
+    for record in records:
+        quality = record.get("quality") if isinstance(record.get("quality"), dict) else {}
+        counts = record.get("label_counts") or {}
+        for label, row in (quality.get("per_label") or {}).items():
+            recall = _number((row or {}).get("recall"))
+            if recall is None or not row.get("support"):
+                continue  # no example of it measured: no recall to show
+            out.setdefault(label, []).append(
+                {"version": record.get("version"), "iteration": record.get("iteration"),
+                 "labels": counts.get(label, 0), "recall": recall}
+            )
+    return out
+
+
+def class_quality(records: list[dict]) -> dict:
+    """The per-class table of the latest version with an estimate: label, labels given, precision,
+    recall, F1, support, predicted (al_core.acquisition.label_table), and its headline."""
+    for record in reversed(records):
+        quality = record.get("quality") if isinstance(record.get("quality"), dict) else {}
+        if quality.get("value") is not None:
+            return {
+                "version": record.get("version"),
+                "metric": quality.get("metric"),
+                "value": _number(quality.get("value")),
+                "worst": quality.get("worst"),
+                "n_predicted": record.get("n_predicted"),
+                "rows": label_table(quality, record.get("label_counts"), record.get("predicted_counts")),
+            }
+    return {"version": None, "metric": None, "value": None, "worst": None, "n_predicted": None, "rows": []}
 
 
 def stability_figures(records: list[dict], rule: StoppingRule, sample_size: int) -> dict:
@@ -171,6 +209,8 @@ def campaign_figures(
         "n_labeled": last.get("n_labeled"),
         "n_pool": last.get("n_pool"),
         "quality": quality_points(records),
+        "class_quality": class_quality(records),
+        "class_recall": class_recall(records),
         "timeline": [
             {
                 "version": r.get("version"),

@@ -5,7 +5,7 @@ Routes (behind the same basic auth as every route but /health):
     GET /                                   the projects, one link per project
     GET /campaign/<project>                 the project's page
     GET /campaign/<project>.json            the figures the page shows (ml_backend.campaign.figures)
-    GET /campaign/<project>/<plot>.svg      a plot as a file: quality, timeline or stability
+    GET /campaign/<project>/<plot>.svg      a plot as a file: quality, classes, timeline or stability
 """
 
 from __future__ import annotations
@@ -88,13 +88,16 @@ def index_html(service: CampaignService) -> str:
 
 def project_html(service: CampaignService, project: str, key: tuple, figures: dict) -> str:
     # The plots are inlined as they are: SVG drawn here by matplotlib, which escapes the text it writes.
-    plots = {name: Markup(service.svg(project, name, key, figures)) for name in ("stability", "quality", "timeline")}
+    plots = {name: Markup(service.svg(project, name, key, figures)) for name in ("stability", "quality", "classes", "timeline")}
     counts = figures["label_counts"]
+    kind = kind_of(figures.get("kind") or CLASSIFICATION)
     return _templates.get_template("project.html").render(
         project=project,
         figures=figures,
         plots=plots,
-        count_unit="labeled " + kind_of(figures.get("kind") or CLASSIFICATION).mention_unit if counts else "",
+        count_unit="labeled " + kind.mention_unit if counts else "",
+        label_noun=kind.label_noun,
+        class_table=any(row["recall"] is not None for row in figures["class_quality"]["rows"]),
         latest=next((q for q in reversed(figures["quality"]) if q["value"] is not None), None),
         recent=figures["timeline"][-RECENT_RETRAINS:][::-1],
         steps=list(STEP_COLORS),

@@ -100,6 +100,29 @@ def quality_svg(figures: dict) -> str:
     return _svg(figure, "quality")
 
 
+def classes_svg(figures: dict) -> str:
+    figure = Figure(figsize=(10, 3.6))
+    ax = figure.subplots()
+    series = figures.get("class_recall") or {}
+    unit = kind_of(figures.get("kind") or CLASSIFICATION).mention_unit
+    ax.set_title("estimated recall per class against its labels, over versions")
+    if not series:
+        _empty(ax, "no per-class estimate yet")
+        return _svg(figure, "classes")
+    x_all = []
+    for label, points in series.items():
+        x = [p["labels"] for p in points]
+        x_all += x
+        ax.plot(x, [p["recall"] for p in points], marker=_marker(len(points)), label=label)
+    ax.set_xlabel(f"labeled {unit} of the class")
+    _integer_x(ax, x_all)
+    ax.set_ylabel("estimated recall")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    return _svg(figure, "classes")
+
+
 def timeline_svg(figures: dict) -> str:
     figure = Figure(figsize=(10, 3.6))
     ax = figure.subplots()
@@ -162,6 +185,7 @@ def stability_svg(figures: dict) -> str:
 
 PLOTS: dict[str, Callable[[dict], str]] = {
     "quality": quality_svg,
+    "classes": classes_svg,
     "timeline": timeline_svg,
     "stability": stability_svg,
 }

@@ -7,6 +7,7 @@ from the last retrain's summary (`last_round`) and the backend's check of its La
 |-----------------------|------|
 | single_class          | the labeled tasks hold one class only: the model predicts it everywhere |
 | missing_classes       | some classes (entity types) have no label yet |
+| unlearned_class       | a class with labels that the model predicts for almost no scored unlabeled task, or whose estimated recall is near zero |
 | skipped_annotations   | annotations or spans were left out of the last training (by reason) |
 | annotation_ties       | tasks whose annotations disagree with no majority (the newest was used) |
 | publish_shortfall     | Label Studio created fewer predictions than were sent |
@@ -17,9 +18,57 @@ from __future__ import annotations
 
 from typing import Any
 
+# unlearned_class: a class with at least UNPREDICTED_MIN_LABELS labels that the version predicts for
+# fewer than UNPREDICTED_SHARE of the unlabeled tasks it scored, or one with at least
+# LOW_RECALL_MIN_LABELS labels whose estimated recall is below LOW_RECALL (fewer labels: too few
+# to expect the class learned, or a recall measured on one or two examples)
+UNPREDICTED_SHARE = 0.005
+UNPREDICTED_MIN_LABELS = 5
+LOW_RECALL = 0.1
+LOW_RECALL_MIN_LABELS = 10
+
 
 def warning(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
+
+
+def unlearned_warnings(
+    label_counts: dict[str, int],
+    predicted_counts: dict[str, int] | None,
+    n_predicted: int | None,
+    quality: dict | None,
+    kind: str = "classification",
+) -> list[dict[str, str]]:
+    """Classes with labels that the current model does not learn: predicted for (almost) no scored
+    unlabeled task, or of near-zero estimated recall (the quality estimate's per-label table)."""
+    from al_core.kinds import kind_of
+
+    task_kind = kind_of(kind)
+    what, unit = task_kind.label_noun, task_kind.mention_unit
+    predicted_counts = predicted_counts or {}
+    per_label = (quality or {}).get("per_label") or {}
+    out = []
+    for label, given in label_counts.items():
+        reasons = []
+        share = predicted_counts.get(label, 0) / n_predicted if n_predicted else None
+        if share is not None and share < UNPREDICTED_SHARE and given >= UNPREDICTED_MIN_LABELS:
+            reasons.append(
+                f"the model predicts it for {predicted_counts.get(label, 0)} of the {n_predicted} unlabeled "
+                f"tasks it scored ({share:.1%})"
+            )
+        row = per_label.get(label) or {}
+        recall = row.get("recall")
+        if row.get("support") and isinstance(recall, (int, float)) and recall < LOW_RECALL and given >= LOW_RECALL_MIN_LABELS:
+            reasons.append(f"its estimated recall is {recall:.2f} ({row['support']} examples measured)")
+        if reasons:
+            out.append(
+                warning(
+                    "unlearned_class",
+                    f"the {what} {label!r} has {given} labeled {unit} but is not learned: {'; '.join(reasons)}. "
+                    f"Label more tasks of it (search Label Studio for likely ones), or check that its labels agree",
+                )
+            )
+    return out
 
 
 def class_warnings(label_counts: dict[str, int], kind: str = "classification") -> list[dict[str, str]]:
@@ -53,7 +102,11 @@ def round_warnings(last_round: dict[str, Any] | None) -> list[dict[str, str]]:
     """Warnings about the last retrain (its summary as /status shows it)."""
     if not isinstance(last_round, dict):
         return []
-    out = class_warnings(last_round.get("label_counts") or {}, last_round.get("kind") or "classification")
+    kind = last_round.get("kind") or "classification"
+    counts = last_round.get("label_counts") or {}
+    out = class_warnings(counts, kind)
+    quality = last_round.get("quality") if isinstance(last_round.get("quality"), dict) else None
+    out += unlearned_warnings(counts, last_round.get("predicted_counts"), last_round.get("n_predicted"), quality, kind)
     skipped = last_round.get("skipped") or {}
     if skipped:
         listed = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))

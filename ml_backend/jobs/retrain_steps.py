@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from al_core.acquisition import fit_with_estimate, resolve_mode
+from al_core.acquisition import fit_with_estimate, predicted_counts, resolve_mode
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
@@ -129,8 +129,13 @@ def train_and_publish(
             f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training", read.reading
         )
     trained = train_round(project_id, settings, store, redis, read, timer, split)
+    # what the new version predicts over the pool tasks it scored (the probabilities are at hand)
+    predicted = {
+        "predicted_counts": predicted_counts(read.config.task_kind, trained.probs.values(), trained.labels),
+        "n_predicted": len(trained.probs),
+    }
     with timer.step("save_s"):
-        meta = save_version(project_id, settings, store, read, trained, started_at)
+        meta = save_version(project_id, settings, store, read, trained, started_at, predicted)
     published = publish(project_id, settings, gateway, read, trained, timer)
     timings = timer.total()  # to the new ordering: what the annotators wait for
     pruned: dict[str, int] = {}
@@ -146,6 +151,7 @@ def train_and_publish(
         "n_published": published.created,
         "acquisition_mode": trained.mode,
         "quality": trained.quality.as_dict(),
+        **predicted,
         "label_config_changed": trained.config_changed,
         **read.reading,
         "publish": published.summary(),
@@ -229,7 +235,13 @@ def train_round(
 
 
 def save_version(
-    project_id: int, settings: Settings, store: VersionStore, read: ProjectRead, trained: TrainedRound, started_at: float
+    project_id: int,
+    settings: Settings,
+    store: VersionStore,
+    read: ProjectRead,
+    trained: TrainedRound,
+    started_at: float,
+    predicted: dict,
 ) -> dict:
     """The version in the model store (model, strategy state, metadata); returns its metadata."""
     meta = {
@@ -244,6 +256,7 @@ def save_version(
         "warm_start": settings.warm_start,
         "quality": trained.quality.as_dict(),
         "label_counts": read.reading["label_counts"],
+        **predicted,
         "n_labeled": len(read.labeled),
         "labeled_ids": [e.id for e in read.labeled],
         "n_pool": len(read.pool),

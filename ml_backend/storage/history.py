@@ -12,7 +12,10 @@ work does not grow with the length of the campaign.
 Record fields: version, iteration, started_at, created_at, finished_at, kind, strategy,
 acquisition_mode, classes (class names or entity types), n_labeled, n_pool, n_scored,
 n_published, label_counts (class -> labeled tasks, or entity type -> labeled spans), quality
-(the version meta's estimate, or None), timings (the summary's, plus stability_s), publish
+(the version meta's estimate, or None: metric and value, the headline; method, n; figures, every
+measure of the kind; per_label, label -> precision, recall, f1, support; worst, the label of
+lowest F1), predicted_counts (label -> scored pool tasks the version predicts it for),
+n_predicted (the scored pool tasks counted; records of older versions lack these), timings (the summary's, plus stability_s), publish
 ({"ok": bool, ...}), stability ({"labels": [...], "predictions": {task id: label index or
 list of word-tag indices}, "kappa": vs the previous record or None, "n_compared": tasks}).
 """
@@ -184,6 +187,8 @@ def build_record(settings, summary: dict, meta: dict, model, labeled, pool, prob
         "n_published": summary.get("n_published"),
         "label_counts": meta.get("label_counts") or label_counts(labeled, config),
         "quality": meta.get("quality"),
+        "predicted_counts": summary.get("predicted_counts"),
+        "n_predicted": summary.get("n_predicted"),
         "timings": timings,
         "publish": publish if isinstance(publish, dict) else {"ok": True},
         "stability": stability,

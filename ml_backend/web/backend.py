@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from al_core.acquisition import label_table
 from al_core.exceptions import DataFormatError, UnsupportedConfigError
 from al_core.ls_format import LabelConfig
 from ml_backend.campaign.project_warnings import round_warnings
@@ -186,15 +187,27 @@ class Backend:
         return {"versions": [v for _, v in pairs], "details": [self.version_summary(p, v) for p, v in pairs]}
 
     def version_summary(self, project: str, version: str | None) -> dict | None:
-        """A version's mode, quality estimate and label counts, from its metadata (None if unreadable)."""
+        """A version's mode, quality estimate and label counts, from its metadata (None if unreadable);
+        `headline`: the estimate's metric, value and worst label; `classes`: per label, the labels
+        given, the estimated precision, recall, F1 and support, and the scored pool tasks it is
+        predicted for (al_core.acquisition.label_table)."""
         if version is None:
             return None
         try:
             meta = self.store.meta(project, version)
         except (OSError, ValueError, KeyError):
             return None
-        keys = ("acquisition_mode", "quality", "n_labeled", "label_counts", "strategy", "created_at")
-        return {"version": version, **{k: meta.get(k) for k in keys}}
+        keys = (
+            "acquisition_mode", "quality", "n_labeled", "label_counts", "strategy", "created_at",
+            "predicted_counts", "n_predicted",
+        )
+        quality = meta.get("quality") if isinstance(meta.get("quality"), dict) else {}
+        return {
+            "version": version,
+            **{k: meta.get(k) for k in keys},
+            "headline": {k: quality.get(k) for k in ("metric", "value", "worst")},
+            "classes": label_table(quality, meta.get("label_counts"), meta.get("predicted_counts")),
+        }
 
     def status(self, project: str | None = None) -> dict:
         projects = [project] if project else sorted(set(self.store.projects()) | set(self.state.projects()))

@@ -332,8 +332,15 @@ def test_the_cross_validated_estimate_sees_a_learnable_set_and_a_random_one(tiny
     noise = fit_with_estimate(
         frozen(tiny_model_dir), [dataclasses.replace(e, label=y) for e, y in zip(shuffled, labels)], config
     )
-    assert learnable.metric == "accuracy" and learnable.n == 60
+    assert learnable.metric == "macro_f1" and learnable.n == 60
     assert learnable.value >= 0.75 and noise.value <= 0.65
+    # beside the headline: accuracy, and a row for every class of the model
+    assert list(learnable.figures) == ["macro_f1", "accuracy"] and learnable.figures["macro_f1"] == learnable.value
+    classes = sorted({e.label for e in toy_reviews(60, seed=15)})
+    assert sorted(learnable.per_label) == classes
+    assert sum(row["support"] for row in learnable.per_label.values()) == 60
+    assert learnable.worst in classes
+    assert learnable.as_dict()["per_label"] == learnable.per_label
 
 
 def test_fine_tuning_holds_out_the_same_tasks_every_version(tiny_model_dir):
@@ -344,6 +351,7 @@ def test_fine_tuning_holds_out_the_same_tasks_every_version(tiny_model_dir):
     class Recording:
         kind, mode = "classification", "finetune"
         task_kind = kind_of("classification")
+        labels = ["neg", "pos"]
 
         def fit(self, examples):
             seen.append({e.id for e in examples})
@@ -357,6 +365,9 @@ def test_fine_tuning_holds_out_the_same_tasks_every_version(tiny_model_dir):
     held_first = {e.id for e in labeled} - seen[0]
     assert first.n == len(held_first) > 0 and held_first.isdisjoint(seen[1])
     assert first.method == "held-out 25% of the labels" and second.n >= first.n
+    # "neg" is never predicted: F1 0, and still in the table
+    assert first.per_label["neg"]["f1"] == 0.0 and first.per_label["neg"]["support"] > 0
+    assert first.worst == "neg" and first.figures["accuracy"] > first.value
 
 
 def test_too_few_labels_give_no_estimate_and_train_on_everything(tiny_model_dir):

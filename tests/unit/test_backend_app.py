@@ -83,6 +83,18 @@ def test_embedded_loop_trains_promotes_publishes_and_serves(tmp_path, fake_ls, t
     assert set(entry["stability"]["predictions"]) == {str(i) for i in ids[6:]}  # the pool is under the sample size
     assert set(entry["stability"]["predictions"].values()) <= {0, 1}
     assert {"read_s", "fit_s", "total_s", "publish_s"} <= set(entry["timings"])
+    # the record carries the estimate's per-class table and what the version predicts over the pool
+    assert entry["n_predicted"] == 34 and sum(entry["predicted_counts"].values()) == 34
+    assert sorted(entry["predicted_counts"]) == ["Negative", "Positive"]
+    # /status and /versions: the headline and a row per class beside the fields they had
+    current = status["current"]
+    assert {"acquisition_mode", "quality", "n_labeled", "label_counts", "strategy", "created_at"} <= set(current)
+    assert current["predicted_counts"] == entry["predicted_counts"] and current["n_predicted"] == 34
+    assert [row["label"] for row in current["classes"]] == ["Positive", "Negative"]
+    assert all(row["labels"] == 3 and row["predicted"] == entry["predicted_counts"][row["label"]] for row in current["classes"])
+    assert status["last_round"]["predicted_counts"] == entry["predicted_counts"]
+    (detail,) = client.get("/versions").json["details"]
+    assert detail["headline"] == current["headline"] and detail["classes"] == current["classes"]
     figures = client.get("/campaign/1.json").json
     assert figures["current_version"] == version and figures["label_counts"] == entry["label_counts"]
     assert client.get("/campaign/1").status_code == 200
@@ -313,3 +325,30 @@ def test_a_frozen_round_publishes_the_most_informative_tasks_before_activating_t
     assert fake.activated_with[summary["version"]] == 5  # five were in before the switch ...
     lowest = sorted(p["score"] for p in published)[:5]
     assert sorted(p["score"] for p in published[:5]) == lowest  # ... the five most informative
+
+
+def test_a_version_saved_with_accuracy_only_still_shows_on_status_and_versions(tmp_path):
+    import json
+
+    from ml_backend.storage.store import VersionStore
+
+    settings = backend_settings(None, tmp_path / "s", tmp_path / "m")
+    store = VersionStore(settings.model_dir)
+    old_meta = {
+        "project": 3, "kind": "classification", "labels": ["Positive", "Negative"], "acquisition_mode": "frozen",
+        "quality": {"metric": "accuracy", "value": 0.84, "method": "5-fold cross-validation", "n": 30},
+        "label_counts": {"Positive": 25, "Negative": 5}, "n_labeled": 30, "strategy": "dlc", "created_at": 1.0,
+    }
+    store.save_version(3, "3-v1-20260101T000000Z", 0, lambda folder: None, old_meta)
+    client = create_app(settings).test_client()
+    current = client.get("/status/3").json["projects"]["3"]["current"]
+    assert current["quality"] == old_meta["quality"]
+    assert current["headline"] == {"metric": "accuracy", "value": 0.84, "worst": None}
+    assert current["classes"] == [
+        {"label": "Positive", "labels": 25, "precision": None, "recall": None, "f1": None, "support": None, "predicted": None},
+        {"label": "Negative", "labels": 5, "precision": None, "recall": None, "f1": None, "support": None, "predicted": None},
+    ]
+    assert current["predicted_counts"] is None
+    (detail,) = client.get("/versions").json["details"]
+    assert detail == current
+    json.dumps(detail)

@@ -57,9 +57,9 @@ def test_the_page_shows_plots_label_counts_the_stop_sentence_and_warnings(app_se
     page = client.get("/campaign/7")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    for name in ("quality", "timeline", "stability"):
+    for name in ("quality", "classes", "timeline", "stability"):
         assert re.search(rf'<figure id="plot-{name}"><svg\b', html), name
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4
     assert "<script" not in html  # no JavaScript
     # nothing loaded from elsewhere: links within the backend or the page, and an empty inline icon
     # (without it the browser asks for /favicon.ico)
@@ -73,6 +73,8 @@ def test_the_page_shows_plots_label_counts_the_stop_sentence_and_warnings(app_se
     assert "over the last 3 pairs, reaches 0.99" in html  # the rule is stated
     assert 'data-code="class_without_labels"' in html and "no label yet for Business" in html
     assert "accuracy 0.750" in html  # the latest estimate
+    # records written before the per-class estimate: no per-class table, an empty recall plot
+    assert 'id="class-quality"' not in html and "no per-class estimate yet" in html
 
 
 def test_not_yet_and_no_estimate(app_settings):
@@ -102,7 +104,55 @@ def test_json_figures(app_settings):
     assert figures["quality"][-1] == {
         "version": step["version"], "iteration": 3, "n_labeled": 13, "metric": "accuracy", "value": 0.6,
         "method": "5-fold cross-validation", "n": 13, "label_counts": figures["label_counts"],
+        "figures": {}, "worst": None,
     }
+    assert figures["class_recall"] == {}
+    assert [r["recall"] for r in figures["class_quality"]["rows"]] == [None] * 3
+
+
+def per_class_quality(i: int) -> dict:
+    """An estimate of version i: World learned, Sports never predicted (recall 0), Business no example."""
+    return {
+        "metric": "macro_f1", "value": 0.4, "method": "5-fold cross-validation", "n": 20 + i,
+        "figures": {"macro_f1": 0.4, "accuracy": 0.8}, "worst": "Sports",
+        "per_label": {
+            "World": {"precision": 0.75, "recall": 1.0, "f1": 0.8571, "support": 15 + i},
+            "Sports": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 5},
+            "Business": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+        },
+    }
+
+
+def test_the_page_shows_the_per_class_table_and_each_class_recall(app_settings, monkeypatch):
+    records = [record(0, None, 0.5)] + [
+        record(i, 0.9, predicted_counts={"World": 990 - i, "Sports": 0, "Business": 0}, n_predicted=990 - i)
+        | {"quality": per_class_quality(i)}
+        for i in (1, 2)
+    ]
+    write_history(app_settings, 7, records)
+    app = create_app(app_settings)
+    client = app.test_client()
+    figures = client.get("/campaign/7.json").json
+    table = figures["class_quality"]
+    assert table["version"] == records[-1]["version"] and table["metric"] == "macro_f1" and table["worst"] == "Sports"
+    assert table["rows"][1] == {
+        "label": "Sports", "labels": 4, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 5, "predicted": 0,
+    }
+    # recall against label count: the old record (accuracy only) and Business (no example) are left out
+    assert figures["class_recall"] == {
+        "World": [{"version": r["version"], "iteration": r["iteration"], "labels": 6 + r["iteration"], "recall": 1.0}
+                  for r in records[1:]],
+        "Sports": [{"version": r["version"], "iteration": r["iteration"], "labels": 4, "recall": 0.0}
+                   for r in records[1:]],
+    }
+    html = client.get("/campaign/7").get_data(as_text=True)
+    rows = re.search(r'<table id="class-quality">(.*?)</table>', html, re.S).group(1)
+    assert "<th>class</th><th>labeled tasks</th><th>precision</th><th>recall</th><th>F1</th>" in rows
+    assert "<td>World</td><td>8</td><td>0.750</td><td>1.000</td><td>0.857</td><td>17</td><td>988</td>" in rows.replace(' class=""', "")
+    assert '<tr class="worst"><td>Sports</td><td>4</td><td>0.000</td><td>0.000</td><td>0.000</td><td>5</td><td>0</td>' in rows.replace(' class=""', "")
+    assert "macro_f1 0.400, accuracy 0.800; weakest class: Sports" in html
+    svg = client.get("/campaign/7/classes.svg").get_data(as_text=True)
+    assert "World" in svg and "Sports" in svg and "estimated recall" in svg
 
 
 def status_adds(monkeypatch, backend, **fields) -> None:
@@ -156,7 +206,7 @@ def test_what_a_project_holds_is_shown_as_text(app_settings, monkeypatch):
     assert "see &lt;b&gt;&amp; " in html and "<td>7-v1-&lt;i&gt;</td>" in html
     codes = re.findall(r'<div class="warning" data-code="([^"]*)">', html)
     assert [unescape(c) for c in codes] == ['a"b', "class_without_labels"]
-    assert html.count("<svg") == 3  # the plots are inlined as SVG, not as text
+    assert html.count("<svg") == 4  # the plots are inlined as SVG, not as text
 
 
 def test_the_index_lists_the_projects(app_settings):
@@ -170,7 +220,7 @@ def test_the_index_lists_the_projects(app_settings):
 def test_plots_as_files(app_settings):
     write_history(app_settings, 7, [record(i, 1.0 if i else None, 0.7) for i in range(3)])
     client = create_app(app_settings).test_client()
-    for name in ("quality", "timeline", "stability"):
+    for name in ("quality", "classes", "timeline", "stability"):
         reply = client.get(f"/campaign/7/{name}.svg")
         assert reply.status_code == 200 and reply.mimetype == "image/svg+xml"
         text = reply.get_data(as_text=True)
@@ -197,15 +247,15 @@ def test_hundreds_of_versions_cost_a_bounded_read_and_one_drawing(app_settings, 
     first = client.get("/campaign/7")
     assert first.status_code == 200 and len(first.data) < 400_000
     assert "(the last 500)" in first.get_data(as_text=True)
-    assert sorted(drawn) == ["quality", "stability", "timeline"]
+    assert sorted(drawn) == ["classes", "quality", "stability", "timeline"]
     for _ in range(5):
         assert client.get("/campaign/7").data == first.data
     assert client.get("/campaign/7/timeline.svg").status_code == 200
-    assert len(drawn) == 3  # unchanged history: no drawing again
+    assert len(drawn) == 4  # unchanged history: no drawing again
     assert time.perf_counter() - started < 30
     write_history(app_settings, 7, [record(800, 1.0, 0.9)])
     client.get("/campaign/7")
-    assert len(drawn) == 6  # a new record: drawn again
+    assert len(drawn) == 8  # a new record: drawn again
 
 
 

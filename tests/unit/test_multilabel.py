@@ -13,8 +13,8 @@ import pytest
 
 from al_core.data import MULTILABEL, Example
 from al_core.kinds import KINDS, kind_of
-from al_core.kinds.multilabel import multilabel_f1
 from al_core.ls_format import parse_label_config, prediction_result, task_to_example
+from al_core.metrics import multilabel_report
 from al_core.models import FrozenMultiLabel, MemoryEmbeddingCache, build_model, load_model
 from al_core.plasm import pseudo_label
 from al_core.strategies import LeastConfidence, entropy, least_confidence, margin
@@ -107,10 +107,10 @@ def test_probability_strategies_score_the_mean_of_the_per_class_decisions():
 def test_micro_and_macro_f1_of_label_sets():
     gold = [["a", "b"], ["a"], []]
     predicted = [["a"], ["a", "c"], []]
-    scores = multilabel_f1(gold, predicted)
+    scores = multilabel_report(gold, predicted)
     assert scores["micro_f1"] == pytest.approx(2 / 3)  # 2 right, 1 missed, 1 wrong
     assert scores["macro_f1"] == pytest.approx(1 / 3)  # a: 1, b: 0, c: 0
-    assert multilabel_f1([[]], [[]]) == {"micro_f1": 1.0, "macro_f1": 1.0}
+    assert multilabel_report([[]], [[]]) == {"micro_f1": 1.0, "macro_f1": 1.0, "per_label": {}}
     assert kind_of(MULTILABEL).agrees(["a", "b"], ["b", "a"])
 
 
@@ -125,7 +125,7 @@ def test_the_frozen_multilabel_head_learns_a_separable_toy_set_and_reloads_ident
     model.fit(train)
     probs = model.predict_proba(unlabeled)
     assert probs.shape == (60, 3, 2) and np.allclose(probs.sum(axis=-1), 1.0)
-    assert multilabel_f1([e.choices for e in test], model.predict(unlabeled))["micro_f1"] >= 0.8
+    assert multilabel_report([e.choices for e in test], model.predict(unlabeled))["micro_f1"] >= 0.8
     folder = model.save(tmp_path / "v1")
     again = load_model(folder, embedding_cache=MemoryEmbeddingCache())
     assert np.allclose(again.predict_proba(unlabeled), probs, atol=1e-6)
@@ -192,7 +192,7 @@ def test_the_backend_trains_on_a_multilabel_project_and_publishes_several_choice
     settings = backend_settings(url, tmp_path / "store", tiny_model_dir, acquisition_mode="frozen")
     summary = run_retrain(8, settings, MemoryState())
     assert summary["status"] == "trained" and summary["n_labeled"] == 16
-    assert summary["quality"]["metric"] == "micro_f1"
+    assert summary["quality"]["metric"] == "macro_f1"
     published = fake.predictions_of(summary["version"])
     assert {p["task"] for p in published} == set(ids[16:])
     several = [p for p in published if p["result"] and len(p["result"][0]["value"]["choices"]) > 1]
@@ -271,7 +271,8 @@ def test_the_simulator_runs_a_multilabel_dataset_with_micro_and_macro_f1(tiny_mo
     folder = Simulation(parse_config(config), progress=False).run()
     records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
     assert [r["labeled_size"] for r in records] == [10, 20, 30]
-    assert all(r["metric"] == "micro_f1" for r in records)
-    assert all(0.0 <= r["acquisition_score"] <= 1.0 and 0.0 <= r["acquisition_macro_f1"] <= 1.0 for r in records)
-    assert all(r["successor_macro_f1"] == r["acquisition_macro_f1"] for r in records)
+    assert all(r["metric"] == "macro_f1" for r in records)
+    assert all(0.0 <= r["acquisition_score"] <= 1.0 and 0.0 <= r["acquisition_micro_f1"] <= 1.0 for r in records)
+    assert all(r["successor_micro_f1"] == r["acquisition_micro_f1"] for r in records)
+    assert all(sorted(r["successor_recall"]) == sorted(LABELS) for r in records)
     assert records[-1]["acquisition_score"] > 0.5  # it learns the toy classes

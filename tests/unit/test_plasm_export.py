@@ -214,6 +214,11 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     # the fraction rule: 1 - the teacher's held-out accuracy, and the highest TracIn scores go
     fraction = 1 - report["teacher"]["heldout_score"]
     assert report["drop_fraction"] == pytest.approx(fraction)
+    # the teacher's held-out report: macro F1 beside accuracy (the drop rule's measure), every class in the table
+    quality = report["teacher"]["quality"]
+    assert report["teacher"]["metric"] == "accuracy" and quality["figures"]["accuracy"] == report["teacher"]["heldout_score"]
+    assert quality["metric"] == "macro_f1" and sorted(quality["per_label"]) == ["Negative", "Neutral", "Positive"]
+    assert "## Teacher on the held-out tasks" in (out / "report.md").read_text()
     dropped = [r for r in pseudo if not r["kept"]]
     assert len(dropped) == round(fraction * 16) == report["tasks"]["pseudo_dropped"]
     if dropped:

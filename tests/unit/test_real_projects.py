@@ -492,3 +492,60 @@ def test_chunks_label_studio_stored_before_refusing_a_deleted_task_are_not_sent_
     )
     assert sorted(p["task"] for p in fake.predictions_of("v1")) == [ids[0], ids[1], ids[2], ids[4]]
     assert created == report.created == report.sent == 4 and report.deleted == [ids[3]]
+
+
+# --- a class with labels that the model does not learn -----------------------------------------
+
+
+def test_unlearned_warnings_name_a_class_never_predicted_or_of_near_zero_recall():
+    from ml_backend.campaign import project_warnings as pw
+
+    counts = {"A": 40, "B": 6, "C": 3}
+    # B has 6 labels and is predicted for none of 1000 scored tasks; C has too few labels to expect it
+    (warned,) = pw.unlearned_warnings(counts, {"A": 1000, "B": 0, "C": 0}, 1000, None)
+    assert warned["code"] == "unlearned_class"
+    assert "'B' has 6 labeled tasks" in warned["message"] and "0 of the 1000 unlabeled tasks" in warned["message"]
+    # a share at the threshold is not warned; just below it is
+    assert pw.unlearned_warnings(counts, {"A": 995, "B": 5, "C": 0}, 1000, None) == []
+    assert len(pw.unlearned_warnings(counts, {"A": 996, "B": 4, "C": 0}, 1000, None)) == 1
+    # the estimate's recall: below 0.1 with >= 10 labels is warned, a class with no example measured is not
+    quality = {"per_label": {"A": {"recall": 0.05, "support": 8}, "C": {"recall": 0.0, "support": 0}}}
+    (low,) = pw.unlearned_warnings({"A": 40, "C": 30}, None, None, quality)
+    assert "'A' has 40 labeled tasks" in low["message"] and "recall is 0.05" in low["message"]
+    assert pw.unlearned_warnings({"A": 9}, None, None, {"per_label": {"A": {"recall": 0.0, "support": 3}}}) == []
+    # a summary written before the counts and the per-class estimate: no such warning
+    assert pw.round_warnings({"kind": "classification", "label_counts": {"A": 40, "B": 6}, "quality": {"metric": "accuracy", "value": 0.9}}) == []
+    assert [w["code"] for w in pw.round_warnings(
+        {"kind": "tagging", "label_counts": {"PER": 12}, "predicted_counts": {"PER": 0}, "n_predicted": 50}
+    )] == ["unlearned_class"]
+
+
+def test_a_class_the_model_never_predicts_is_named_on_status_and_the_page(
+    fake_ls, tmp_path, tiny_model_dir, monkeypatch
+):
+    from al_core.kinds.classification import Classification
+
+    fake, url = fake_ls
+    label_project(fake, 1, 40, ["Positive", "Negative", "Neutral"] * 5, THREE_CLASSES)
+    real_decode = Classification.decode
+
+    def never_neutral(self, probs, labels):  # a model that has not learned Neutral
+        return real_decode(self, [0.0 if label == "Neutral" else p for label, p in zip(labels, probs)], labels)
+
+    monkeypatch.setattr(Classification, "decode", never_neutral)
+    app = create_app(settings_for(url, tmp_path, tiny_model_dir, acquisition_mode="frozen"))
+    backend = app.extensions["al_backend"]
+    client = app.test_client()
+    backend.retrainer.request("1", force=True)
+    assert backend.runner.join(timeout=120)
+    status = client.get("/status/1").json["projects"]["1"]
+    last = status["last_round"]
+    assert last["n_predicted"] == last["n_pool"] == 25  # a frozen head scores the whole pool
+    assert last["predicted_counts"]["Neutral"] == 0
+    assert sum(last["predicted_counts"].values()) == 25
+    (warned,) = [w for w in status["warnings"] if w["code"] == "unlearned_class"]
+    assert "'Neutral' has 5 labeled tasks" in warned["message"]
+    from html import unescape
+
+    page = unescape(client.get("/campaign/1").get_data(as_text=True))
+    assert "'Neutral' has 5 labeled tasks" in page and 'id="class-quality"' in page

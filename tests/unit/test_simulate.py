@@ -113,6 +113,9 @@ def test_run_writes_every_record_and_repeats(tiny_config, tmp_path):
     assert 0 < second["n_scored"] < second["pool_size"] and not second["full_scoring"]
     assert first["overlap"] is None and set(second["overlap"]) == {"10", "20", "30", "40", "50"}
     assert 0.0 <= first["successor_score"] <= 1.0
+    # the headline is macro F1, accuracy beside it, and each class's recall on the test set
+    assert first["metric"] == "macro_f1" and 0.0 <= first["successor_accuracy"] <= 1.0
+    assert set(first["successor_recall"]) == set(first["acquisition_recall"]) and len(first["successor_recall"]) >= 2
     assert by_key[(0, 1, "matched")]["successor_score"] == second["acquisition_score"]
     # timings: one acquisition round per (seed, iteration), whose records all carry its times; pool
     # scoring takes time only where something was scored; the matched successor is the acquisition
@@ -138,7 +141,10 @@ def test_run_writes_every_record_and_repeats(tiny_config, tmp_path):
         assert (tmp_path / "report" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     assert "| 1 | 30 |" in summary  # the timing row of iteration 1: 30 labeled
     assert "top-k% / iteration" not in summary  # iteration 1 was a UPS iteration: no full-scoring overlap
-    assert "| tiny | tfidf | 2 | 40 |" in summary
+    assert "| tiny | tfidf | 2 | 40 | macro F1 |" in summary and "accuracy " in summary
+    assert "## Recall per class at the last iteration" in summary
+    recall_header = next(line for line in summary.splitlines() if line.startswith("| config | successor | ") and "seeds" not in line)
+    assert all(f" {label} " in recall_header for label in first["successor_recall"])
 
     again = tiny_config | {"output_dir": str(tmp_path / "again")}
     assert _outcome(_read(Simulation(parse_config(again), progress=False).run())) == _outcome(records)
