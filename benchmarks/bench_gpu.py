@@ -3,7 +3,7 @@ BENCHMARKS.md (section gpu). On a GPU machine, from the checkout (Redis at 127.0
 
   pip install torch --index-url https://download.pytorch.org/whl/cu128 && pip install -e .   # a CUDA build of torch
   AL_MODELS_DIR=~/.cache/al-models ../shared/models/fetch-models.sh minilm-l6 mpnet-base   # if not there yet
-  python -m benchmarks.bench_gpu --models ~/.cache/al-models        # about 4 min on an H200, at most 8
+  python -m benchmarks.bench_gpu --models ~/.cache/al-models        # sized for at most 8 min on an H200
 
   python -m benchmarks.bench_gpu --tiny --out /tmp/gpu-tiny.md      # the same steps on CPU, a tiny random BERT
 
@@ -24,7 +24,9 @@ is the accuracy and macro F1 of its /predict answers (ml_backend.predictor) on t
             --teacher trained on the gold, the pool pseudo-labeled (--teacher-filter); its quality is the
             pseudo-labels' against the pool's gold.
 
-Each part stops at --part-budget seconds (its workers killed; the row says so) and the run goes on.
+Each part stops at its --budgets seconds (a retrain's workers killed, the row says so) and the run goes on:
+60 + 60 + 100 + 100 + 70 s bound the parts to 6.5 min, leaving the rest of 8 min for starting the workers,
+filling the fake Label Studio and the held-out predictions.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("AL_MODELS_DIR", Path.home() / ".cache" / "al-models"))
 QUEUE = "al-bench-gpu"
 PARTS = ("finetune", "frozen", "split", "teacher")
-FULL = dict(labels=1000, heldout=2000, finetune_pool=0, pool_tasks=100_000, chunk=10_000, workers=2, part_budget=90)
-TINY = dict(labels=40, heldout=100, finetune_pool=200, pool_tasks=300, chunk=100, workers=1, part_budget=60)
+FULL = dict(labels=1000, heldout=2000, finetune_pool=0, pool_tasks=100_000, chunk=10_000, workers=2)
+TINY = dict(labels=40, heldout=100, finetune_pool=200, pool_tasks=300, chunk=100, workers=1)
+FULL_BUDGETS = "finetune=60,frozen=100,split=100,teacher=70"
 # the live fine-tuning schedule (the engine's defaults); --tiny keeps backend_values' fast one
 LIVE_SCHEDULE = dict(epochs=3, min_steps=100, batch_size=16, max_length=128, torch_threads=0)
 
@@ -104,7 +107,7 @@ class Run:
         return Settings(**backend_values(
             self.url, self.work / part / "store", model, redis_url=self.args.redis, rq_queue=QUEUE,
             ups_mode="full", split_chunk=self.args.chunk, min_labels=2,
-            job_timeout=self.args.part_budget + 60, **{**schedule, **values},
+            ls_page_size=10_000, job_timeout=max(self.args.budgets.values()) + 60, **{**schedule, **values},
         ))
 
     def start_workers(self, settings: Settings) -> None:
@@ -153,7 +156,7 @@ class Run:
 
     def retrain_part(self, name: str, model: Path, project: int, settings: Settings) -> dict:
         self.start_workers(settings)
-        summary, elapsed = run_retrain(settings, self.redis, project, timeout=self.args.part_budget)
+        summary, elapsed = run_retrain(settings, self.redis, project, timeout=self.args.budgets[name])
         row = {"part": name, "model": self.model_name(model.name), "job_s": elapsed, "status": summary["status"]}
         if summary["status"] != "trained":
             self.stop_workers(kill=summary["status"] == "over budget")
@@ -229,7 +232,7 @@ def part_teacher(run: Run, teacher: Path) -> dict:
     row = {"part": "teacher", "model": run.model_name(teacher.name)}
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=run.args.part_budget)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=run.args.budgets["teacher"])
     except subprocess.TimeoutExpired:
         return {**row, "status": "over budget", "job_s": time.perf_counter() - started}
     row["job_s"] = time.perf_counter() - started
@@ -280,7 +283,9 @@ def section(rows: list[dict], args, device: str, cuda: bool) -> str:
         + ("the tests' fast schedule (1 epoch, max length 32)" if args.tiny else
            "the live schedule (3 epochs, at least 100 steps, batch 16, max length 128)")
         + ". One retrain per row enqueued as the backend enqueues it and run by `rq worker --worker-class "
-        "ml_backend.worker.Worker` on real Redis. fit = the retrain's fit_s, scoring = its inference_s (for the "
+        "ml_backend.worker.Worker` on real Redis (AL_LS_PAGE_SIZE 10,000: the fake builds each page from the "
+        "whole project). Budget per part (s): " + ", ".join(f"{k} {v:.0f}" for k, v in args.budgets.items())
+        + ". fit = the retrain's fit_s, scoring = its inference_s (for the "
         "teacher: plasm-export's teacher_fit_s and pseudo_label_s); job = enqueue to finished (teacher: the whole "
         "plasm-export run). Quality: accuracy and macro F1 of the version's /predict answers on the held-out texts "
         "(teacher: its pseudo-labels against the pool's gold).",
@@ -322,6 +327,8 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--teacher-filter", default="uncertainty")
     for name, value in FULL.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {value} ({TINY[name]} with --tiny)")
+    parser.add_argument("--budgets", help="seconds per part, default finetune=60,frozen=100,split=100,teacher=70 "
+                        "(60 each with --tiny) (each fine-tuned model's retrain has the finetune budget)")
     parser.add_argument("--redis", default=os.environ.get("AL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--work-dir", type=Path, help="keep the model stores and worker logs here (default: a "
                         "temporary folder, removed)")
@@ -329,6 +336,10 @@ def parse(argv) -> argparse.Namespace:
     for name, value in (TINY if args.tiny else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    args.budgets = args.budgets or ("finetune=60,frozen=60,split=60,teacher=60" if args.tiny else FULL_BUDGETS)
+    args.budgets = {k: float(v) for k, v in (item.split("=") for item in args.budgets.split(",") if item)}
+    if set(PARTS) - set(args.budgets):
+        parser.error(f"--budgets needs a number of seconds for each of {', '.join(PARTS)}")
     return args
 
 
@@ -351,7 +362,7 @@ def main(argv=None) -> int:
     else:
         finetune_models = [args.models / m for m in args.finetune_models.split(",") if m]
         pool_model, teacher = args.models / args.pool_model, args.models / args.teacher
-        for folder in {*finetune_models, pool_model, teacher}:
+        for folder in dict.fromkeys([*finetune_models, pool_model, teacher]):
             if not (folder / "config.json").is_file():
                 print(f"bench_gpu: model folder {folder} missing (install it: AL_MODELS_DIR={args.models} "
                       f"../shared/models/fetch-models.sh {folder.name})", file=sys.stderr)
