@@ -272,9 +272,9 @@ def section(rows: list[dict], args, device: str, cuda: bool) -> str:
         device,
         "",
     ]
-    if not cuda:
+    if args.tiny or not cuda:
         lines += [
-            f"**A CPU run at tiny sizes** ({'a random-weight tiny BERT for every model, ' if args.tiny else ''}"
+            f"**A {'CPU ' if not cuda else ''}run{' at tiny sizes' if args.tiny else ''}** ({'a random-weight tiny BERT for every model, ' if args.tiny else ''}"
             f"{sizes}): it checks the steps, its figures say nothing about a GPU.",
             "",
         ]
