@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from al_core.training import pad_batch
+from al_core.training import mixed_precision_on, pad_batch
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def run_batched(
         for indices in length_sorted_batches(lengths, batch_size):
             batch = pad_batch([features[i] for i in indices], pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.float16, enabled=mixed_precision_on(device, use_amp)):
                 outputs = module(**batch, output_hidden_states=output_hidden_states)
             for i, row in zip(indices, per_batch(outputs, batch, indices), strict=True):
                 results[int(i)] = row

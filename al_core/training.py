@@ -27,6 +27,11 @@ def resolve_device(requested: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def mixed_precision_on(device: torch.device, mixed_precision: bool) -> bool:
+    """Whether training and inference run under fp16 autocast (and training with a GradScaler)."""
+    return device.type == "cuda" and mixed_precision
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -124,7 +129,7 @@ def train_module(
         optimizer,
         lambda step: (step + 1) / max(1, warmup) if step < warmup else max(0.0, (n_steps - step) / max(1, n_steps - warmup)),
     )
-    use_amp = device.type == "cuda" and config.mixed_precision
+    use_amp = mixed_precision_on(device, config.mixed_precision)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     order_rng = np.random.default_rng(config.seed)
     lengths = [len(f["input_ids"]) for f in features]

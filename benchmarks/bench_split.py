@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.bench_backend import AG_CONFIG, MODELS, ag_news
 from benchmarks.report import machine_line, write_section
-from ml_backend.jobs.queue import enqueue_retrain
-from ml_backend.settings import Settings, env_name
-from testkit.fake_label_studio import FakeLabelStudio, backend_values, rq_worker_env
+from benchmarks.rq_retrain import run_retrain, start_workers, stop_workers
+from ml_backend.settings import Settings
+from testkit.fake_label_studio import FakeLabelStudio, backend_values
 
-RQ = Path(sys.executable).with_name("rq")
 WHAT = {
     "frozen": "The first retrain of a frozen head (the live default below 40 labels), which embeds the whole "
     "pool: the first embedding pass of the encoder.",
@@ -44,7 +40,6 @@ PROJECT = 1
 
 def run_once(size: int, labels: int, mode: str, workers: int, args, data) -> dict:
     from redis import Redis
-    from rq import Queue, Worker
 
     redis = Redis.from_url(args.redis)
     redis.flushdb()
@@ -65,22 +60,8 @@ def run_once(size: int, labels: int, mode: str, workers: int, args, data) -> dic
             # the live training schedule (the engine's defaults), not the tests' fast one
             epochs=args.epochs, min_steps=args.min_steps, batch_size=16,
         ))
-        env = rq_worker_env(
-            {env_name(k): str(v) for k, v in settings.model_dump().items() if v is not None}
-        )
-        for _ in range(workers):
-            processes.append(subprocess.Popen(
-                [str(RQ), "worker", "--worker-class", "ml_backend.worker.Worker", "--url", args.redis,
-                 settings.rq_queue], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
-        while len(Worker.all(connection=redis)) < workers:
-            time.sleep(0.2)
-        started = time.perf_counter()
-        job = enqueue_retrain(Queue(settings.rq_queue, connection=redis), PROJECT, settings.job_timeout)
-        while job.get_status(refresh=True) not in ("finished", "failed"):
-            time.sleep(0.2)
-        elapsed = time.perf_counter() - started
-        summary = job.return_value() if job.get_status() == "finished" else {"status": "failed"}
+        processes = start_workers(settings, redis, workers)
+        summary, elapsed = run_retrain(settings, redis, PROJECT)
         if summary.get("status") != "trained":
             raise SystemExit(f"the retrain did not train: {summary}")
         predicted = {
@@ -95,10 +76,7 @@ def run_once(size: int, labels: int, mode: str, workers: int, args, data) -> dic
             "split": summary["split"], "accuracy": round(accuracy, 3), "labels_of": predicted,
         }
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=60)
+        stop_workers(processes)
         fake.stop()
         redis.flushdb()
 
