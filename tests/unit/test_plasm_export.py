@@ -173,7 +173,7 @@ def cls_files(tmp_path):
 # -- classification ----------------------------------------------------------------------------
 
 
-def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files):
+def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files, capsys):
     export, config_file = cls_files
     out = tmp_path / "out"
     started = time.perf_counter()
@@ -190,10 +190,12 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
             "tracin",
             "--format",
             "all",
+            "--no-check",
         )
         == 0
     )
     wall_s = time.perf_counter() - started
+    stdout = capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
         "all_tasks.jsonl",
         "label_studio_import.json",
@@ -223,7 +225,10 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     assert sum(c["pseudo_kept"] + c["pseudo_dropped"] for c in report["per_class"].values()) == 16
     # one timing per step of the run, each in the Markdown report; together within the run's wall time
     timings = report["timings_s"]
-    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "pseudo_label_s", "filter_s"}
+    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "teacher_refit_s", "pseudo_label_s", "filter_s"}
+    assert report["successor_check"] is None and report["pseudo_labels_used"] is True
+    line = f"successor check: off (--no-check) -> train.csv holds gold + {report['tasks']['pseudo_kept']} pseudo-labels"
+    assert stdout.startswith(line) and report["verdict"] in (out / "report.md").read_text()
     markdown = (out / "report.md").read_text()
     assert "Teacher:" in markdown and all(f"| {step} | " in markdown for step in timings)
     assert sum(timings.values()) <= wall_s
@@ -378,14 +383,19 @@ def test_ner_export_sentences_spans_and_conll(tiny_model_dir, tmp_path):
     gold = [r for r in rows if r["source"] == "gold"]
     assert all(r["spans"] and {s["label"] for s in r["spans"]} == {"PER", "LOC", "ORG"} for r in gold)
     pseudo = [r for r in rows if r["source"] == "pseudo"]
-    assert sum(not r["kept"] for r in pseudo) == 2  # 25% of 8 sentences
+    report = json.loads((out / "report.json").read_text())
+    assert report["pseudo_passed_filter"] == 6  # 25% of 8 sentences dropped by the filter
+    check = report["successor_check"]
+    assert check["mode"] == "frozen" and check["metric"] == "span_f1" and check["n_pseudo"] == 6
+    assert check["gold_only"]["n_train"] == 10 and check["with_pseudo"]["n_train"] == 16
+    used = check["with_pseudo"]["score"] > check["gold_only"]["score"] + check["margin"]
+    assert report["pseudo_labels_used"] is used and sum(r["kept"] for r in pseudo) == (6 if used else 0)
     conll = read_conll(out / "train.conll")
     kept = [r for r in rows if r["kept"]]
     assert [e.words for e in conll.examples] == [r["words"] for r in kept]
     assert [e.tags for e in conll.examples] == [r["tags"] for r in kept]
     imported = read_ls_export(out / "label_studio_import.json", parse_label_config(NER_CONFIG))
     assert {e.id: e.tags for e in imported.labeled()} == {r["id"]: r["tags"] for r in gold}
-    report = json.loads((out / "report.json").read_text())
     assert report["teacher"]["metric"] == "span_f1"
     assert report["per_class"]["PER"]["gold"] == 12
 
@@ -427,14 +437,38 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
     # the saved score is the saved teacher's accuracy on the rows the run held out
     heldout = [Example(id=r["id"], text=r["text"], label=r["label"]) for r in rows if r["heldout"]]
     assert len(heldout) == report["teacher"]["n_heldout"] == 5
-    teacher = load_model(tmp_path / "out.work" / "teacher", TrainingConfig(device="cpu", max_length=32))
+    teacher = load_model(tmp_path / "out.work" / "teacher-scored", TrainingConfig(device="cpu", max_length=32))
     predicted = teacher.predict([e.without_labels() for e in heldout])
     accuracy = sum(p == e.label for p, e in zip(predicted, heldout, strict=True)) / len(heldout)
     assert saved_score == pytest.approx(accuracy) and report["teacher"]["heldout_score"] == saved_score
 
-    # other settings of the teacher: the saved one does not match, so it trains again
+    # killed after the scored teacher was saved, while refitting: the rerun only refits
     fits = []
     original_fit = TransformerClassifier.fit
+
+    def killed_at_the_refit(self, examples, *a, **k):
+        fits.append(len(examples))
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return original_fit(self, examples, *a, **k)
+
+    args += ["--seed", "1"]  # other inputs: a new work folder's worth of teachers
+    with monkeypatch.context() as patch:
+        patch.setattr(TransformerClassifier, "fit", killed_at_the_refit)
+        assert run_cli(tiny_model_dir, *args, "--overwrite") == 130
+    assert fits == [19, 24]
+    fits.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            TransformerClassifier, "fit", lambda self, ex, *a, **k: fits.append(len(ex)) or original_fit(self, ex, *a, **k)
+        )
+        assert run_cli(tiny_model_dir, *args, "--overwrite") == 0
+    assert fits == [24]
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["resumed"] is False and report["timings_s"]["teacher_fit_s"] == 0
+
+    # other settings of the teacher: the saved one does not match, so it trains again
+    fits.clear()
     with monkeypatch.context() as patch:
         patch.setattr(
             TransformerClassifier, "fit", lambda self, *a, **k: fits.append(1) or original_fit(self, *a, **k)
