@@ -315,6 +315,114 @@ def test_check_successor_compares_on_heldout_gold(tiny_model_dir, tmp_path, cls_
     assert "Successor check" in (out / "report.md").read_text()
 
 
+SEEN = {"Positive": ["good", "great"], "Negative": ["bad", "awful"], "Neutral": ["plot", "story"]}
+UNSEEN = {"Positive": ["excellent", "fun"], "Negative": ["terrible", "boring"], "Neutral": ["actor", "film"]}
+
+
+def check_export(tmp_path) -> tuple[Path, dict[str, str]]:
+    """30 gold tasks whose held-out part (the split plasm-export makes with seed 0) mostly uses words
+    the rest of the gold never does, and 60 unlabeled tasks using both: a successor learns those
+    words only from pseudo-labels. Also the true label of each unlabeled task."""
+    from al_core.plasm import split_gold
+
+    rng = random.Random(0)
+    classes = list(SEEN)
+    labels = [classes[i % 3] for i in range(30)]
+    _, heldout = split_gold(
+        [Example(id=str(i + 1), text="x", label=y) for i, y in enumerate(labels)], "classification", 0.2, 0
+    )
+    heldout_ids = {e.id for e in heldout}
+    tasks, truth = [], {}
+    for i in range(90):
+        task_id, label = str(i + 1), classes[i % 3]
+        if task_id in heldout_ids:  # a known word, outweighed by an unknown one
+            text = " ".join([rng.choice(SEEN[label])] + [rng.choice(UNSEEN[label])] * 2)
+        else:
+            text = " ".join([rng.choice(SEEN[label] if i < 30 else SEEN[label] + UNSEEN[label])] * 3)
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+        tasks.append(make_task(i + 1, text, result if i < 30 else None))
+        if i >= 30:
+            truth[task_id] = label
+    return write(tmp_path / "export.json", tasks), truth
+
+
+def teacher_answers(monkeypatch, answer) -> None:
+    """Every teacher (the refit one pseudo-labeling, the scored one in the check) answers `answer(id)`."""
+    import numpy as np
+
+    import al_core.plasm as core
+
+    def pseudo_label(teacher, examples, chunk_size=512, progress=False):
+        return core.PseudoLabels([answer(e.id) for e in examples], np.full(len(examples), 0.9))
+
+    monkeypatch.setattr(core, "pseudo_label", pseudo_label)
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_the_successor_check_writes_the_better_set(tiny_model_dir, tmp_path, monkeypatch, capsys, right):
+    export, truth = check_export(tmp_path)
+    classes = list(SEEN)
+    flipped = {i: classes[(classes.index(y) + 1) % 3] for i, y in truth.items()}
+    teacher_answers(monkeypatch, (truth if right else flipped).get)
+    out = tmp_path / "out"
+    args = ["--export", export, "--label-config", write(tmp_path / "c.xml", CLS_CONFIG), "--out", out]
+    assert run_cli(tiny_model_dir, *args, "--filter", "none", "--format", "all") == 0
+    stdout = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    check = report["successor_check"]
+    gold, pseudo = check["gold_only"], check["with_pseudo"]
+    assert check["mode"] == "frozen" and check["model"] == str(tiny_model_dir) and check["n_heldout"] == 6
+    assert (gold["n_train"], pseudo["n_train"]) == (24, 24 + 60)  # the held-out gold stays out of both
+    rows = read_rows(out)
+    train = read_csv(out / "train.csv", "text", "label", id_column="id")
+    imported = json.loads((out / "label_studio_import.json").read_text())
+    if right:  # the held-out words are learned from the pseudo-labels only
+        assert pseudo["score"] > gold["score"] + check["margin"] and check["better"] == "with_pseudo"
+        assert len(train.examples) == 90 and report["pseudo_labels_used"] is True
+        assert [r["label"] for r in rows if r["source"] == "pseudo"] == list(truth.values())
+        verdict = "train.csv holds gold + pseudo-labels"
+    else:  # they teach the held-out words wrong
+        assert gold["score"] > pseudo["score"] and check["better"] == "gold_only"
+        assert {e.id for e in train.examples} == {r["id"] for r in rows if r["source"] == "gold"}
+        assert not any(r["kept"] for r in rows if r["source"] == "pseudo")
+        assert not any(t["data"]["plasm_kept"] for t in imported if t["data"]["plasm_source"] == "pseudo")
+        assert report["pseudo_labels_used"] is False and report["tasks"]["pseudo_kept"] == 0
+        assert report["pseudo_passed_filter"] == 60
+        verdict = "train.csv holds gold alone"
+    line = (
+        f"successor check: gold + 60 pseudo-labels {pseudo['score']:.3f} vs gold alone {gold['score']:.3f} "
+        f"(accuracy) on 6 held-out gold -> {verdict}"
+    )
+    assert stdout.startswith(line) and report["verdict"].startswith(line)
+    assert line in (out / "report.md").read_text()
+
+
+def test_the_teacher_is_refit_on_all_the_gold_and_pseudo_labels(tiny_model_dir, tmp_path, cls_files, monkeypatch):
+    from al_core.models import TransformerClassifier, load_model
+    from al_core.training import TrainingConfig
+
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    fits = []
+    original_fit = TransformerClassifier.fit
+    monkeypatch.setattr(
+        TransformerClassifier, "fit", lambda self, ex, *a, **k: fits.append(len(ex)) or original_fit(self, ex, *a, **k)
+    )
+    args = ["--export", export, "--label-config", config_file, "--out", out, "--filter", "uncertainty", "--no-check"]
+    assert run_cli(tiny_model_dir, *args) == 0
+    assert fits == [19, 24]  # scored without the 5 held-out tasks, then refit on all 24
+    report = json.loads((out / "report.json").read_text())
+    assert (report["teacher"]["n_train"], report["teacher"]["n_refit"]) == (19, 24)
+    config = TrainingConfig(device="cpu", max_length=32)
+    refit = load_model(tmp_path / "out.work" / "teacher", config)
+    pseudo = [r for r in read_rows(out) if r["source"] == "pseudo"]
+    assert refit.predict([Example(id=r["id"], text=r["text"]) for r in pseudo]) == [r["label"] for r in pseudo]
+    # the held-out score is the scored teacher's, which never saw the held-out tasks
+    state = json.loads((tmp_path / "out.work" / "state.json").read_text())
+    assert (state["n_train"], state["n_refit"]) == (19, 24)
+    assert report["teacher"]["heldout_score"] == state["teacher_score"]
+
+
 def test_the_real_captured_export_file(tiny_model_dir, tmp_path):
     require_or_skip(REAL_EXPORT.exists(), f"the captured Label Studio export is not at {REAL_EXPORT}")
     out = tmp_path / "out"
@@ -537,6 +645,10 @@ def test_more_errors(tiny_model_dir, tmp_path, capsys, cls_files):
     assert "does not fit a classification project" in capsys.readouterr().err
     assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--drop-fraction", "1.5") == 2
     assert "--drop-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--check-margin", "-0.1") == 2
+    assert "--check-margin must be between 0 and 1" in capsys.readouterr().err
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--no-check", "--check-successor", "x") == 2
+    assert "--no-check and --check-successor contradict" in capsys.readouterr().err
     write(tmp_path / "broken.json", '[{"id": 1, "data": {"text": "a"}},')
     assert run_cli(tiny_model_dir, "--export", tmp_path / "broken.json", "--out", out) == 2
     assert "not valid JSON" in capsys.readouterr().err
