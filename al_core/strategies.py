@@ -266,7 +266,8 @@ class MNLP(_ProbabilityStrategy):
 
 
 class MahalanobisDistance(QueryStrategy):
-    """Distance of a task's [CLS] vector to the nearest class centroid of the labeled set.
+    """Distance of a task's vector (a classifier's mean-pooled last layer, what its head reads) to the
+    nearest class centroid of the labeled set.
 
     One centroid per labeled class and one shared covariance of the class-centred labeled
     vectors, shrunk by Ledoit-Wolf so it stays invertible with few labels. Far from every

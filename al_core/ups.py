@@ -4,7 +4,7 @@ Every pool task keeps its last computed score. Ranked from most uncertain (rank 
 least (rank M), task i is re-scored with probability p_i = exp(-max(0, r_i - gamma) / T),
 r_i = i / M: the top `gamma` share always, the rest with quickly vanishing probability
 (about gamma + T of the pool in expectation). Whole-pool scoring still happens on the
-first iterations and every few iterations after (SPEC.md).
+first iterations and then at gaps growing to a bound (SPEC.md: 0, 1, 4, 8 of 15).
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ class SubsamplingConfig:
 
     mode: "full" scores everything; "ups" as above; "random" draws a uniform subset of the
     same expected size as UPS would (the paper's baseline). Iterations count from 0: the
-    first `full_first` and then every `full_every`-th (0, 1, 4, 8, ... by default) score the
-    whole pool; full_every = 0 means never again after the first ones.
+    first `full_first` score the whole pool, then iterations N, 2N, 4N and every 4N after
+    (N = `full_every`): 0, 1, 4, 8, 16, 32, 48, ... by default, the paper's 0, 1, 4, 8 over 15
+    iterations (SPEC.md), with the gap held at 4N so that no cached score grows older than
+    that in a long campaign; full_every = 0 means never again after the first ones.
     """
 
     mode: Mode = Field(
@@ -80,12 +82,17 @@ class SubsamplingConfig:
     gamma: float = Field(0.1, ge=0, le=1, description="UPS: fraction of the pool re-scored per iteration.")
     temperature: float = Field(0.01, ge=0, description="UPS: temperature T of the sampling (0: a hard cut).")
     full_first: int = Field(2, ge=0, description="UPS: first iterations that score the whole pool.")
-    full_every: int = Field(4, ge=0, description="UPS: score the whole pool every N-th iteration (0: never).")
+    full_every: int = Field(4, ge=0, description="UPS: score the whole pool at iterations N, 2N, 4N, then every 4N (0: never).")
 
     def is_full_iteration(self, iteration: int) -> bool:
         if self.mode == "full" or iteration < self.full_first:
             return True
-        return self.full_every > 0 and iteration > 0 and iteration % self.full_every == 0
+        if self.full_every <= 0 or iteration < self.full_every or iteration % self.full_every:
+            return False
+        # N, 2N, 4N, then every 4N: the paper's 0, 1, 4, 8 over 15 iterations, and a long live
+        # campaign still refreshes every cached score at a bounded gap
+        step = iteration // self.full_every
+        return step in (1, 2) or step % 4 == 0
 
 
 def ups_probabilities(n: int, gamma: float, temperature: float) -> np.ndarray:

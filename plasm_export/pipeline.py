@@ -1,9 +1,16 @@
 """The PLASM run behind plasm-export: teacher, held-out score, pseudo-labels, filter, successor check.
 
-The teacher is trained once per set of inputs and saved under the work folder with a hash
-of those inputs; a run that was killed later (while pseudo-labeling, filtering or checking
-the successor) loads it instead of training again. TracIn's checkpoints and scores are
-kept there too.
+The teacher is trained twice: on the gold labels minus a held-out part, to score it (the
+score reported, and the drop fraction's), then refit on all the gold, which pseudo-labels
+the pool (with TracIn's checkpoints). Both are saved under the work folder with a hash of
+the inputs; a run killed later (refitting, pseudo-labeling, filtering, checking) loads what
+was saved instead of training again. TracIn's scores are kept there too.
+
+The successor check trains a successor on the non-held-out gold alone and with the kept
+pseudo-labels, both scored on the held-out gold; the check's pseudo-labels are the scored
+teacher's (it never saw the held-out gold, so nothing of it leaks into the comparison).
+The better set is the one written: pseudo-labels are used only when they win by more than
+the margin.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from al_core import plasm
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
 from al_core.plasm import (
@@ -43,7 +51,9 @@ class ExportSettings:
     drop_fraction: float | None = None  # None: 1 - the teacher's held-out score
     holdout: float = 0.2
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    successor: str | None = None  # --check-successor MODEL
+    successor: str | None = None  # --check-successor MODEL; None: a frozen head over the teacher's encoder
+    check: bool = True  # False: --no-check, the kept pseudo-labels are used unchecked
+    check_margin: float = 0.005  # pseudo-labels are used when they win the check by more than this
     progress: bool = True
 
 
@@ -55,8 +65,9 @@ class Row:
     source: str  # "gold" or "pseudo"
     teacher_confidence: float | None = None
     filter_score: float | None = None
-    kept: bool = True
+    kept: bool = True  # in the training set: gold, or a pseudo-label the filter kept and the check let in
     heldout: bool = False  # a gold row kept aside to measure the teacher (and the successors)
+    passed_filter: bool = True
 
 
 @dataclass
@@ -64,16 +75,21 @@ class ExportResult:
     project: AnnotatedProject
     settings: ExportSettings
     rows: list[Row]
-    teacher_metric: str  # the measure the drop rule reads: "accuracy", "micro_f1" or "span_f1"
+    teacher_metric: str  # the kind's metric: "accuracy", "micro_f1" or "span_f1"
     teacher_score: float
     drop_fraction: float
     teacher_version: str
     timings: dict[str, float]
     resumed: bool
-    successor: dict | None = None
+    successor: dict | None = None  # the successor check; None with --no-check
+    n_refit: int = 0  # gold tasks the final teacher (the one that pseudo-labels) was fit on
     # the teacher's held-out report (TaskKind.report: the kind's headline, figures, per-label table);
     # None for a teacher resumed from a work folder that did not save it
     teacher_quality: dict | None = None
+
+    @property
+    def uses_pseudo_labels(self) -> bool:
+        return self.successor is None or self.successor["better"] == "with_pseudo"
 
     @property
     def kind(self) -> str:
@@ -106,12 +122,13 @@ def inputs_hash(project: AnnotatedProject, settings: ExportSettings, train, held
 
 
 class WorkFolder:
-    """<out>.work: the trained teacher, its TracIn checkpoints and cached filter scores."""
+    """<out>.work: the scored and the refit teacher, TracIn's checkpoints and cached filter scores."""
 
     def __init__(self, path: Path, digest: str):
         self.path = Path(path)
         self.digest = digest
-        self.teacher = self.path / "teacher"
+        self.scored = self.path / "teacher-scored"  # fit on the gold minus the held-out part
+        self.teacher = self.path / "teacher"  # refit on all the gold
         self.checkpoints = self.path / "checkpoints"
 
     def state(self) -> dict | None:
@@ -119,17 +136,18 @@ class WorkFolder:
             state = json.loads((self.path / STATE_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
-        return state if state.get("inputs_hash") == self.digest and self.teacher.is_dir() else None
+        return state if state.get("inputs_hash") == self.digest and self.scored.is_dir() else None
 
     def reset(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)
 
-    def save_teacher(self, teacher, state: dict) -> None:
-        partial = self.path / "teacher.partial"
+    def save_model(self, model, folder: Path, state: dict) -> None:
+        partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        teacher.save(partial)
-        partial.replace(self.teacher)
+        model.save(partial)
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.replace(folder)
         self._write_json(STATE_FILE, {**state, "inputs_hash": self.digest})
 
     def cached_scores(self, name: str, ids: list[str]) -> np.ndarray | None:
@@ -179,11 +197,12 @@ def _say(message: str, progress: bool) -> None:
 
 @dataclass
 class Teacher:
-    model: object
-    score: float  # its held-out score that the drop rule reads (TaskKind.drop_metric)
-    checkpoints: list  # TracIn's, when the filter is tracin
-    resumed: bool  # loaded from the work folder of an earlier run on the same inputs
+    model: object  # refit on all the gold: it pseudo-labels the pool
+    score: float  # the held-out metric of the teacher fit without the held-out part
+    checkpoints: list  # TracIn's, from the refit, when the filter is tracin
+    resumed: bool  # both loaded from the work folder of an earlier run on the same inputs
     timings: dict[str, float]
+    scored_path: Path  # the scored teacher, saved
     report: dict | None = None  # its held-out report (TaskKind.report)
 
 
@@ -193,7 +212,8 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
     metric = project.config.task_kind.drop_metric
     progress = settings.progress
     pool = project.dataset.unlabeled()
-    train, heldout = split_gold(project.dataset.labeled(), kind, settings.holdout, settings.training.seed)
+    gold = project.dataset.labeled()
+    train, heldout = split_gold(gold, kind, settings.holdout, settings.training.seed)
     work = WorkFolder(work_path, inputs_hash(project, settings, train, heldout))
     teacher = _teacher(project, settings, work, train, heldout)
     timings = dict(teacher.timings)
@@ -206,17 +226,29 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
         )
     filtered = _filtered_pool(settings, work, teacher, pool, timings)
     successor = None
-    if settings.successor:
+    if settings.check:
         start = time.perf_counter()
+        kept = filtered.kept_examples
+        if kept:  # the check's pseudo-labels: the scored teacher's, on the tasks the filter kept
+            from al_core.models import load_model
+
+            scored = load_model(teacher.scored_path, settings.training)
+            kept = plasm.with_labels(kept, plasm.pseudo_label(scored, kept).labels, project.config.task_kind)
+            del scored
         successor = check_successor(
-            settings.successor, kind, project.dataset.labels, train, heldout, filtered.kept_examples,
-            settings.training, progress,
+            settings.successor or settings.teacher, kind, project.dataset.labels, train, heldout, kept,
+            settings.training, progress, frozen=settings.successor is None, margin=settings.check_margin,
         )
         timings["successor_check_s"] = time.perf_counter() - start
+    rows = _rows(project.dataset.examples, train, heldout, filtered)
+    if successor is not None and successor["better"] == "gold_only":
+        for row in rows:
+            if row.source == "pseudo":
+                row.kept = False
     return ExportResult(
         project,
         settings,
-        _rows(project.dataset.examples, train, heldout, filtered),
+        rows,
         metric,
         teacher.score,
         filtered.drop_fraction,
@@ -224,41 +256,64 @@ def run_plasm(project: AnnotatedProject, settings: ExportSettings, work_path: Pa
         timings,
         teacher.resumed,
         successor,
+        len(gold),
         teacher.report,
     )
 
 
+def _fit(model, examples, settings: ExportSettings, desc: str, recorder=None) -> float:
+    """Fits `model` with a progress bar over the epochs; the seconds it took."""
+    start = time.perf_counter()
+    epochs = EpochProgress(len(examples), settings.training, desc, settings.progress, then=recorder)
+    model.fit(examples, on_checkpoint=epochs)
+    epochs.close()
+    return time.perf_counter() - start
+
+
 def _teacher(project: AnnotatedProject, settings: ExportSettings, work: WorkFolder, train, heldout) -> Teacher:
-    """The teacher of an earlier run on the same inputs, or a new one trained on `train` and scored
-    on `heldout` (saved in the work folder, with TracIn's checkpoints)."""
+    """The teacher fit on `train` and scored on `heldout`, then refit on all the gold (with TracIn's
+    checkpoints); each one reloaded from the work folder when an earlier run on the same inputs
+    saved it."""
     from al_core.models import build_model, load_model
 
     progress, needs_checkpoints = settings.progress, settings.filter == "tracin"
+    kind, labels = project.config.kind, project.dataset.labels
     state = work.state()
-    checkpoints = CheckpointRecorder.read(work.checkpoints) if state else []
-    if state is not None and (checkpoints or not needs_checkpoints):
-        _say(f"resuming: the teacher trained earlier is in {work.teacher}", progress)
+    if state is None:
+        work.reset()
+        _say(f"training the teacher {settings.teacher} on {len(train)} gold tasks to score it", progress)
+        model = build_model(kind, settings.teacher, labels, settings.training)
+        fit_s = _fit(model, train, settings, "teacher")
+        start = time.perf_counter()
+        report = teacher_report(model, heldout)
+        score = drop_score(report, model.task_kind)
+        eval_s = time.perf_counter() - start
+        state = {"teacher_score": score, "teacher_report": report, "teacher_fit_s": fit_s, "n_train": len(train)}
+        work.save_model(model, work.scored, state)
+        del model
+        timings = {"teacher_fit_s": fit_s, "teacher_eval_s": eval_s}
+    else:
+        _say(f"resuming: the teacher scored earlier is in {work.scored}", progress)
+        timings = {"teacher_fit_s": 0.0}
+    gold = train + heldout
+    checkpoints = CheckpointRecorder.read(work.checkpoints) if state.get("refit") else []
+    refit_saved = state.get("refit") and work.teacher.is_dir() and (checkpoints or not needs_checkpoints)
+    if refit_saved:
+        _say(f"resuming: the teacher refit earlier is in {work.teacher}", progress)
         model = load_model(work.teacher, settings.training)
-        return Teacher(
-            model, float(state["teacher_score"]), checkpoints, True, {"teacher_fit_s": 0.0}, state.get("teacher_report")
-        )
-    work.reset()
-    model = build_model(project.config.kind, settings.teacher, project.dataset.labels, settings.training)
-    recorder = CheckpointRecorder(work.checkpoints) if needs_checkpoints else None
-    _say(f"training the teacher {settings.teacher} on {len(train)} gold tasks", progress)
-    start = time.perf_counter()
-    epochs = EpochProgress(len(train), settings.training, "teacher", progress, then=recorder)
-    model.fit(train, on_checkpoint=epochs)
-    epochs.close()
-    timings = {"teacher_fit_s": time.perf_counter() - start}
-    start = time.perf_counter()
-    report = teacher_report(model, heldout)
-    score = drop_score(report, model.task_kind)
-    timings["teacher_eval_s"] = time.perf_counter() - start
-    work.save_teacher(
-        model, {"teacher_score": score, "teacher_report": report, "teacher_fit_s": timings["teacher_fit_s"]}
+        timings["teacher_refit_s"] = 0.0
+    else:
+        shutil.rmtree(work.checkpoints, ignore_errors=True)
+        recorder = CheckpointRecorder(work.checkpoints) if needs_checkpoints else None
+        _say(f"refitting the teacher on all {len(gold)} gold tasks", progress)
+        model = build_model(kind, settings.teacher, labels, settings.training)
+        timings["teacher_refit_s"] = _fit(model, gold, settings, "teacher refit", recorder)
+        work.save_model(model, work.teacher, {**state, "refit": True, "n_refit": len(gold)})
+        checkpoints = recorder.checkpoints if recorder else []
+    resumed = bool(refit_saved) and timings["teacher_fit_s"] == 0.0
+    return Teacher(
+        model, float(state["teacher_score"]), checkpoints, resumed, timings, work.scored, state.get("teacher_report")
     )
-    return Teacher(model, score, recorder.checkpoints if recorder else [], False, timings, report)
 
 
 def _filtered_pool(settings: ExportSettings, work: WorkFolder, teacher: Teacher, pool, timings: dict):
@@ -302,7 +357,7 @@ def _rows(
     for example, confidence, filter_score, kept in zip(
         filtered.examples, filtered.confidences, filtered.scores, filtered.kept, strict=True
     ):
-        rows.append(Row(example, "pseudo", float(confidence), float(filter_score), bool(kept)))
+        rows.append(Row(example, "pseudo", float(confidence), float(filter_score), bool(kept), passed_filter=bool(kept)))
     order = {e.id: i for i, e in enumerate(dataset_order)}
     return sorted(rows, key=lambda r: order[r.example.id])
 
@@ -316,29 +371,69 @@ def check_successor(
     pseudo: list[Example],
     training: TrainingConfig,
     progress: bool = True,
+    frozen: bool = False,
+    margin: float = 0.0,
 ) -> dict:
-    """Trains the successor on gold alone and on gold + kept pseudo-labels; scores both on held-out gold."""
-    from al_core.models import build_model
+    """Trains the successor on gold alone and on gold + pseudo-labels; scores both on held-out gold.
 
+    `frozen`: the successor is a logistic regression on the frozen, mean-pooled vectors of the
+    `successor` encoder (a frozen tagger for NER), cheap enough to run by default. The verdict
+    ("better") is with_pseudo only when it beats gold alone by more than `margin`.
+    """
+    from al_core.models import MemoryEmbeddingCache, build_model
+
+    mode = "frozen" if frozen else "finetune"
+    cache = MemoryEmbeddingCache() if frozen else None  # the two fits embed the gold once
     results = {}
-    for name, examples in (("gold_only", train), ("with_pseudo", train + pseudo)):
+    runs = (("gold_only", train), ("with_pseudo", train + pseudo)) if pseudo else (("gold_only", train),)
+    for name, examples in runs:
         _say(
-            f"successor check: training {successor} on {len(examples)} tasks ({name.replace('_', ' ')})",
+            f"successor check: training {successor} ({mode}) on {len(examples)} tasks ({name.replace('_', ' ')})",
             progress,
         )
         start = time.perf_counter()
-        epochs = EpochProgress(len(examples), training, "successor", progress)
-        model = build_model(kind, successor, labels, training).fit(examples, on_checkpoint=epochs)
-        epochs.close()
+        model = build_model(kind, successor, labels, training, mode, cache)
+        if frozen:
+            model.fit(examples)
+        else:
+            epochs = EpochProgress(len(examples), training, "successor", progress)
+            model.fit(examples, on_checkpoint=epochs)
+            epochs.close()
         fit_s = time.perf_counter() - start
         report = teacher_report(model, heldout)
         results[name] = {"score": report["value"], "quality": report, "n_train": len(examples), "fit_s": fit_s}
         del model
-    better = "with_pseudo" if results["with_pseudo"]["score"] > results["gold_only"]["score"] else "gold_only"
+    if pseudo:
+        wins = results["with_pseudo"]["score"] > results["gold_only"]["score"] + margin
+    else:
+        results["with_pseudo"] = None
+        wins = False
     return {
         "model": successor,
+        "mode": mode,
         "metric": kind_of(kind).metric,
         "n_heldout": len(heldout),
+        "n_pseudo": len(pseudo),
+        "margin": margin,
         **results,
-        "better": better,
+        "better": "with_pseudo" if wins else "gold_only",
     }
+
+
+def check_summary(check: dict | None, n_pseudo: int, kind: str) -> str:
+    """The check's verdict in one line (stdout and the reports)."""
+    training_file = "train.conll" if "conll" in kind_of(kind).formats else "train.csv"
+    if check is None:
+        return (
+            f"successor check: off (--no-check) -> {training_file} holds gold + {n_pseudo} "
+            "pseudo-labels, unchecked"
+        )
+    if check["with_pseudo"] is None:
+        return f"successor check: no pseudo-label passed the filter -> {training_file} holds gold alone"
+    gold, pseudo = check["gold_only"]["score"], check["with_pseudo"]["score"]
+    verdict = "gold + pseudo-labels" if check["better"] == "with_pseudo" else "gold alone"
+    return (
+        f"successor check: gold + {check['n_pseudo']} pseudo-labels {pseudo:.3f} vs gold alone {gold:.3f} "
+        f"({check['metric']}) on {check['n_heldout']} held-out gold -> {training_file} holds {verdict}"
+        + (f" (pseudo-labels must win by more than {check['margin']:g})" if check["better"] == "gold_only" else "")
+    )

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 from al_core.kinds import kind_of
-from plasm_export.pipeline import ExportResult, Row
+from plasm_export.pipeline import ExportResult, Row, check_summary
 
 SOURCES = ("gold", "pseudo_kept", "pseudo_dropped")
 
@@ -38,6 +38,7 @@ def build_report(result: ExportResult) -> dict:
             "heldout_score": result.teacher_score,
             "n_train": sum(1 for r in result.rows if r.source == "gold" and not r.heldout),
             "n_heldout": sum(1 for r in result.rows if r.heldout),
+            "n_refit": result.n_refit,
             "resumed": result.resumed,
             # the kind's headline (macro F1; span F1 for tagging), its other measures and the
             # per-class precision, recall, F1 and support on the held-out tasks
@@ -47,11 +48,16 @@ def build_report(result: ExportResult) -> dict:
         "drop_fraction": result.drop_fraction,
         "drop_fraction_rule": "given" if settings.drop_fraction is not None else "1 - teacher held-out score",
         "tasks": {source: tasks[source] for source in SOURCES} | {"total": len(result.rows)},
-        "fraction_dropped": tasks["pseudo_dropped"] / n_pseudo if n_pseudo else 0.0,
+        "fraction_dropped": (  # by the filter (a lost successor check drops the rest: pseudo_labels_used)
+            sum(1 for r in result.rows if r.source == "pseudo" and not r.passed_filter) / n_pseudo if n_pseudo else 0.0
+        ),
         "per_class": per_class,
         "training": {k: v for k, v in vars(settings.training).items()},
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "successor_check": result.successor,
+        "pseudo_labels_used": result.uses_pseudo_labels,
+        "pseudo_passed_filter": sum(1 for r in result.rows if r.source == "pseudo" and r.passed_filter),
+        "verdict": check_summary(result.successor, tasks["pseudo_kept"], kind.name),
     }
 
 
@@ -86,7 +92,8 @@ def report_markdown(report: dict) -> str:
         "",
         f"Source: {report['source']} ({report['kind']}).",
         f"Teacher: `{teacher['model']}` (version `{teacher['version']}`), trained on {teacher['n_train']} gold tasks; "
-        f"held-out {teacher['metric']} **{teacher['heldout_score']:.4f}** on {teacher['n_heldout']} tasks"
+        f"held-out {teacher['metric']} **{teacher['heldout_score']:.4f}** on {teacher['n_heldout']} tasks; "
+        f"then refit on all {teacher['n_refit']} gold tasks to pseudo-label"
         + (" (teacher reloaded from an earlier run)." if teacher["resumed"] else "."),
         f"Filter: `{report['filter']}`; drop fraction {report['drop_fraction']:.4f} ({report['drop_fraction_rule']}); "
         f"{report['tasks']['pseudo_dropped']} of {report['tasks']['pseudo_kept'] + report['tasks']['pseudo_dropped']} "
@@ -108,12 +115,11 @@ def report_markdown(report: dict) -> str:
     if teacher.get("quality"):
         lines += ["", "## Teacher on the held-out tasks", "", *_quality_lines(teacher["quality"], noun)]
     check = report.get("successor_check")
-    if check:
+    lines += ["", "## Successor check", "", report["verdict"] + "."]
+    if check and check["with_pseudo"]:
         lines += [
             "",
-            "## Successor check",
-            "",
-            f"`{check['model']}` trained twice, scored on the same {check['n_heldout']} held-out gold tasks "
+            f"`{check['model']}` ({check['mode']}) trained twice, scored on the same {check['n_heldout']} held-out gold tasks "
             f"({check['metric']}):",
             "",
             "| training set | tasks | score | fit s |",
@@ -123,9 +129,9 @@ def report_markdown(report: dict) -> str:
             f"| gold + kept pseudo-labels | {check['with_pseudo']['n_train']} | {check['with_pseudo']['score']:.4f} | "
             f"{check['with_pseudo']['fit_s']:.1f} |",
             "",
-            "Better: **"
+            "Written: **"
             + ("gold + pseudo-labels" if check["better"] == "with_pseudo" else "gold only")
-            + "**.",
+            + f"** (pseudo-labels are used when they win by more than {check['margin']:g}).",
         ]
         for name, title in (("gold_only", "gold only"), ("with_pseudo", "gold + kept pseudo-labels")):
             if check[name].get("quality"):

@@ -72,7 +72,8 @@ class ModelSpec(_Strict):
     """A model: `transformer` (any Hugging Face folder or id), or a classical one.
 
     kinds: transformer, tfidf_lr (classification), glove_bilstm (tagging), and, for successors
-    only, `acquisition` (reuse the acquisition model's own score: the matched pair at no cost).
+    only, `acquisition` (the matched pair: the acquisition model trained on every label, as the
+    other successors are; the round's own model when its quality estimate held no label out).
     """
 
     name: str | None = None

@@ -435,6 +435,9 @@ class Simulation:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t))
         else:
             base.update(self._last_round(acquisition, labeled))
+        # a fine-tuned version's quality estimate holds some labels out of its training
+        quality_n = base.pop("quality_n")
+        base["acq_n_train"] = len(labeled) - (quality_n if getattr(acquisition, "mode", "finetune") != "frozen" else 0)
         start = time.perf_counter()
         base.update(_scored("acquisition", evaluate(acquisition, data.test)))
         base["acq_eval_s"] = time.perf_counter() - start
@@ -472,6 +475,7 @@ class Simulation:
             ),
             "query_ids": list(result.selected_ids),
             "quality_estimate": result.quality.value,
+            "quality_n": result.quality.n,
         }
 
     def _last_round(self, acquisition, labeled) -> dict:
@@ -487,6 +491,7 @@ class Simulation:
             "overlap": None,
             "query_ids": [],
             "quality_estimate": quality.value,
+            "quality_n": quality.n,
         }
 
     def _successor_records(self, base: dict, labeled, pool, seed: int, t: int) -> list[dict]:
@@ -511,18 +516,27 @@ class Simulation:
         return t == self.config.iterations or (every > 0 and t % every == 0)
 
     def _train_successor(self, spec, train: list[Example], iteration_seed: int, base: dict) -> dict:
-        if spec.kind == "acquisition":  # the matched pair: the acquisition model is its own successor
-            return {
-                "successor": spec.name,
-                "successor_kind": spec.kind,
-                "successor_score": base["acquisition_score"],
-                **{f"successor_{name}": base[f"acquisition_{name}"] for name in self.data.task_kind.metrics[1:]},
-                "successor_recall": base["acquisition_recall"],
-                "successor_fit_s": base["acq_fit_s"],
-                "successor_eval_s": base["acq_eval_s"],
-            }
         data = self.data
-        model = model_factory.build(spec, data.kind, data.labels, self.config.training, iteration_seed)
+        if spec.kind == "acquisition":
+            # the matched pair: the acquisition model is its own successor, trained on every label
+            # like the others; the round's model is reused only when it was (no label held out)
+            if base["acq_n_train"] == len(train):
+                return {
+                    "successor": spec.name,
+                    "successor_kind": spec.kind,
+                    "successor_n_train": len(train),
+                    "successor_score": base["acquisition_score"],
+                    **{f"successor_{name}": base[f"acquisition_{name}"] for name in data.task_kind.metrics[1:]},
+                    "successor_recall": base["acquisition_recall"],
+                    "successor_fit_s": base["acq_fit_s"],
+                    "successor_eval_s": base["acq_eval_s"],
+                }
+            model = model_factory.build(
+                self.config.acquisition, data.kind, data.labels, self.config.training, iteration_seed,
+                base["acquisition_mode"], self._embeddings,
+            )
+        else:
+            model = model_factory.build(spec, data.kind, data.labels, self.config.training, iteration_seed)
         start = time.perf_counter()
         model.fit(train)
         fit_s = time.perf_counter() - start
@@ -531,6 +545,7 @@ class Simulation:
         return {
             "successor": spec.name,
             "successor_kind": spec.kind,
+            "successor_n_train": len(train),
             **_scored("successor", scores),
             "successor_fit_s": fit_s,
             "successor_eval_s": time.perf_counter() - start,

@@ -106,6 +106,11 @@ class TransformerClassifier(TransformerModel):
     def _empty_probs(self):
         return np.zeros((0, len(self.labels)), dtype=np.float32)
 
+    @staticmethod
+    def _embeddings(outputs, batch):
+        """The vector the head reads: the mean of the last hidden layer over the text's sub-tokens."""
+        return mean_pool(outputs.hidden_states[-1], batch["attention_mask"])
+
     def _module_from(self, source, fresh_head, head_options):
         if not fresh_head and not (Path(source) / POOLED_HEAD).exists():  # saved with a [CLS] head
             return super()._module_from(source, fresh_head, head_options)

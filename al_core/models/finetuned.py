@@ -1,7 +1,7 @@
 """The fine-tuned base: a transformer from the transformers Auto* classes, any model id or local folder.
 
 `TransformerModel` is what the fine-tuned model of every kind shares: fit with the project's
-schedule (al_core.training), probabilities and [CLS] embeddings in one batched pass, and save/load
+schedule (al_core.training), probabilities and embeddings in one batched pass, and save/load
 as safetensors (never pickle). A kind's module gives its tokenization, head and probabilities.
 """
 
@@ -143,9 +143,9 @@ class TransformerModel:
 
         def per_batch(outputs, batch, indices):
             token_probs = self._activate(outputs.logits.float()).cpu().numpy() if probs else None
-            cls = outputs.hidden_states[-1][:, 0, :].float().cpu().numpy() if embeddings else None
+            vectors = self._embeddings(outputs, batch).float().cpu().numpy() if embeddings else None
             return [
-                (None if token_probs is None else token_probs[k], None if cls is None else cls[k])
+                (None if token_probs is None else token_probs[k], None if vectors is None else vectors[k])
                 for k in range(len(indices))
             ]
 
@@ -159,8 +159,13 @@ class TransformerModel:
             out.embeddings = np.stack([r[1] for r in rows])
         return out
 
+    @staticmethod
+    def _embeddings(outputs, batch) -> torch.Tensor:
+        """A task's vector for md and dlc: the [CLS] vector of the last hidden layer (n, hidden)."""
+        return outputs.hidden_states[-1][:, 0, :]
+
     def embed(self, examples: list[Example]) -> np.ndarray:
-        """[CLS] vectors of the last hidden layer, (n, hidden)."""
+        """The vectors `infer` gives as embeddings, (n, hidden)."""
         return self.infer(examples, probs=False, embeddings=True).embeddings
 
     def predict_proba(self, examples: list[Example]):

@@ -122,6 +122,42 @@ def test_embeddings_have_the_hidden_size(tiny_model_dir):
     assert model.embed(sentiment_examples(1)).shape == (8, 32)
 
 
+@pytest.mark.parametrize("kind", ["classification", "multilabel"])
+def test_a_classifiers_embeddings_are_its_mean_pooled_last_layer(tiny_model_dir, kind):
+    """What md and dlc read is the vector the head reads: the mean over the text's sub-tokens."""
+    import torch
+
+    labels = ["neg", "pos"]
+    examples = sentiment_examples(1)
+    train = examples if kind == "classification" else [
+        Example(id=e.id, text=e.text, choices=[e.label]) for e in examples
+    ]
+    model = build_model(kind, tiny_model_dir, labels, FAST).fit(train)
+    # texts of different lengths, so padding would show in a mean taken over the whole row
+    pool = [Example(id="a", text="good"), Example(id="b", text="bad movie plot story the film actor was long")]
+    embeddings = model.infer(pool, probs=False, embeddings=True).embeddings
+    module = model.model_
+    module.eval()
+    for example, vector in zip(pool, embeddings, strict=True):
+        ids = model.tokenizer_(example.text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = module(**ids, output_hidden_states=True).hidden_states[-1][0]
+        np.testing.assert_allclose(vector, hidden.mean(0).numpy(), atol=1e-5)
+        assert not np.allclose(vector, hidden[0].numpy(), atol=1e-3)  # not the [CLS] vector
+
+
+def test_a_taggers_embeddings_stay_its_cls_vector(tiny_model_dir):
+    import torch
+
+    model = TransformerTagger(tiny_model_dir, TAGS, FAST).fit(ner_examples(4))
+    example = Example(id="x", text="john lives in paris", words=["john", "lives", "in", "paris"])
+    vector = model.embed([example])[0]
+    ids = model.tokenizer_(example.text, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.model_(**ids, output_hidden_states=True).hidden_states[-1][0]
+    np.testing.assert_allclose(vector, hidden[0].numpy(), atol=1e-5)
+
+
 def test_word_alignment_reads_the_first_sub_token(tiny_model_dir):
     model = TransformerTagger(tiny_model_dir, TAGS, FAST)
     model._load(str(tiny_model_dir), fresh_head=True)

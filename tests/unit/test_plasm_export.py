@@ -173,7 +173,7 @@ def cls_files(tmp_path):
 # -- classification ----------------------------------------------------------------------------
 
 
-def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files):
+def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path, cls_files, capsys):
     export, config_file = cls_files
     out = tmp_path / "out"
     started = time.perf_counter()
@@ -190,10 +190,12 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
             "tracin",
             "--format",
             "all",
+            "--no-check",
         )
         == 0
     )
     wall_s = time.perf_counter() - started
+    stdout = capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
         "all_tasks.jsonl",
         "label_studio_import.json",
@@ -228,7 +230,10 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     assert sum(c["pseudo_kept"] + c["pseudo_dropped"] for c in report["per_class"].values()) == 16
     # one timing per step of the run, each in the Markdown report; together within the run's wall time
     timings = report["timings_s"]
-    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "pseudo_label_s", "filter_s"}
+    assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "teacher_refit_s", "pseudo_label_s", "filter_s"}
+    assert report["successor_check"] is None and report["pseudo_labels_used"] is True
+    line = f"successor check: off (--no-check) -> train.csv holds gold + {report['tasks']['pseudo_kept']} pseudo-labels"
+    assert stdout.startswith(line) and report["verdict"] in (out / "report.md").read_text()
     markdown = (out / "report.md").read_text()
     assert "Teacher:" in markdown and all(f"| {step} | " in markdown for step in timings)
     assert sum(timings.values()) <= wall_s
@@ -315,6 +320,114 @@ def test_check_successor_compares_on_heldout_gold(tiny_model_dir, tmp_path, cls_
     assert "Successor check" in (out / "report.md").read_text()
 
 
+SEEN = {"Positive": ["good", "great"], "Negative": ["bad", "awful"], "Neutral": ["plot", "story"]}
+UNSEEN = {"Positive": ["excellent", "fun"], "Negative": ["terrible", "boring"], "Neutral": ["actor", "film"]}
+
+
+def check_export(tmp_path) -> tuple[Path, dict[str, str]]:
+    """30 gold tasks whose held-out part (the split plasm-export makes with seed 0) mostly uses words
+    the rest of the gold never does, and 60 unlabeled tasks using both: a successor learns those
+    words only from pseudo-labels. Also the true label of each unlabeled task."""
+    from al_core.plasm import split_gold
+
+    rng = random.Random(0)
+    classes = list(SEEN)
+    labels = [classes[i % 3] for i in range(30)]
+    _, heldout = split_gold(
+        [Example(id=str(i + 1), text="x", label=y) for i, y in enumerate(labels)], "classification", 0.2, 0
+    )
+    heldout_ids = {e.id for e in heldout}
+    tasks, truth = [], {}
+    for i in range(90):
+        task_id, label = str(i + 1), classes[i % 3]
+        if task_id in heldout_ids:  # a known word, outweighed by an unknown one
+            text = " ".join([rng.choice(SEEN[label])] + [rng.choice(UNSEEN[label])] * 2)
+        else:
+            text = " ".join([rng.choice(SEEN[label] if i < 30 else SEEN[label] + UNSEEN[label])] * 3)
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+        tasks.append(make_task(i + 1, text, result if i < 30 else None))
+        if i >= 30:
+            truth[task_id] = label
+    return write(tmp_path / "export.json", tasks), truth
+
+
+def teacher_answers(monkeypatch, answer) -> None:
+    """Every teacher (the refit one pseudo-labeling, the scored one in the check) answers `answer(id)`."""
+    import numpy as np
+
+    import al_core.plasm as core
+
+    def pseudo_label(teacher, examples, chunk_size=512, progress=False):
+        return core.PseudoLabels([answer(e.id) for e in examples], np.full(len(examples), 0.9))
+
+    monkeypatch.setattr(core, "pseudo_label", pseudo_label)
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_the_successor_check_writes_the_better_set(tiny_model_dir, tmp_path, monkeypatch, capsys, right):
+    export, truth = check_export(tmp_path)
+    classes = list(SEEN)
+    flipped = {i: classes[(classes.index(y) + 1) % 3] for i, y in truth.items()}
+    teacher_answers(monkeypatch, (truth if right else flipped).get)
+    out = tmp_path / "out"
+    args = ["--export", export, "--label-config", write(tmp_path / "c.xml", CLS_CONFIG), "--out", out]
+    assert run_cli(tiny_model_dir, *args, "--filter", "none", "--format", "all") == 0
+    stdout = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    check = report["successor_check"]
+    gold, pseudo = check["gold_only"], check["with_pseudo"]
+    assert check["mode"] == "frozen" and check["model"] == str(tiny_model_dir) and check["n_heldout"] == 6
+    assert (gold["n_train"], pseudo["n_train"]) == (24, 24 + 60)  # the held-out gold stays out of both
+    rows = read_rows(out)
+    train = read_csv(out / "train.csv", "text", "label", id_column="id")
+    imported = json.loads((out / "label_studio_import.json").read_text())
+    if right:  # the held-out words are learned from the pseudo-labels only
+        assert pseudo["score"] > gold["score"] + check["margin"] and check["better"] == "with_pseudo"
+        assert len(train.examples) == 90 and report["pseudo_labels_used"] is True
+        assert [r["label"] for r in rows if r["source"] == "pseudo"] == list(truth.values())
+        verdict = "train.csv holds gold + pseudo-labels"
+    else:  # they teach the held-out words wrong
+        assert gold["score"] > pseudo["score"] and check["better"] == "gold_only"
+        assert {e.id for e in train.examples} == {r["id"] for r in rows if r["source"] == "gold"}
+        assert not any(r["kept"] for r in rows if r["source"] == "pseudo")
+        assert not any(t["data"]["plasm_kept"] for t in imported if t["data"]["plasm_source"] == "pseudo")
+        assert report["pseudo_labels_used"] is False and report["tasks"]["pseudo_kept"] == 0
+        assert report["pseudo_passed_filter"] == 60
+        verdict = "train.csv holds gold alone"
+    line = (
+        f"successor check: gold + 60 pseudo-labels {pseudo['score']:.3f} vs gold alone {gold['score']:.3f} "
+        f"(macro_f1) on 6 held-out gold -> {verdict}"
+    )
+    assert stdout.startswith(line) and report["verdict"].startswith(line)
+    assert line in (out / "report.md").read_text()
+
+
+def test_the_teacher_is_refit_on_all_the_gold_and_pseudo_labels(tiny_model_dir, tmp_path, cls_files, monkeypatch):
+    from al_core.models import TransformerClassifier, load_model
+    from al_core.training import TrainingConfig
+
+    export, config_file = cls_files
+    out = tmp_path / "out"
+    fits = []
+    original_fit = TransformerClassifier.fit
+    monkeypatch.setattr(
+        TransformerClassifier, "fit", lambda self, ex, *a, **k: fits.append(len(ex)) or original_fit(self, ex, *a, **k)
+    )
+    args = ["--export", export, "--label-config", config_file, "--out", out, "--filter", "uncertainty", "--no-check"]
+    assert run_cli(tiny_model_dir, *args) == 0
+    assert fits == [19, 24]  # scored without the 5 held-out tasks, then refit on all 24
+    report = json.loads((out / "report.json").read_text())
+    assert (report["teacher"]["n_train"], report["teacher"]["n_refit"]) == (19, 24)
+    config = TrainingConfig(device="cpu", max_length=32)
+    refit = load_model(tmp_path / "out.work" / "teacher", config)
+    pseudo = [r for r in read_rows(out) if r["source"] == "pseudo"]
+    assert refit.predict([Example(id=r["id"], text=r["text"]) for r in pseudo]) == [r["label"] for r in pseudo]
+    # the held-out score is the scored teacher's, which never saw the held-out tasks
+    state = json.loads((tmp_path / "out.work" / "state.json").read_text())
+    assert (state["n_train"], state["n_refit"]) == (19, 24)
+    assert report["teacher"]["heldout_score"] == state["teacher_score"]
+
+
 def test_the_real_captured_export_file(tiny_model_dir, tmp_path):
     require_or_skip(REAL_EXPORT.exists(), f"the captured Label Studio export is not at {REAL_EXPORT}")
     out = tmp_path / "out"
@@ -383,14 +496,19 @@ def test_ner_export_sentences_spans_and_conll(tiny_model_dir, tmp_path):
     gold = [r for r in rows if r["source"] == "gold"]
     assert all(r["spans"] and {s["label"] for s in r["spans"]} == {"PER", "LOC", "ORG"} for r in gold)
     pseudo = [r for r in rows if r["source"] == "pseudo"]
-    assert sum(not r["kept"] for r in pseudo) == 2  # 25% of 8 sentences
+    report = json.loads((out / "report.json").read_text())
+    assert report["pseudo_passed_filter"] == 6  # 25% of 8 sentences dropped by the filter
+    check = report["successor_check"]
+    assert check["mode"] == "frozen" and check["metric"] == "span_f1" and check["n_pseudo"] == 6
+    assert check["gold_only"]["n_train"] == 10 and check["with_pseudo"]["n_train"] == 16
+    used = check["with_pseudo"]["score"] > check["gold_only"]["score"] + check["margin"]
+    assert report["pseudo_labels_used"] is used and sum(r["kept"] for r in pseudo) == (6 if used else 0)
     conll = read_conll(out / "train.conll")
     kept = [r for r in rows if r["kept"]]
     assert [e.words for e in conll.examples] == [r["words"] for r in kept]
     assert [e.tags for e in conll.examples] == [r["tags"] for r in kept]
     imported = read_ls_export(out / "label_studio_import.json", parse_label_config(NER_CONFIG))
     assert {e.id: e.tags for e in imported.labeled()} == {r["id"]: r["tags"] for r in gold}
-    report = json.loads((out / "report.json").read_text())
     assert report["teacher"]["metric"] == "span_f1"
     assert report["per_class"]["PER"]["gold"] == 12
 
@@ -432,14 +550,38 @@ def test_a_killed_run_resumes_from_the_teacher(tiny_model_dir, tmp_path, cls_fil
     # the saved score is the saved teacher's accuracy on the rows the run held out
     heldout = [Example(id=r["id"], text=r["text"], label=r["label"]) for r in rows if r["heldout"]]
     assert len(heldout) == report["teacher"]["n_heldout"] == 5
-    teacher = load_model(tmp_path / "out.work" / "teacher", TrainingConfig(device="cpu", max_length=32))
+    teacher = load_model(tmp_path / "out.work" / "teacher-scored", TrainingConfig(device="cpu", max_length=32))
     predicted = teacher.predict([e.without_labels() for e in heldout])
     accuracy = sum(p == e.label for p, e in zip(predicted, heldout, strict=True)) / len(heldout)
     assert saved_score == pytest.approx(accuracy) and report["teacher"]["heldout_score"] == saved_score
 
-    # other settings of the teacher: the saved one does not match, so it trains again
+    # killed after the scored teacher was saved, while refitting: the rerun only refits
     fits = []
     original_fit = TransformerClassifier.fit
+
+    def killed_at_the_refit(self, examples, *a, **k):
+        fits.append(len(examples))
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return original_fit(self, examples, *a, **k)
+
+    args += ["--seed", "1"]  # other inputs: a new work folder's worth of teachers
+    with monkeypatch.context() as patch:
+        patch.setattr(TransformerClassifier, "fit", killed_at_the_refit)
+        assert run_cli(tiny_model_dir, *args, "--overwrite") == 130
+    assert fits == [19, 24]
+    fits.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            TransformerClassifier, "fit", lambda self, ex, *a, **k: fits.append(len(ex)) or original_fit(self, ex, *a, **k)
+        )
+        assert run_cli(tiny_model_dir, *args, "--overwrite") == 0
+    assert fits == [24]
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["resumed"] is False and report["timings_s"]["teacher_fit_s"] == 0
+
+    # other settings of the teacher: the saved one does not match, so it trains again
+    fits.clear()
     with monkeypatch.context() as patch:
         patch.setattr(
             TransformerClassifier, "fit", lambda self, *a, **k: fits.append(1) or original_fit(self, *a, **k)
@@ -508,6 +650,10 @@ def test_more_errors(tiny_model_dir, tmp_path, capsys, cls_files):
     assert "does not fit a classification project" in capsys.readouterr().err
     assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--drop-fraction", "1.5") == 2
     assert "--drop-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--check-margin", "-0.1") == 2
+    assert "--check-margin must be between 0 and 1" in capsys.readouterr().err
+    assert run_cli(tiny_model_dir, "--export", export, "--out", out, "--no-check", "--check-successor", "x") == 2
+    assert "--no-check and --check-successor contradict" in capsys.readouterr().err
     write(tmp_path / "broken.json", '[{"id": 1, "data": {"text": "a"}},')
     assert run_cli(tiny_model_dir, "--export", tmp_path / "broken.json", "--out", out) == 2
     assert "not valid JSON" in capsys.readouterr().err

@@ -59,7 +59,10 @@ def test_random_subsampling_has_the_same_expected_size_but_ignores_rank():
 
 def test_full_scoring_schedule():
     config = SubsamplingConfig()
-    assert [i for i in range(15) if config.is_full_iteration(i)] == [0, 1, 4, 8, 12]
+    # SPEC.md: the paper's runs score the whole pool at iterations 0, 1, 4 and 8 of 15
+    assert [i for i in range(15) if config.is_full_iteration(i)] == [0, 1, 4, 8]
+    assert [i for i in range(70) if config.is_full_iteration(i)] == [0, 1, 4, 8, 16, 32, 48, 64]
+    assert [i for i in range(20) if SubsamplingConfig(full_first=1, full_every=3).is_full_iteration(i)] == [0, 3, 6, 12]
     assert all(SubsamplingConfig(mode="full").is_full_iteration(i) for i in range(10))
     assert [i for i in range(10) if SubsamplingConfig(full_first=1, full_every=0).is_full_iteration(i)] == [0]
 
