@@ -18,16 +18,28 @@ version is measured on it. The headline is the kind's metric, one that hides no 
 for classification and multi-label classification, strict span F1 for tagging); the estimate also
 carries the kind's other measures (accuracy, micro F1), the per-label precision, recall, F1 and
 support over every label of the config, and the worst label (`TaskKind.report`).
+
+Both estimates are measured on tasks active learning chose (the uncertain ones, in a class mix of
+its own making), so they are biased. The audit sample is not: a task is an audit task when a hash
+of (seed, task id) falls below `audit_share` (`is_audit_task`), a uniform random sample of the pool
+that stays the same across versions. The backend serves the unlabeled ones among its queried tasks
+(ml_backend.jobs.retrain_steps.order_window); each version is then also measured on the labeled
+audit tasks, out of sample, with a 95% interval (`AuditEstimate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from scipy.stats import binomtest, bootstrap
 
 from al_core.config import STRICT
 from al_core.data import Example
@@ -60,6 +72,13 @@ class AcquisitionConfig:
     min_estimate_labels: int = Field(
         10, ge=0, description="Fewest labeled tasks for a quality estimate (fewer: none, and nothing held out)."
     )
+    audit_share: float = Field(
+        0.04,
+        ge=0,
+        le=0.5,
+        description="The audit sample: this share of the pool (by a hash of the seed and the task id), served "
+        "among the queried tasks and used for an estimate active learning cannot bias; 0: off.",
+    )
 
     def frozen_below(self, kind: str) -> int:
         return kind_of(kind).frozen_below(self)
@@ -81,6 +100,7 @@ class QualityEstimate:
     figures: dict[str, float] = field(default_factory=dict)  # every measure of the kind, the headline first
     per_label: dict[str, dict] = field(default_factory=dict)  # label -> precision, recall, f1, support
     worst: str | None = None  # the label with the lowest F1 among those with examples
+    audit: dict | None = None  # AuditEstimate.as_dict(): the estimate on the labeled audit tasks
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +114,102 @@ class QualityEstimate:
         }
         figures = {name: round(value, 4) for name, value in report["figures"].items()}
         return cls(report["metric"], round(report["value"], 4), method, n, figures, per_label, report["worst"])
+
+
+# Fewest labeled audit tasks for an audit estimate (fewer: None, and the campaign page says so).
+MIN_AUDIT_LABELS = 10
+AUDIT_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def audit_rank(task_id: str, seed: int) -> float:
+    """A task's place in [0, 1) by a hash of (seed, id): uniform over ids, independent of order and label."""
+    digest = hashlib.sha1(f"{seed}:{task_id}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def is_audit_task(task_id: str, seed: int, share: float) -> bool:
+    """Whether a task belongs to the audit sample (the same rule in the backend and the simulator)."""
+    return share > 0 and audit_rank(str(task_id), seed) < share
+
+
+def audit_ids(ids: Iterable[str], seed: int, share: float) -> list[str]:
+    """The audit tasks among `ids`, in their serving order (by rank: stable across versions)."""
+    chosen = [str(i) for i in ids if is_audit_task(str(i), seed, share)]
+    return sorted(chosen, key=lambda i: audit_rank(i, seed))
+
+
+def wilson_interval(k: int, n: int, confidence: float = AUDIT_CONFIDENCE) -> tuple[float, float]:
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def bootstrap_interval(
+    statistic, n: int, seed: int = 0, confidence: float = AUDIT_CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(indices)` over n paired (gold, predicted) items."""
+    result = bootstrap(
+        (np.arange(n),),
+        statistic,
+        vectorized=False,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if math.isnan(low) or math.isnan(high):  # every resample gave the same value
+        value = float(statistic(np.arange(n)))
+        return value, value
+    return low, high
+
+
+@dataclass(frozen=True)
+class AuditEstimate:
+    """A version's quality on the labeled audit tasks, from out-of-sample predictions only."""
+
+    metric: str
+    value: float | None  # None: fewer than MIN_AUDIT_LABELS labeled audit tasks
+    low: float | None = None  # bootstrap percentile interval of `value`
+    high: float | None = None
+    accuracy: float | None = None  # tasks predicted exactly right, with a Wilson interval
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    n: int = 0  # labeled audit tasks measured
+    share: float = 0.0
+    confidence: float = AUDIT_CONFIDENCE
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def audit_estimate(
+    kind: TaskKind, gold: list[Example], predicted: list, labels: list[str], share: float, seed: int = 0
+) -> AuditEstimate:
+    """The audit estimate of out-of-sample `predicted` values for the labeled audit tasks `gold`."""
+    n = len(gold)
+    if n < MIN_AUDIT_LABELS:
+        return AuditEstimate(kind.metric, None, n=n, share=share)
+    values = [kind.gold(e) for e in gold]
+
+    def headline(indices) -> float:
+        picked = [int(i) for i in indices]
+        return kind.measures([values[i] for i in picked], [predicted[i] for i in picked], labels)[0][kind.metric]
+
+    right = sum(kind.agrees(g, p) for g, p in zip(values, predicted, strict=True))
+    low, high = bootstrap_interval(headline, n, seed)
+    accuracy_low, accuracy_high = wilson_interval(right, n)
+    return AuditEstimate(
+        kind.metric,
+        round(headline(range(n)), 4),
+        round(low, 4),
+        round(high, 4),
+        round(right / n, 4),
+        round(accuracy_low, 4),
+        round(accuracy_high, 4),
+        n,
+        share,
+    )
 
 
 def score_predictions(kind: TaskKind, gold: list[Example], predicted: list, labels: list[str] | None = None) -> dict:
@@ -140,26 +256,45 @@ def _held_out(example: Example, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-def fit_with_estimate(model: Predictor, labeled: list[Example], config: AcquisitionConfig) -> QualityEstimate:
-    """Fits `model` on `labeled` and estimates its quality (see the module's docstring)."""
+def fit_with_estimate(
+    model: Predictor, labeled: list[Example], config: AcquisitionConfig, seed: int = 0
+) -> QualityEstimate:
+    """Fits `model` on `labeled` and estimates its quality (see the module's docstring); `seed`
+    picks the audit sample (`is_audit_task`)."""
     kind = model.task_kind
     metric = kind.metric
     labels = kind.config_labels(list(model.labels))
+    audit = {e.id for e in labeled if is_audit_task(e.id, seed, config.audit_share)}
+
+    def audited(examples: list[Example], predicted: list) -> dict:
+        pairs = [(e, p) for e, p in zip(examples, predicted, strict=True) if e.id in audit]
+        return audit_estimate(
+            kind, [e for e, _ in pairs], [p for _, p in pairs], labels, config.audit_share, seed
+        ).as_dict()
+
     if len(labeled) < config.min_estimate_labels:
         model.fit(labeled)
-        return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0)
+        none = audit_estimate(kind, [], [], labels, config.audit_share).as_dict() | {"n": len(audit)}
+        return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0, audit=none)
     if getattr(model, "mode", "finetune") == "frozen":
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
-        model.fit(labeled)
+        model.fit(labeled)  # the head a version keeps: every label, the audit tasks' too
         report = score_predictions(kind, labeled, predicted, labels)
-        return QualityEstimate.measured(report, f"{folds}-fold cross-validation", len(labeled))
-    held = [e for e in labeled if _held_out(e, config.holdout_share)]
-    train = [e for e in labeled if not _held_out(e, config.holdout_share)]
+        estimate = QualityEstimate.measured(report, f"{folds}-fold cross-validation", len(labeled))
+        return dataclasses.replace(estimate, audit=audited(labeled, predicted))
+    # A fine-tuned version is not trained on the labeled audit tasks: they join the held-out share,
+    # so that its predictions for them are out of sample (the next frozen head uses them again).
+    held = [e for e in labeled if _held_out(e, config.holdout_share) or e.id in audit]
+    train = [e for e in labeled if not (_held_out(e, config.holdout_share) or e.id in audit)]
     if not held or not train:
         model.fit(labeled)
         return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
     model.fit(train)
-    report = score_predictions(kind, held, model.predict([e.without_labels() for e in held]), labels)
+    predicted = model.predict([e.without_labels() for e in held])
+    if config.holdout_share <= 0:
+        return QualityEstimate(metric, None, "none (no held-out share)", 0, audit=audited(held, predicted))
+    report = score_predictions(kind, held, predicted, labels)
     share = f"{config.holdout_share:.0%}"
-    return QualityEstimate.measured(report, f"held-out {share} of the labels", len(held))
+    estimate = QualityEstimate.measured(report, f"held-out {share} of the labels", len(held))
+    return dataclasses.replace(estimate, audit=audited(held, predicted))

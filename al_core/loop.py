@@ -13,7 +13,7 @@ gives, in the same order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
@@ -60,13 +60,17 @@ def run_round(
     fit: bool = True,
     acquisition: AcquisitionConfig | None = None,
     infer: Callable[..., ModelOutputs] | None = None,
+    seed: int = 0,
+    also_score: Collection[str] = (),
 ) -> RoundResult:
-    """Runs one round; the query is taken from the freshly scored subset only."""
+    """Runs one round; the query is taken from the freshly scored subset only. `seed` picks the
+    audit sample of the estimate (al_core.acquisition.is_audit_task); `also_score`: pool tasks
+    scored whatever the subsampler chooses (the audit tasks the backend serves next)."""
     if not pool:
         raise EmptyPoolError("the pool is empty: nothing left to query")
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    quality = fit_with_estimate(model, labeled, acquisition or AcquisitionConfig()) if fit else None
+    quality = fit_with_estimate(model, labeled, acquisition or AcquisitionConfig(), seed) if fit else None
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -75,7 +79,7 @@ def run_round(
     if getattr(model, "scores_whole_pool", False):
         subset = list(pool)
     else:
-        chosen = set(subsampler.choose(pool_ids, cached, iteration))
+        chosen = set(subsampler.choose(pool_ids, cached, iteration)) | set(also_score)
         subset = [e for e in pool if e.id in chosen]
     strategy.prepare(model, labeled)
     outputs = (infer or _infer_here)(model, subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)

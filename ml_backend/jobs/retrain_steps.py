@@ -13,6 +13,7 @@ The jobs that run it are in ml_backend.jobs.run.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from al_core.acquisition import fit_with_estimate, predicted_counts, resolve_mode
+from al_core.acquisition import audit_ids, fit_with_estimate, is_audit_task, predicted_counts, resolve_mode
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
@@ -110,6 +111,7 @@ class TrainedRound:
     probs: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
     n_scored: int = 0
+    audit_served: list[str] = field(default_factory=list)  # unlabeled audit tasks placed in the window
 
 
 def train_and_publish(
@@ -151,6 +153,7 @@ def train_and_publish(
         "n_published": published.created,
         "acquisition_mode": trained.mode,
         "quality": trained.quality.as_dict(),
+        "audit": meta["audit"],
         **predicted,
         "label_config_changed": trained.config_changed,
         **read.reading,
@@ -220,18 +223,42 @@ def train_round(
         trained.cache.delete_many([e.id for e in labeled])  # labeled tasks left the pool
     if not pool:
         with timer.step("fit_s"):
-            trained.quality = fit_with_estimate(trained.model, labeled, acquisition)
+            trained.quality = fit_with_estimate(trained.model, labeled, acquisition, settings.seed)
         return trained
+    share = acquisition.audit_share
+    # the audit tasks the window can hold (one every round(1/share) places), scored whatever UPS chooses
+    serve = audit_ids([e.id for e in pool], settings.seed, share)[: audit_slots(settings.query_window or len(pool), share)]
     subsampler = PoolSubsampler(settings.subsampling_config(), seed=settings.seed)
     result = run_round(
         trained.model, labeled, pool, trained.strategy, subsampler, trained.cache, iteration, trained.version,
-        count=1, acquisition=acquisition, infer=split,
+        count=1, acquisition=acquisition, infer=split, seed=settings.seed, also_score=serve,
     )
     timer.add(result.timings)
     trained.probs, trained.scores, trained.n_scored, trained.quality = (
         result.probs, result.scores, result.n_scored, result.quality
     )
+    trained.audit_served = [i for i in serve if i in result.probs and i in result.scores]
     return trained
+
+
+def audit_slots(size: int, share: float) -> int:
+    """The audit tasks a window of `size` served tasks holds: one every round(1/share) places."""
+    return math.ceil(size / audit_step(share)) if share > 0 else 0
+
+
+def audit_step(share: float) -> int:
+    return max(1, round(1 / share))
+
+
+def audit_summary(settings: Settings, labeled: list[Example], served: list[str]) -> dict:
+    """The version's audit sample: its share, the unlabeled audit tasks served in its window and the
+    labeled ones its audit estimate is measured on (counts)."""
+    share = settings.acquisition_config().audit_share
+    return {
+        "share": share,
+        "served": len(served),
+        "labeled": sum(is_audit_task(e.id, settings.seed, share) for e in labeled),
+    }
 
 
 def save_version(
@@ -255,6 +282,7 @@ def save_version(
         "acquisition_mode": trained.mode,
         "warm_start": settings.warm_start,
         "quality": trained.quality.as_dict(),
+        "audit": audit_summary(settings, read.labeled, trained.audit_served),
         "label_counts": read.reading["label_counts"],
         **predicted,
         "n_labeled": len(read.labeled),
@@ -288,8 +316,19 @@ def publish(
             if window
             else read.pool
         )
+        share = settings.acquisition_config().audit_share
+        serving = set(trained.audit_served)
+        if window:  # the audit tasks take their places in the window, the most informative tasks the rest
+            candidates = query_window(
+                [e for e in read.pool if e.id not in serving], trained.scores, trained.probs, trained.strategy.name,
+                outcomes, max(0, window - len(serving)),
+            ) + [e for e in read.pool if e.id in serving]
         predictions = pool_predictions(
             candidates, trained.scores, trained.probs, trained.strategy.name, trained.labels, read.config, previous
+        )
+        labeled_audit = sum(is_audit_task(e.id, settings.seed, share) for e in read.labeled)
+        predictions = order_window(
+            predictions, trained.audit_served, share, first_audit_place(len(read.labeled), labeled_audit, share)
         )
         fresh, rest = split_publish(predictions, trained.probs, window or settings.publish_first, bounded=bool(window))
     report = PublishReport()
@@ -341,6 +380,52 @@ def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, 
         return []
     published = get_strategy(strategy).published_scores([scores[e.id] for e in fresh], outcomes)
     return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
+
+
+def first_audit_place(n_labeled: int, labeled_audit: int, share: float) -> int:
+    """The window place (0-based) of the next audit task: where it falls due, one audit task every
+    round(1/share) labels, whatever the number of annotations between retrains (within one step)."""
+    step = audit_step(share) if share > 0 else 1
+    return min(step - 1, max(0, step * (labeled_audit + 1) - n_labeled - 1))
+
+
+def order_window(predictions: list[dict], audit: list[str], share: float, first: int | None = None) -> list[dict]:
+    """The order Label Studio serves the predictions in (lowest score first), as published scores.
+
+    The one place the window's order is composed: by the strategy's published score, then every
+    round(1/share)-th place (from place `first`, by default the step's last) goes to the next
+    unlabeled audit task (`audit`, in its serving order),
+    its published score set between its neighbours' so that the lowest-first order holds. An
+    audit task with no place left keeps its own score. Returns the predictions in serving order.
+    """
+    ordered = sorted(predictions, key=lambda p: p["score"])
+    by_task = {str(p["task"]): p for p in ordered}
+    queue = [by_task[i] for i in audit if i in by_task]
+    if share <= 0 or not queue:
+        return ordered
+    step = audit_step(share)
+    first = step - 1 if first is None else first
+    placed = {id(p) for p in queue}
+    regular = [p for p in ordered if id(p) not in placed]
+    out: list[dict] = []
+    while regular or queue:
+        if queue and ((len(out) >= first and (len(out) - first) % step == 0) or not regular):
+            out.append(dict(queue.pop(0), audit=True))
+        else:
+            out.append(regular.pop(0))
+    for i, p in enumerate(out):
+        if p.pop("audit", False):
+            below = out[i - 1]["score"] if i else None
+            above = next((q["score"] for q in out[i + 1 :] if not q.get("audit")), None)
+            if below is None and above is None:
+                continue
+            if below is None:
+                p["score"] = above - 1e-6
+            elif above is None:
+                p["score"] = below + 1e-6
+            else:
+                p["score"] = (below + above) / 2
+    return out
 
 
 def prune_when_idle(project_id: int, settings: Settings, gateway: LSGateway, state, current: str) -> tuple[dict, float]:

@@ -14,7 +14,9 @@ acquisition_mode, classes (class names or entity types), n_labeled, n_pool, n_sc
 n_published, label_counts (class -> labeled tasks, or entity type -> labeled spans), quality
 (the version meta's estimate, or None: metric and value, the headline; method, n; figures, every
 measure of the kind; per_label, label -> precision, recall, f1, support; worst, the label of
-lowest F1), predicted_counts (label -> scored pool tasks the version predicts it for),
+lowest F1; audit, the estimate on the labeled audit tasks with its interval, al_core.acquisition.AuditEstimate),
+audit (the audit sample's share, and the audit tasks served in the window and labeled; records
+of older versions lack it), predicted_counts (label -> scored pool tasks the version predicts it for),
 n_predicted (the scored pool tasks counted; records of older versions lack these), timings (the summary's, plus stability_s), publish
 ({"ok": bool, ...}), stability ({"labels": [...], "predictions": {task id: label index or
 list of word-tag indices}, "kappa": vs the previous record or None, "n_compared": tasks}).
@@ -187,6 +189,7 @@ def build_record(settings, summary: dict, meta: dict, model, labeled, pool, prob
         "n_published": summary.get("n_published"),
         "label_counts": meta.get("label_counts") or label_counts(labeled, config),
         "quality": meta.get("quality"),
+        "audit": meta.get("audit"),
         "predicted_counts": summary.get("predicted_counts"),
         "n_predicted": summary.get("n_predicted"),
         "timings": timings,

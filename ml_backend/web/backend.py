@@ -199,13 +199,15 @@ class Backend:
             return None
         keys = (
             "acquisition_mode", "quality", "n_labeled", "label_counts", "strategy", "created_at",
-            "predicted_counts", "n_predicted",
+            "predicted_counts", "n_predicted", "audit",
         )
         quality = meta.get("quality") if isinstance(meta.get("quality"), dict) else {}
         return {
             "version": version,
             **{k: meta.get(k) for k in keys},
             "headline": {k: quality.get(k) for k in ("metric", "value", "worst")},
+            # the estimate on the audit sample, with its interval (None: too few labeled audit tasks)
+            "audit_estimate": quality.get("audit"),
             "classes": label_table(quality, meta.get("label_counts"), meta.get("predicted_counts")),
         }
 
