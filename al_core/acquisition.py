@@ -139,6 +139,49 @@ def audit_ids(ids: Iterable[str], seed: int, share: float) -> list[str]:
     return sorted(chosen, key=lambda i: audit_rank(i, seed))
 
 
+def audit_step(share: float) -> int:
+    """One audit task every this many served tasks."""
+    return max(1, round(1 / share))
+
+
+def audit_slots(size: int, share: float) -> int:
+    """The audit tasks a window of `size` served tasks holds."""
+    return math.ceil(size / audit_step(share)) if share > 0 else 0
+
+
+def first_audit_place(n_labeled: int, labeled_audit: int, share: float) -> int:
+    """The place (0-based) of the next audit task among the tasks served next: where it falls due,
+    one every round(1/share) labels, however many labels come between two versions."""
+    step = audit_step(share) if share > 0 else 1
+    return min(step - 1, max(0, step * (labeled_audit + 1) - n_labeled - 1))
+
+
+def interleave_audit(ordered: list[str], audit: list[str], share: float, first: int | None = None) -> list[str]:
+    """`ordered` (the tasks to serve, first first) with the audit tasks `audit` (in their serving
+    order) at every round(1/share)-th place from `first` (default: the step's last place); audit
+    tasks left when `ordered` runs out follow it. The backend's window and the simulator's query."""
+    if share <= 0 or not audit:
+        return list(ordered)
+    step = audit_step(share)
+    first = step - 1 if first is None else first
+    regular, queue, out = list(ordered), list(audit), []
+    while regular or queue:
+        if queue and ((len(out) >= first and (len(out) - first) % step == 0) or not regular):
+            out.append(queue.pop(0))
+        else:
+            out.append(regular.pop(0))
+    return out
+
+
+def audited_query(selected: list[str], pool_ids: list[str], n_labeled: int, labeled_audit: int, seed: int, share: float) -> list[str]:
+    """A batch query of len(selected) tasks with the unlabeled audit tasks of `pool_ids` in their
+    places (`interleave_audit`): the simulator's counterpart of the backend's window."""
+    size = len(selected)
+    queue = audit_ids(pool_ids, seed, share)[: audit_slots(size, share)]
+    regular = [i for i in selected if i not in set(queue)]
+    return interleave_audit(regular, queue, share, first_audit_place(n_labeled, labeled_audit, share))[:size]
+
+
 def wilson_interval(k: int, n: int, confidence: float = AUDIT_CONFIDENCE) -> tuple[float, float]:
     interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(interval.low), float(interval.high)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -251,6 +252,43 @@ def overlap_table(records: list[dict], config: str) -> str | None:
     return "\n".join(lines)
 
 
+def estimate_errors(records: list[dict], min_labels: int = 0) -> dict[str, dict]:
+    """Per configuration, how far each version's estimates fall from its true test score
+    (acquisition_score) over the versions with at least `min_labels` labels: mean absolute error of
+    the cross-validated / held-out estimate (on actively chosen tasks) and of the audit estimate,
+    the share of audit intervals that hold the truth, and the share of the last labeled set that
+    were audit tasks (the labels the audit cost). Records written before the audit lack it: nan."""
+    out = {}
+    for config, per_seed in _acquisition_rows(records).items():
+        rows = [r for seed_rows in per_seed.values() for r in seed_rows.values() if r["labeled_size"] >= min_labels]
+        cv = [abs(r["quality_estimate"] - r["acquisition_score"]) for r in rows if r.get("quality_estimate") is not None]
+        audited = [r for r in rows if r.get("audit_estimate") is not None]
+        last = [seed_rows[max(seed_rows)] for seed_rows in per_seed.values()]
+        out[config] = {
+            "cv_mae": _mean_std(cv)[0],
+            "audit_mae": _mean_std([abs(r["audit_estimate"] - r["acquisition_score"]) for r in audited])[0],
+            "coverage": _mean_std([r["audit_low"] <= r["acquisition_score"] <= r["audit_high"] for r in audited])[0],
+            "n_cv": len(cv),
+            "n_audit": len(audited),
+            "audit_cost": _mean_std([r.get("audit_n", math.nan) / r["labeled_size"] for r in last])[0],
+        }
+    return out
+
+
+def estimate_table(records: list[dict], min_labels: int = 0) -> str:
+    lines = [
+        "| config | MAE, estimate on actively chosen tasks | MAE, audit estimate | audit 95% interval coverage "
+        "| labels that were audit tasks | versions (CV / audit) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for config, e in sorted(estimate_errors(records, min_labels).items()):
+        lines.append(
+            f"| {config} | {_fmt(e['cv_mae'])} | {_fmt(e['audit_mae'])} | {_fmt(e['coverage'], digits=2)} "
+            f"| {_fmt(e['audit_cost'], digits=3)} | {e['n_cv']} / {e['n_audit']} |"
+        )
+    return "\n".join(lines)
+
+
 def _last_records(records: list[dict], config: str, successor: str) -> list[dict]:
     """The records of the last iteration of a configuration and successor, one per seed."""
     rows = [r for r in records if r["config"] == config and r["successor"] == successor]
@@ -387,6 +425,16 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
         parts += ["## Share of the full-scoring query within the previous ranking's top k%", ""]
         for config, table in overlaps:
             parts += [f"### {config}", "", table, ""]
+    parts += [
+        "## Quality estimates against the test score",
+        "",
+        "Per version, the estimate on the labeled tasks (cross-validated or held out: tasks active learning "
+        "chose) and the one on the labeled audit tasks (a uniform sample of the pool), against the version's "
+        "true test score.",
+        "",
+        estimate_table(records),
+        "",
+    ]
     plasm = plasm_table(records)
     if plasm:
         parts += ["## PLASM pseudo-labels", "", plasm, ""]

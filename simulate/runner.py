@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from al_core.acquisition import fit_with_estimate, resolve_mode
+from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task, resolve_mode
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
 from al_core.models.embedding_cache import MemoryEmbeddingCache
@@ -128,6 +128,21 @@ def _scored(prefix: str, report: dict) -> dict:
         f"{prefix}_score": scores[main],
         **{f"{prefix}_{name}": scores[name] for name in others},
         f"{prefix}_recall": {label: row["recall"] for label, row in report["per_label"].items()},
+    }
+
+
+def _estimates(quality) -> dict:
+    """A record's estimate columns: the cross-validated / held-out one (quality_estimate, on tasks
+    active learning chose) and the audit one with its 95% interval; the truth is acquisition_score."""
+    audit = quality.audit or {}
+    return {
+        "quality_estimate": quality.value,
+        "quality_n": quality.n,
+        "audit_estimate": audit.get("value"),
+        "audit_low": audit.get("low"),
+        "audit_high": audit.get("high"),
+        "audit_accuracy": audit.get("accuracy"),
+        "audit_n": audit.get("n", 0),
     }
 
 
@@ -434,7 +449,7 @@ class Simulation:
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t))
         else:
-            base.update(self._last_round(acquisition, labeled))
+            base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
         quality_n = base.pop("quality_n")
         base["acq_n_train"] = len(labeled) - (quality_n if getattr(acquisition, "mode", "finetune") != "frozen" else 0)
@@ -462,7 +477,13 @@ class Simulation:
             iteration=t,
             model_version=f"seed{seed}-it{t}",
             acquisition=config.acquisition_mode,
+            seed=seed,
             **self._query_size(),
+        )
+        share = config.acquisition_mode.audit_share
+        labeled_audit = sum(is_audit_task(e.id, seed, share) for e in labeled)
+        query = audited_query(
+            list(result.selected_ids), [e.id for e in pool], len(labeled), labeled_audit, seed, share
         )
         return {
             "acq_fit_s": result.timings.get("fit_s", 0.0),
@@ -473,15 +494,15 @@ class Simulation:
             "overlap": overlap_with_previous_ranking(
                 previous if len(previous) == len(pool) else {}, result.selected_ids, config.overlap_k
             ),
-            "query_ids": list(result.selected_ids),
-            "quality_estimate": result.quality.value,
-            "quality_n": result.quality.n,
+            "query_ids": query,
+            "audit_queried": sum(is_audit_task(i, seed, share) for i in query),
+            **_estimates(result.quality),
         }
 
-    def _last_round(self, acquisition, labeled) -> dict:
+    def _last_round(self, acquisition, labeled, seed: int) -> dict:
         """The last iteration: the acquisition model is trained and evaluated, nothing is queried."""
         start = time.perf_counter()
-        quality = fit_with_estimate(acquisition, labeled, self.config.acquisition_mode)
+        quality = fit_with_estimate(acquisition, labeled, self.config.acquisition_mode, seed)
         return {
             "acq_fit_s": time.perf_counter() - start,
             "inference_s": 0.0,
@@ -490,8 +511,8 @@ class Simulation:
             "full_scoring": False,
             "overlap": None,
             "query_ids": [],
-            "quality_estimate": quality.value,
-            "quality_n": quality.n,
+            "audit_queried": 0,
+            **_estimates(quality),
         }
 
     def _successor_records(self, base: dict, labeled, pool, seed: int, t: int) -> list[dict]:

@@ -13,7 +13,6 @@ The jobs that run it are in ml_backend.jobs.run.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from al_core.acquisition import audit_ids, fit_with_estimate, is_audit_task, predicted_counts, resolve_mode
+from al_core.acquisition import (
+    audit_ids,
+    audit_slots,
+    first_audit_place,
+    fit_with_estimate,
+    interleave_audit,
+    is_audit_task,
+    predicted_counts,
+    resolve_mode,
+)
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
@@ -241,15 +249,6 @@ def train_round(
     return trained
 
 
-def audit_slots(size: int, share: float) -> int:
-    """The audit tasks a window of `size` served tasks holds: one every round(1/share) places."""
-    return math.ceil(size / audit_step(share)) if share > 0 else 0
-
-
-def audit_step(share: float) -> int:
-    return max(1, round(1 / share))
-
-
 def audit_summary(settings: Settings, labeled: list[Example], served: list[str]) -> dict:
     """The version's audit sample: its share, the unlabeled audit tasks served in its window and the
     labeled ones its audit estimate is measured on (counts)."""
@@ -382,41 +381,26 @@ def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, 
     return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
-def first_audit_place(n_labeled: int, labeled_audit: int, share: float) -> int:
-    """The window place (0-based) of the next audit task: where it falls due, one audit task every
-    round(1/share) labels, whatever the number of annotations between retrains (within one step)."""
-    step = audit_step(share) if share > 0 else 1
-    return min(step - 1, max(0, step * (labeled_audit + 1) - n_labeled - 1))
-
-
 def order_window(predictions: list[dict], audit: list[str], share: float, first: int | None = None) -> list[dict]:
     """The order Label Studio serves the predictions in (lowest score first), as published scores.
 
-    The one place the window's order is composed: by the strategy's published score, then every
-    round(1/share)-th place (from place `first`, by default the step's last) goes to the next
-    unlabeled audit task (`audit`, in its serving order),
-    its published score set between its neighbours' so that the lowest-first order holds. An
-    audit task with no place left keeps its own score. Returns the predictions in serving order.
+    The one place the window's order is composed: by the strategy's published score, then the
+    unlabeled audit tasks (`audit`, in their serving order) take their places
+    (al_core.acquisition.interleave_audit), each one's published score set between its
+    neighbours' so that the lowest-first order holds. Returns the predictions in serving order.
     """
     ordered = sorted(predictions, key=lambda p: p["score"])
     by_task = {str(p["task"]): p for p in ordered}
-    queue = [by_task[i] for i in audit if i in by_task]
-    if share <= 0 or not queue:
+    queued = [i for i in audit if i in by_task]
+    if share <= 0 or not queued:
         return ordered
-    step = audit_step(share)
-    first = step - 1 if first is None else first
-    placed = {id(p) for p in queue}
-    regular = [p for p in ordered if id(p) not in placed]
-    out: list[dict] = []
-    while regular or queue:
-        if queue and ((len(out) >= first and (len(out) - first) % step == 0) or not regular):
-            out.append(dict(queue.pop(0), audit=True))
-        else:
-            out.append(regular.pop(0))
+    regular = [str(p["task"]) for p in ordered if str(p["task"]) not in set(queued)]
+    out = [dict(by_task[i]) for i in interleave_audit(regular, queued, share, first)]
+    placed = set(queued)
     for i, p in enumerate(out):
-        if p.pop("audit", False):
+        if str(p["task"]) in placed:
             below = out[i - 1]["score"] if i else None
-            above = next((q["score"] for q in out[i + 1 :] if not q.get("audit")), None)
+            above = next((q["score"] for q in out[i + 1 :] if str(q["task"]) not in placed), None)
             if below is None and above is None:
                 continue
             if below is None:
