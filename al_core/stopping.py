@@ -6,6 +6,9 @@ once the mean kappa of the last `window` pairs reaches `threshold`, the predicti
 stabilized and further labels change little (small-text's KappaAverage applies the same rule,
 window 3 and threshold 0.99 by default).
 
+The rule reads no quality estimate (neither the one on actively chosen tasks nor the audit sample's,
+al_core.acquisition): only how consecutive versions' predictions agree.
+
 Predictions are given per task id: a label (classification) or a list of word tags (tagging;
 kappa is then taken over all words of the tasks both versions predicted, flattened).
 """
@@ -99,7 +102,8 @@ class StoppingRule:
     def describe(self) -> str:
         return (
             f"stop when the mean Cohen's kappa between consecutive versions' predictions on a fixed "
-            f"sample of unlabeled tasks, over the last {self.window} pairs, reaches {self.threshold:g}"
+            f"sample of unlabeled tasks, over the last {self.window} pairs, reaches {self.threshold:g} "
+            "(no quality estimate is read)"
         )
 
     def window_mean(self, kappas: Sequence[float]) -> float | None:

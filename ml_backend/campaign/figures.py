@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from al_core.acquisition import label_table
+from al_core.acquisition import MIN_AUDIT_LABELS, label_table
 from al_core.stopping import StoppingRule
 
 # The timeline's steps, from the summary's timings (seconds); whatever else the total holds is "other".
@@ -58,9 +58,30 @@ def quality_points(records: list[dict]) -> list[dict]:
                 "figures": quality.get("figures") or {},
                 "worst": quality.get("worst"),
                 "label_counts": record.get("label_counts") or {},
+                "audit": audit_point(quality.get("audit"), record.get("audit")),
             }
         )
     return out
+
+
+def audit_point(estimate: dict | None, sample: dict | None) -> dict:
+    """A version's audit estimate (al_core.acquisition.AuditEstimate) and its audit sample (share,
+    served, labeled); a record written before the audit, or with it off, has share 0 and no value."""
+    estimate = estimate if isinstance(estimate, dict) else {}
+    sample = sample if isinstance(sample, dict) else {}
+    return {
+        "value": _number(estimate.get("value")),
+        "low": _number(estimate.get("low")),
+        "high": _number(estimate.get("high")),
+        "accuracy": _number(estimate.get("accuracy")),
+        "accuracy_low": _number(estimate.get("accuracy_low")),
+        "accuracy_high": _number(estimate.get("accuracy_high")),
+        "n": estimate.get("n") or 0,
+        "share": sample.get("share") or estimate.get("share") or 0,
+        "served": sample.get("served"),
+        "labeled": sample.get("labeled"),
+        "min_labels": MIN_AUDIT_LABELS,
+    }
 
 
 def class_recall(records: list[dict]) -> dict[str, list[dict]]:

@@ -74,10 +74,21 @@ def quality_svg(figures: dict) -> str:
     points = [p for p in figures["quality"] if p["value"] is not None and p["n_labeled"] is not None]
     if points:
         metric = points[-1]["metric"] or "quality"
-        left.plot([p["n_labeled"] for p in points], [p["value"] for p in points], marker=_marker(len(points)), color="#4c78a8")
-        left.set_ylabel(metric.replace("_", " "))
         method = points[-1]["method"]
-        left.set_title(f"quality estimate per version ({method})" if method else "quality estimate per version")
+        left.plot(
+            [p["n_labeled"] for p in points], [p["value"] for p in points], marker=_marker(len(points)), color="#4c78a8",
+            label=f"on actively chosen tasks ({method})" if method else "on actively chosen tasks",
+        )
+        audited = [p for p in points if (p.get("audit") or {}).get("value") is not None]
+        if audited:
+            xs = [p["n_labeled"] for p in audited]
+            left.plot(xs, [p["audit"]["value"] for p in audited], marker=_marker(len(audited)), color="#f58518",
+                      label="on the audit sample (95% interval)")
+            left.fill_between(xs, [p["audit"]["low"] for p in audited], [p["audit"]["high"] for p in audited],
+                              color="#f58518", alpha=0.2)
+        left.legend(loc="lower right", fontsize="small")
+        left.set_ylabel(metric.replace("_", " "))
+        left.set_title("quality estimate per version")
         left.set_xlabel("labeled tasks")
         _integer_x(left, [p["n_labeled"] for p in points])
         left.grid(alpha=0.3)

@@ -105,6 +105,9 @@ def test_json_figures(app_settings):
         "version": step["version"], "iteration": 3, "n_labeled": 13, "metric": "accuracy", "value": 0.6,
         "method": "5-fold cross-validation", "n": 13, "label_counts": figures["label_counts"],
         "figures": {}, "worst": None,
+        # a record written before the audit sample: none, and share 0
+        "audit": {"value": None, "low": None, "high": None, "accuracy": None, "accuracy_low": None,
+                  "accuracy_high": None, "n": 0, "share": 0, "served": None, "labeled": None, "min_labels": 10},
     }
     assert figures["class_recall"] == {}
     assert [r["recall"] for r in figures["class_quality"]["rows"]] == [None] * 3
@@ -298,3 +301,39 @@ def test_a_warning_that_status_already_gives_is_not_repeated(app_settings, monke
     )
     codes = [w["code"] for w in app.test_client().get("/campaign/8.json").json["warnings"]]
     assert codes == ["missing_classes", "skipped_annotations"]
+
+
+AUDIT = {"metric": "macro_f1", "value": 0.61, "low": 0.48, "high": 0.74, "accuracy": 0.65, "accuracy_low": 0.5,
+         "accuracy_high": 0.77, "n": 40, "share": 0.04, "confidence": 0.95}
+
+
+def quality_with_audit(value: float, audit: dict) -> dict:
+    return {"metric": "macro_f1", "value": value, "method": "5-fold cross-validation", "n": 300, "audit": audit}
+
+
+def test_the_page_shows_the_audit_estimate_beside_the_one_on_actively_chosen_tasks(app_settings):
+    audited = record(1, 0.9, audit={"share": 0.04, "served": 8, "labeled": 40})
+    audited["quality"] = quality_with_audit(0.8, AUDIT)
+    write_history(app_settings, 7, [record(0, None, 0.5), audited])
+    client = create_app(app_settings).test_client()
+    html = unescape(client.get("/campaign/7").get_data(as_text=True))
+    active = re.search(r'<p id="estimate-active">(.*?)</p>', html, re.S).group(1)
+    audit = re.search(r'<p id="estimate-audit">(.*?)</p>', html, re.S).group(1)
+    assert "on actively chosen tasks" in active and "0.800" in active
+    assert "macro_f1 0.610" in audit and "0.480 to 0.740" in audit and "0.500 to 0.770" in audit
+    assert "n = 40" in audit and "Audit tasks in the current query window: 8" in audit
+    assert client.get("/campaign/7/quality.svg").status_code == 200
+    assert "no quality estimate is read" in html  # the stopping rule says what it reads
+
+
+def test_too_few_audit_labels_and_a_record_from_before_the_audit_say_so(app_settings):
+    few = record(1, 0.9, audit={"share": 0.04, "served": 8, "labeled": 3})
+    few["quality"] = quality_with_audit(0.8, dict(AUDIT, value=None, low=None, high=None, accuracy=None, n=3))
+    write_history(app_settings, 7, [record(0, None, 0.5), few])
+    write_history(app_settings, 8, [record(0, None, 0.5), record(1, 0.9, 0.6)])  # written before the audit
+    client = create_app(app_settings).test_client()
+    few_html = unescape(client.get("/campaign/7").get_data(as_text=True))
+    assert "No audit estimate yet: 3 labeled audit tasks, 10 needed" in few_html
+    old_html = unescape(client.get("/campaign/8").get_data(as_text=True))
+    assert client.get("/campaign/8/quality.svg").status_code == 200
+    assert "the estimate is on actively chosen tasks only" in old_html
