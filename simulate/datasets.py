@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from al_core.data import Dataset
+from al_core.data import Dataset, Example
 from al_core.exceptions import ALError, DataFormatError
 from al_core.readers import read_conll, read_csv, read_jsonl, read_label_text
 
@@ -25,6 +25,8 @@ SHARED_DATASETS: dict[str, tuple[str, dict[str, str]]] = {
     "imdb5k": ("imdb", {"train": "imdb_train_5k_seed13.jsonl.xz", "test": "imdb_test_2k_seed13.jsonl.xz"}),
     "trec": ("trec", {"train": "TREC.train.all", "test": "TREC.test.all"}),
     "sst2": ("sst2", {"train": "stsa.binary.train", "dev": "stsa.binary.dev", "test": "stsa.binary.test"}),
+    # GoEmotions' Ekman grouping (6 emotions + neutral), the comments with exactly one label
+    "goemotions-ekman": ("goemotions/ekman", {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}),
 }
 
 
@@ -59,6 +61,20 @@ def shared_dataset(name: str, split: str, root: str | Path | None = None) -> Dat
         # the files' "id" repeats between positive and negative reviews, so ids are row numbers;
         # the original id and the rating stay in Example.meta
         return read_jsonl(path, label_names=_SENTIMENT)
+    if name == "goemotions-ekman":
+        return _single_label_goemotions(path, directory / "labels.txt")
     if name == "trec":
         return read_label_text(path, encoding="latin-1", label_names=_TREC_CLASSES)
     return read_label_text(path, label_names=_SENTIMENT)
+
+
+def _single_label_goemotions(path: Path, labels_file: Path) -> Dataset:
+    """GoEmotions' "text<TAB>label ids<TAB>comment id" rows with one label id (the rest are multi-label
+    and left out); the text may hold quotes, so the rows are split on tabs rather than read as CSV."""
+    labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    examples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text, ids, comment = line.split("\t")
+        if "," not in ids:
+            examples.append(Example(id=comment, text=text, label=labels[int(ids)]))
+    return Dataset("classification", examples, labels)
