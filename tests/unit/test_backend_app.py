@@ -344,6 +344,7 @@ def test_a_version_saved_with_accuracy_only_still_shows_on_status_and_versions(t
     current = client.get("/status/3").json["projects"]["3"]["current"]
     assert current["quality"] == old_meta["quality"]
     assert current["headline"] == {"metric": "accuracy", "value": 0.84, "worst": None}
+    assert current["audit"] is None and current["audit_estimate"] is None  # saved before the audit sample
     assert current["classes"] == [
         {"label": "Positive", "labels": 25, "precision": None, "recall": None, "f1": None, "support": None, "predicted": None},
         {"label": "Negative", "labels": 5, "precision": None, "recall": None, "f1": None, "support": None, "predicted": None},
