@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-from scipy.stats import binomtest, bootstrap
+from scipy.stats import binomtest
 
 from al_core.config import STRICT
 from al_core.data import Example
@@ -190,21 +190,12 @@ def wilson_interval(k: int, n: int, confidence: float = AUDIT_CONFIDENCE) -> tup
 def bootstrap_interval(
     statistic, n: int, seed: int = 0, confidence: float = AUDIT_CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic(indices)` over n paired (gold, predicted) items."""
-    result = bootstrap(
-        (np.arange(n),),
-        statistic,
-        vectorized=False,
-        n_resamples=resamples,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if math.isnan(low) or math.isnan(high):  # every resample gave the same value
-        value = float(statistic(np.arange(n)))
-        return value, value
-    return low, high
+    """Percentile bootstrap interval over n paired (gold, predicted) items: `statistic(draws)` gives
+    the value of every resample at once, each row of `draws` (resamples, n) the indices of one."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(np.asarray(statistic(draws), dtype=float), [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -234,17 +225,12 @@ def audit_estimate(
     if n < MIN_AUDIT_LABELS:
         return AuditEstimate(kind.metric, None, n=n, share=share)
     values = [kind.gold(e) for e in gold]
-
-    def headline(indices) -> float:
-        picked = [int(i) for i in indices]
-        return kind.measures([values[i] for i in picked], [predicted[i] for i in picked], labels)[0][kind.metric]
-
     right = sum(kind.agrees(g, p) for g, p in zip(values, predicted, strict=True))
-    low, high = bootstrap_interval(headline, n, seed)
+    low, high = bootstrap_interval(lambda draws: kind.resampled_headline(values, predicted, labels, draws), n, seed)
     accuracy_low, accuracy_high = wilson_interval(right, n)
     return AuditEstimate(
         kind.metric,
-        round(headline(range(n)), 4),
+        round(kind.measures(values, list(predicted), labels)[0][kind.metric], 4),
         round(low, 4),
         round(high, 4),
         round(right / n, 4),

@@ -79,6 +79,11 @@ class Classification(TaskKind):
         report = class_report(gold, predicted, labels)
         return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]}, report["per_label"]
 
+    def resampled_headline(self, gold, predicted, labels, draws):
+        from al_core.metrics import resampled_macro_f1
+
+        return resampled_macro_f1(gold, predicted, labels, draws)
+
     def value_labels(self, value):
         return [value] if value is not None else []
 

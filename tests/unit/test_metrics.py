@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from al_core.metrics import accuracy, span_f1
@@ -93,3 +94,17 @@ def test_span_report_per_type_and_worst_type():
     assert report["worst"] == "PER"
     assert span_f1(true, pred)["per_type"] == {"LOC": pytest.approx(2 / 3), "ORG": 1.0, "PER": 0.0}
     assert kind_of("tagging").config_labels(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]) == ["PER", "LOC"]
+
+
+def test_the_resampled_macro_f1_is_the_reports_on_every_resample():
+    from al_core.metrics import class_report, resampled_macro_f1
+
+    rng = np.random.default_rng(4)
+    labels = ["a", "b", "c", "never"]
+    y_true = list(rng.choice(["a", "b", "c"], size=40, p=[0.7, 0.25, 0.05]))
+    y_pred = [y if rng.random() < 0.6 else str(rng.choice(["a", "b", "c"])) for y in y_true]
+    draws = rng.integers(0, 40, size=(200, 40))
+    fast = resampled_macro_f1(y_true, y_pred, labels, draws)
+    slow = [class_report([y_true[i] for i in row], [y_pred[i] for i in row], labels)["macro_f1"] for row in draws]
+    assert np.allclose(fast, slow)
+    assert len(set(np.round(fast, 6))) > 20  # the resamples differ: the check compares many values
