@@ -208,7 +208,7 @@ def run(args, parser: argparse.ArgumentParser) -> Path:
     written = write_outputs(result, out, formats, report_files(result), overwrite=args.overwrite)
     if args.remove_work:
         shutil.rmtree(work, ignore_errors=True)
-    print(check_summary(result.successor, sum(r.kept for r in result.rows if r.source == "pseudo"), result.kind))
+    print(check_summary(result.successor, sum(r.kept for r in result.rows if r.source == "pseudo")))
     if not args.no_progress:
         print(f"wrote {', '.join(p.name for p in written)} to {out}", file=sys.stderr)
     return out

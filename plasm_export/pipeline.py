@@ -420,9 +420,10 @@ def check_successor(
     }
 
 
-def check_summary(check: dict | None, n_pseudo: int, kind: str) -> str:
-    """The check's verdict in one line (stdout and the reports)."""
-    training_file = "train.conll" if "conll" in kind_of(kind).formats else "train.csv"
+def check_summary(check: dict | None, n_pseudo: int) -> str:
+    """The check's verdict in one line (stdout and the reports). "The training set" is whatever the formats
+    asked for carry: train.csv / train.conll, the JSONL's and the Label Studio import's kept flags."""
+    training_file = "the training set"
     if check is None:
         return (
             f"successor check: off (--no-check) -> {training_file} holds gold + {n_pseudo} "

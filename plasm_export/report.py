@@ -57,7 +57,7 @@ def build_report(result: ExportResult) -> dict:
         "successor_check": result.successor,
         "pseudo_labels_used": result.uses_pseudo_labels,
         "pseudo_passed_filter": sum(1 for r in result.rows if r.source == "pseudo" and r.passed_filter),
-        "verdict": check_summary(result.successor, tasks["pseudo_kept"], kind.name),
+        "verdict": check_summary(result.successor, tasks["pseudo_kept"]),
     }
 
 

@@ -232,7 +232,7 @@ def test_classification_export_every_format_reads_back(tiny_model_dir, tmp_path,
     timings = report["timings_s"]
     assert set(timings) == {"teacher_fit_s", "teacher_eval_s", "teacher_refit_s", "pseudo_label_s", "filter_s"}
     assert report["successor_check"] is None and report["pseudo_labels_used"] is True
-    line = f"successor check: off (--no-check) -> train.csv holds gold + {report['tasks']['pseudo_kept']} pseudo-labels"
+    line = f"successor check: off (--no-check) -> the training set holds gold + {report['tasks']['pseudo_kept']} pseudo-labels"
     assert stdout.startswith(line) and report["verdict"] in (out / "report.md").read_text()
     markdown = (out / "report.md").read_text()
     assert "Teacher:" in markdown and all(f"| {step} | " in markdown for step in timings)
@@ -385,7 +385,7 @@ def test_the_successor_check_writes_the_better_set(tiny_model_dir, tmp_path, mon
         assert pseudo["score"] > gold["score"] + check["margin"] and check["better"] == "with_pseudo"
         assert len(train.examples) == 90 and report["pseudo_labels_used"] is True
         assert [r["label"] for r in rows if r["source"] == "pseudo"] == list(truth.values())
-        verdict = "train.csv holds gold + pseudo-labels"
+        verdict = "the training set holds gold + pseudo-labels"
     else:  # they teach the held-out words wrong
         assert gold["score"] > pseudo["score"] and check["better"] == "gold_only"
         assert {e.id for e in train.examples} == {r["id"] for r in rows if r["source"] == "gold"}
@@ -393,7 +393,7 @@ def test_the_successor_check_writes_the_better_set(tiny_model_dir, tmp_path, mon
         assert not any(t["data"]["plasm_kept"] for t in imported if t["data"]["plasm_source"] == "pseudo")
         assert report["pseudo_labels_used"] is False and report["tasks"]["pseudo_kept"] == 0
         assert report["pseudo_passed_filter"] == 60
-        verdict = "train.csv holds gold alone"
+        verdict = "the training set holds gold alone"
     line = (
         f"successor check: gold + 60 pseudo-labels {pseudo['score']:.3f} vs gold alone {gold['score']:.3f} "
         f"(macro_f1) on 6 held-out gold -> {verdict}"
