@@ -88,7 +88,9 @@ def _run_retrain(settings, redis_conn, workers: list[subprocess.Popen], later=No
     finally:
         for worker in workers:
             worker.terminate()
-        logs = [w.communicate(timeout=60)[0] for w in workers]
+        # a terminated worker finishes the chunk it holds first (rq's warm shutdown): on a loaded machine
+        # that can take more than a minute
+        logs = [w.communicate(timeout=180)[0] for w in workers]
     summary = job.return_value()
     assert job.get_status() == "finished" and summary["status"] == "trained", (summary, "\n".join(logs))
     return summary
