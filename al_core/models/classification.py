@@ -151,3 +151,5 @@ class TransformerClassifier(TransformerModel):
 
 class FrozenClassifier(FrozenEncoderModel, TransformerClassifier):
     """Mean-pooled encoder vectors and a logistic regression: one label per text."""
+
+    _balances_classes = True

@@ -48,6 +48,9 @@ class FrozenEncoderModel:
     """
 
     mode = "frozen"
+    # Whether AL_BALANCE_CLASSES weights this head's classes: measured for one label per text
+    # (BENCHMARKS.md, class balance), not yet for label sets or tags.
+    _balances_classes = False
     scores_whole_pool = True
 
     def __init__(
@@ -153,8 +156,11 @@ class FrozenEncoderModel:
         if not examples:
             raise ValueError("no labeled examples to train on")
         vectors, targets = self._rows(examples, self.vectors(examples))
-        self.head_ = self._head_class.fit(vectors, targets, self.head_c, self.config.seed)
+        self.head_ = self._head_class.fit(vectors, targets, self.head_c, self.config.seed, self._balanced())
         return self
+
+    def _balanced(self) -> bool:
+        return self._balances_classes and self.config.balance_classes
 
     def cross_validated_predictions(self, examples: list[Example], folds: int) -> list:
         """Out-of-fold predictions (labels, or tag lists) for every example, from `folds` heads."""
@@ -165,7 +171,7 @@ class FrozenEncoderModel:
         splitter = KFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
         for train, held in splitter.split(np.arange(len(examples))):
             rows, targets = self._rows([examples[i] for i in train], [vectors[i] for i in train])
-            head = self._head_class.fit(rows, targets, self.head_c, self.config.seed)
+            head = self._head_class.fit(rows, targets, self.head_c, self.config.seed, self._balanced())
             for i in held:
                 predictions[i] = self._decode(self._probs_of(vectors[i], head))
         return predictions

@@ -39,13 +39,15 @@ class LinearHead:
     intercept: np.ndarray
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int) -> LinearHead:
+    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, balanced: bool = False) -> LinearHead:
+        """`balanced`: each class's rows weighted by the inverse of its count (scikit-learn's "balanced")."""
         from sklearn.linear_model import LogisticRegression
 
         classes = np.unique(targets)
         if len(classes) < 2:  # one class labeled so far: it is all the head can say
             return cls(classes, np.zeros((0, vectors.shape[1])), np.zeros(0))
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(vectors, targets)
+        weights = "balanced" if balanced else None
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, targets)
         return cls(model.classes_, model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
 
     def dense(self, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +87,8 @@ class BinaryHeads:
     intercept: np.ndarray
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int) -> BinaryHeads:
+    def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, balanced: bool = False) -> BinaryHeads:
+        """`balanced`: in each class's regression, its present and absent rows weighted alike in total."""
         from sklearn.linear_model import LogisticRegression
 
         n_rows, n_labels = targets.shape
@@ -97,7 +100,8 @@ class BinaryHeads:
                 share = (column.sum() + 1.0) / (n_rows + 2.0)
                 intercept[k] = np.log(share / (1.0 - share))
                 continue
-            model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(vectors, column)
+            weights = "balanced" if balanced else None
+            model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, column)
             coef[k], intercept[k] = model.coef_[0], model.intercept_[0]
         return cls(np.arange(n_labels), coef, intercept)
 

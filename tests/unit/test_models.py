@@ -222,3 +222,43 @@ def test_outputs_of_chunks_saved_loaded_and_joined_are_one_pass_over_all(tiny_mo
         assert [p.shape for p in joined.probs] == [p.shape for p in whole.probs]
         for mine, theirs in zip(joined.probs, whole.probs, strict=True):
             np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_a_class_balanced_head_predicts_a_rare_class_the_plain_head_misses():
+    from al_core.models.heads import LinearHead
+
+    rng = np.random.default_rng(0)
+    centers = {0: [0.0, 0.0], 1: [4.0, 0.0], 2: [1.5, 1.5]}  # the rare class 2 sits between the others
+    counts = {0: 60, 1: 60, 2: 4}
+    vectors = np.vstack([np.array(centers[k]) + rng.normal(0, 1.0, size=(n, 2)) for k, n in counts.items()])
+    targets = np.concatenate([[k] * n for k, n in counts.items()])
+    rare = np.array(centers[2]) + rng.normal(0, 1.0, size=(200, 2))
+    recall = {
+        balanced: float((LinearHead.fit(vectors, targets, 1.0, 0, balanced).probs(rare, 3).argmax(1) == 2).mean())
+        for balanced in (False, True)
+    }
+    assert recall[False] < 0.15 and recall[True] > 0.35
+
+
+@pytest.mark.parametrize("kind,balances", [("classification", True), ("multilabel", False), ("tagging", False)])
+@pytest.mark.parametrize("setting", [True, False])
+def test_the_frozen_head_balances_its_classes_as_the_setting_says(tiny_model_dir, monkeypatch, kind, balances, setting):
+    import dataclasses
+
+    from al_core.models import heads
+
+    asked = []
+    for head in (heads.LinearHead, heads.BinaryHeads):
+        monkeypatch.setattr(
+            head, "fit", classmethod(lambda cls, *args, _fit=head.fit.__func__: asked.append(args[-1]) or _fit(cls, *args))
+        )
+    if kind == "classification":
+        examples, labels = sentiment_examples(2), ["neg", "pos"]
+    elif kind == "multilabel":
+        examples = [Example(id=str(i), text=t, choices=c) for i, (t, c) in enumerate([("a b", ["x"]), ("c d", ["x", "y"]), ("e f", [])])]
+        labels = ["x", "y"]
+    else:
+        examples, labels = ner_examples(1), TAGS
+    config = dataclasses.replace(FAST, balance_classes=setting)
+    build_model(kind, tiny_model_dir, labels, config, "frozen").fit(examples)
+    assert asked == [balances and setting]
