@@ -310,13 +310,9 @@ def publish(
         previous = {} if trained.config_changed or window else read.mirror.published_results()
         # with a window, regions are made for the window alone (a frozen head scores the whole pool)
         outcomes = read.config.task_kind.outcomes(len(trained.labels))
-        candidates = (
-            query_window(read.pool, trained.scores, trained.probs, trained.strategy.name, outcomes, window)
-            if window
-            else read.pool
-        )
         share = settings.acquisition_config().audit_share
         serving = set(trained.audit_served)
+        candidates = read.pool
         if window:  # the audit tasks take their places in the window, the most informative tasks the rest
             candidates = query_window(
                 [e for e in read.pool if e.id not in serving], trained.scores, trained.probs, trained.strategy.name,
