@@ -122,10 +122,15 @@ AUDIT_CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 1000
 
 
-def audit_rank(task_id: str, seed: int) -> float:
-    """A task's place in [0, 1) by a hash of (seed, id): uniform over ids, independent of order and label."""
-    digest = hashlib.sha1(f"{seed}:{task_id}".encode("utf-8", "surrogatepass")).digest()
+def hash_fraction(key: str) -> float:
+    """A stable draw in [0, 1) for `key`: uniform over keys, independent of their order and labels."""
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def audit_rank(task_id: str, seed: int) -> float:
+    """A task's place in [0, 1) among the audit candidates: a hash of (seed, id)."""
+    return hash_fraction(f"{seed}:{task_id}")
 
 
 def is_audit_task(task_id: str, seed: int, share: float) -> bool:
@@ -281,8 +286,7 @@ def predicted_counts(kind: TaskKind, probs, model_labels: list[str]) -> dict[str
 
 
 def _held_out(example: Example, share: float) -> bool:
-    digest = hashlib.sha1(str(example.id).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < share
+    return hash_fraction(str(example.id)) < share
 
 
 def fit_with_estimate(
