@@ -79,6 +79,20 @@ class AcquisitionConfig:
         description="The audit sample: this share of the pool (by a hash of the seed and the task id), served "
         "among the queried tasks and used for an estimate active learning cannot bias; 0: off.",
     )
+    team_size: int = Field(
+        10,
+        ge=1,
+        description="Annotators' labels between two retrains: the served order keeps any this many consecutive "
+        "tasks in different clusters of the encoder's vectors (al_core.ordering.diverse_order); 1: the "
+        "strategy's ranking as it is.",
+    )
+    cold_start_labels: int = Field(
+        20,
+        ge=0,
+        description="The first labels, served in a cold-start order instead of import order or a model's "
+        "ranking: one typical task per cluster of the encoder's vectors (al_core.ordering.cold_start_order), "
+        "so that the first labels cover the data; 0: off.",
+    )
 
     def frozen_below(self, kind: str) -> int:
         return kind_of(kind).frozen_below(self)
