@@ -83,10 +83,10 @@ class TrainingConfig:
     )
     balance_classes: bool = Field(
         True,
-        description="Weight each class's labeled texts by the inverse of its count in the frozen head's logistic "
-        "regression (one label per text), so that a rare class gets predicted: macro F1 up to 0.04 higher on "
-        "imbalanced sets, the same on a balanced one (BENCHMARKS.md, class balance). Not yet for multi-label, "
-        "tagging or fine-tuning.",
+        description="Weight each class's labeled texts by the inverse of its count (one label per text: the frozen "
+        "head's logistic regression and the fine-tuned loss), so that a rare class gets predicted: macro F1 up to "
+        "0.04 higher for the frozen head on imbalanced sets, the same on a balanced one (BENCHMARKS.md, class "
+        "balance). Not for multi-label or tagging.",
     )
     # Set by the caller, not a setting: the backend's warm_start asks for the promoted weights.
     from_scratch: bool = Field(True, description="Train from the pretrained weights, not from the model's own.")

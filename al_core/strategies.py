@@ -18,6 +18,7 @@ published score is a bounded, strictly decreasing function of u, always in [0, 1
 |----------|----------------------------------------|--------------|---------------------------|
 | lc       | 1 - max_y P(y|x)                       | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
 | dlc      | (1 - max_y P(y|x)) x density in [0, 1] | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
+| dlc-rare | dlc's u x a rare-class factor in (0, 1] | [0, 1 - 1/K] | 1 - u / (1 - 1/K)         |
 | margin   | 1 - (P(best) - P(second))              | [0, 1]       | 1 - u  (= the margin)     |
 | entropy  | -sum_y P(y|x) log P(y|x)               | [0, log K]   | 1 - u / log K             |
 | mnlp     | -(1/n) sum_i max_y log P(y_i|x)        | [0, inf)     | exp(-u) (geometric mean of the best tag probabilities) |
@@ -257,6 +258,46 @@ class DensityWeightedLeastConfidence(QueryStrategy):
         self.landmarks_ = state.get("landmarks")
 
 
+class RareClassDLC(DensityWeightedLeastConfidence):
+    """dlc that, while the labeled mix is skewed, prefers the tasks likely to belong to the classes
+    with the fewest labels: u = dlc's u x (1 + sum_c P(c|x) r_c) / (1 + max_c r_c), where
+    r_c = 1 - labels of c / labels of the most labeled class. With every class labeled alike
+    (r = 0) it is dlc; the factor is in (0, 1], so u stays within lc's range."""
+
+    name = "dlc-rare"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.rarity_: np.ndarray | None = None
+
+    def prepare(self, model, labeled):
+        if not labeled:
+            self.rarity_ = None
+            return
+        classes = list(model.labels)
+        counts = np.zeros(len(classes))
+        for example in labeled:
+            for label in example.choices if example.choices is not None else [example.label]:
+                if label in classes:
+                    counts[classes.index(label)] += 1
+        self.rarity_ = 1.0 - counts / max(counts.max(), 1.0)
+
+    def score_outputs(self, probs=None, embeddings=None, n=None):
+        u = super().score_outputs(probs=probs, embeddings=embeddings, n=n)
+        if self.rarity_ is None or not self.rarity_.any():
+            return u
+        likely = np.asarray(probs)
+        likely = likely[..., 1] if likely.ndim == 3 else likely  # multi-label: P(yes) of each class
+        return u * (1.0 + likely @ self.rarity_) / (1.0 + self.rarity_.max())
+
+    def state(self):
+        return super().state() | ({} if self.rarity_ is None else {"rarity": self.rarity_})
+
+    def restore(self, state):
+        super().restore(state)
+        self.rarity_ = state.get("rarity")
+
+
 class MNLP(_ProbabilityStrategy):
     name, kinds, function = "mnlp", frozenset({TAGGING}), staticmethod(mnlp)
     score_formula = "exp(-u)"  # the geometric mean of the best tag probabilities
@@ -320,7 +361,8 @@ class MahalanobisDistance(QueryStrategy):
 STRATEGIES: dict[str, type[QueryStrategy]] = {
     cls.name: cls
     for cls in (
-        RandomStrategy, LeastConfidence, DensityWeightedLeastConfidence, Margin, Entropy, MNLP, MahalanobisDistance
+        RandomStrategy, LeastConfidence, DensityWeightedLeastConfidence, RareClassDLC, Margin, Entropy, MNLP,
+        MahalanobisDistance,
     )
 }
 

@@ -80,7 +80,7 @@ def replay(name, pool, test, labels, ordering, step, seed, args, cache) -> list[
         first = rng.sample(pool, args.start)
     labeled = list(first)
     chosen = {e.id for e in labeled}
-    strategy = get_strategy("random" if ordering == "random" else "dlc", seed=seed)
+    strategy = get_strategy("random" if ordering == "random" else args.strategy, seed=seed)
     subsampler = PoolSubsampler(SubsamplingConfig(), seed=seed)
     gold = [e.label for e in test]
     rows, iteration = [], 0
@@ -115,9 +115,16 @@ def acquisition_config(args) -> AcquisitionConfig:
     return AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
 
 
-def labels_to_reach(curve: dict[int, float], target: float) -> int | None:
-    """The first label count whose mean macro F1 reaches `target` (None: never within the curve)."""
-    return next((n for n in sorted(curve) if curve[n] >= target - 1e-9), None)
+def labels_to_reach(curve: dict[int, float], target: float) -> float | None:
+    """The label count at which the mean macro F1 curve first reaches `target`, linear between the
+    counts measured (None: never within the curve)."""
+    counts = sorted(curve)
+    for before, after in zip([None, *counts], counts):
+        if curve[after] >= target - 1e-9:
+            if before is None or curve[after] == curve[before]:
+                return float(after)
+            return before + (after - before) * (target - curve[before]) / (curve[after] - curve[before])
+    return None
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -131,7 +138,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 if r["ordering"] == ordering:
                     by_n.setdefault(r["labels"], []).append(r["macro_f1"])
             curves[ordering] = {n: statistics.mean(v) for n, v in by_n.items()}
-        random_curve = curves["random"]
+        random_curve = curves.get("random", {})
         for ordering, curve in curves.items():
             mine = [r for r in group if r["ordering"] == ordering]
             seeds = sorted({r["seed"] for r in mine})
@@ -149,7 +156,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 line[f"rare_{at}"] = statistics.mean(r["rare_recall"] for r in at_rows)
                 line[f"rare_labels_{at}"] = statistics.mean(r["rare_labels"] for r in at_rows)
             # the largest shortfall against random at any label count (negative: below random)
-            line["worst_gap"] = min(curve[n] - random_curve[n] for n in curve if n in random_curve)
+            line["worst_gap"] = min((curve[n] - random_curve[n] for n in curve if n in random_curve), default=0.0)
             out.append(line)
     return out
 
@@ -185,15 +192,18 @@ def main(argv=None) -> None:
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--window", type=int, default=200, help="the ranked tasks the serving order is made of")
+    parser.add_argument("--strategy", default=kind_of("classification").default_strategy,
+                        help="the strategy of the default and plain orderings (the backend's default if not given)")
     parser.add_argument("--team", type=int, help="team_size of the default ordering (the engine's default if not given)")
     parser.add_argument("--cold-start", type=lambda v: v.lower() in ("1", "true", "yes", "on"),
                         help="cold_start of the default ordering: on / off (the engine's default if not given)")
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
     parser.add_argument("--rows", help="also write every measured row to this JSON file")
+    parser.add_argument("--from-rows", help="summarise the rows of an earlier --rows file instead of measuring")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    rows = []
-    for name in args.sets.split(","):
+    rows = json.loads(Path(args.from_rows).read_text()) if args.from_rows else []
+    for name in [] if args.from_rows else args.sets.split(","):
         pool, test, labels = load_set(name, args.pool, args.test)
         cache = MemoryEmbeddingCache()
         for step in (int(s) for s in args.steps.split(",")):
@@ -208,7 +218,7 @@ def main(argv=None) -> None:
         "## Labels saved against random order\n\n" + machine_line() + "\n"
         f"`python -m benchmarks.bench_saving --sets {args.sets} --orderings {args.orderings} --steps {args.steps} "
         f"--seeds {args.seeds}`: MiniLM-L6 frozen head (the auto default below its fine-tuning threshold), "
-        f"strategy dlc, team_size {defaults.team_size}, cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, "
+        f"strategy {args.strategy}, team_size {defaults.team_size}, cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, "
         f"{args.test} held-out texts, {args.start} -> {args.stop} labels. 'saved at N': the labels the ordering "
         f"needs (mean curve over seeds) to reach random order's mean macro F1 at N, as a share of N saved.\n\n"
         + table(summarise(rows)) + "\n"

@@ -41,6 +41,7 @@ class MeanPooledClassifier(torch.nn.Module):
         self.config = encoder.config
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, n_labels)
         self.multi_label = multi_label
+        self.class_weights: torch.Tensor | None = None  # of the softmax loss, set per training set
 
     @classmethod
     def from_pretrained(cls, source: str, n_labels: int, multi_label: bool, fresh: bool) -> MeanPooledClassifier:
@@ -80,7 +81,8 @@ class MeanPooledClassifier(torch.nn.Module):
             if self.multi_label:
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
             else:
-                loss = torch.nn.functional.cross_entropy(logits, labels)
+                weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
+                loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
@@ -95,6 +97,7 @@ class TransformerClassifier(TransformerModel):
     task_kind = kind_of(CLASSIFICATION)
     _auto_class = AutoModelForSequenceClassification
     _multi_label = False  # the head's loss: softmax cross-entropy
+    _balances_classes = True
     _head_class: type = LinearHead  # the regression the head starts as (and a frozen head is)
 
     def _target(self, example: Example):
@@ -126,11 +129,27 @@ class TransformerClassifier(TransformerModel):
             lambda out, batch, _: list(mean_pool(out.last_hidden_state.float(), batch["attention_mask"]).cpu().numpy()),
             use_amp=self.config.mixed_precision,
         )
-        probe = self._head_class.fit(np.stack(vectors), np.array([f["labels"] for f in features]), HEAD_C, self.config.seed)
+        probe = self._head_class.fit(
+            np.stack(vectors), np.array([f["labels"] for f in features]), HEAD_C, self.config.seed, self._balanced()
+        )
         weight, bias = probe.dense(len(self.labels))
         with torch.no_grad():
             module.classifier.weight.copy_(torch.from_numpy(weight))
             module.classifier.bias.copy_(torch.from_numpy(bias))
+
+    def _prepare_loss(self, features):
+        """Balanced classes: each class's texts weigh n / (classes labeled x its count) in the loss,
+        as the frozen head's regression weighs them (scikit-learn's "balanced")."""
+        module = self.model_
+        if not isinstance(module, MeanPooledClassifier) or module.multi_label:
+            return
+        module.class_weights = None
+        if self._balanced():
+            counts = np.bincount([f["labels"] for f in features], minlength=len(self.labels)).astype(np.float64)
+            present = counts > 0
+            weights = np.ones(len(self.labels))
+            weights[present] = counts.sum() / (present.sum() * counts[present])
+            module.class_weights = torch.tensor(weights, dtype=torch.float32)
 
     def _encode(self, examples, with_labels):
         limit = self.config.max_length
@@ -151,5 +170,3 @@ class TransformerClassifier(TransformerModel):
 
 class FrozenClassifier(FrozenEncoderModel, TransformerClassifier):
     """Mean-pooled encoder vectors and a logistic regression: one label per text."""
-
-    _balances_classes = True

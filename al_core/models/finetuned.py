@@ -53,6 +53,9 @@ class TransformerModel:
     mode = "finetune"
     scores_whole_pool = False  # scoring means a forward pass per task: UPS decides how many
     _head_options: dict = {}  # extra settings of a fresh head (its loss)
+    # Whether AL_BALANCE_CLASSES weights the classes (the frozen head's regression, the fine-tuned
+    # loss): for one label per text (BENCHMARKS.md, class balance), not for label sets or tags.
+    _balances_classes = False
 
     def __init__(self, model_name_or_path: str | Path, labels: list[str], config: TrainingConfig | None = None):
         if not labels:
@@ -96,6 +99,12 @@ class TransformerModel:
     def _start_head(self, features: list[dict]) -> None:
         """First weights of a new head before fine-tuning; a random start unless a kind says otherwise."""
 
+    def _prepare_loss(self, features: list[dict]) -> None:
+        """What the loss needs to know of this training set (a kind's class weights); nothing by default."""
+
+    def _balanced(self) -> bool:
+        return self._balances_classes and self.config.balance_classes
+
     def _require_fitted(self) -> torch.nn.Module:
         if self.model_ is None:
             raise NotFittedError(f"{type(self).__name__} is used before fit() or load()")
@@ -113,6 +122,7 @@ class TransformerModel:
         features = self._encode(examples, with_labels=True)
         if fresh:
             self._start_head(features)
+        self._prepare_loss(features)
         callback = None
         if on_checkpoint is not None:
             def callback(step: int, learning_rate: float) -> None:

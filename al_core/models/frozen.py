@@ -48,9 +48,6 @@ class FrozenEncoderModel:
     """
 
     mode = "frozen"
-    # Whether AL_BALANCE_CLASSES weights this head's classes: measured for one label per text
-    # (BENCHMARKS.md, class balance), not yet for label sets or tags.
-    _balances_classes = False
     scores_whole_pool = True
 
     def __init__(
@@ -158,9 +155,6 @@ class FrozenEncoderModel:
         vectors, targets = self._rows(examples, self.vectors(examples))
         self.head_ = self._head_class.fit(vectors, targets, self.head_c, self.config.seed, self._balanced())
         return self
-
-    def _balanced(self) -> bool:
-        return self._balances_classes and self.config.balance_classes
 
     def cross_validated_predictions(self, examples: list[Example], folds: int) -> list:
         """Out-of-fold predictions (labels, or tag lists) for every example, from `folds` heads."""

@@ -37,6 +37,7 @@ class TransformerMultiLabel(TransformerClassifier):
     task_kind = kind_of(MULTILABEL)
     _head_options = {"problem_type": "multi_label_classification"}
     _multi_label = True  # the head's loss: binary cross-entropy per class
+    _balances_classes = False
     _head_class = BinaryHeads
 
     def _target(self, example):

@@ -262,3 +262,26 @@ def test_the_frozen_head_balances_its_classes_as_the_setting_says(tiny_model_dir
     config = dataclasses.replace(FAST, balance_classes=setting)
     build_model(kind, tiny_model_dir, labels, config, "frozen").fit(examples)
     assert asked == [balances and setting]
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_fine_tuning_weighs_its_classes_as_the_setting_says(tiny_model_dir, setting):
+    import dataclasses
+
+    examples = sentiment_examples(2)
+    examples = examples + [Example(id=f"x{i}", text=e.text, label=e.label) for i, e in enumerate(examples) if e.label == "pos"] * 2
+    config = dataclasses.replace(FAST, balance_classes=setting)
+    model = build_model("classification", tiny_model_dir, ["neg", "pos", "unused"], config, "finetune").fit(examples)
+    weights = model.model_.class_weights
+    if not setting:
+        assert weights is None
+        return
+    n_pos = sum(e.label == "pos" for e in examples)
+    n_neg = len(examples) - n_pos
+    assert n_pos > n_neg  # skewed, so the weights differ
+    # each labeled class weighs n / (2 x its count) in total: the rare class more; a class with no text 1
+    np.testing.assert_allclose(weights.numpy(), [len(examples) / (2 * n_neg), len(examples) / (2 * n_pos), 1.0], rtol=1e-6)
+    multilabel = build_model("multilabel", tiny_model_dir, ["x", "y"], config, "finetune").fit(
+        [Example(id="a", text="a b", choices=["x"]), Example(id="b", text="c d", choices=["x", "y"])]
+    )
+    assert multilabel.model_.class_weights is None

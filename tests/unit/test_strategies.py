@@ -84,7 +84,7 @@ def test_random_differs_by_seed(classifier):
 
 
 def test_unknown_strategy_is_named():
-    with pytest.raises(UnknownStrategyError, match="'bald'.*available: dlc, entropy, lc"):
+    with pytest.raises(UnknownStrategyError, match="'bald'.*available: dlc, dlc-rare, entropy, lc"):
         get_strategy("bald")
 
 
@@ -296,3 +296,31 @@ def test_each_kind_s_default_strategy_applies_to_it():
     }
     for name, kind in KINDS.items():
         assert name in STRATEGIES[kind.default_strategy].kinds
+
+
+def test_dlc_rare_prefers_the_class_with_fewest_labels_only_while_the_mix_is_skewed():
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(labels=["common", "rare", "other"])
+    probs = np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2]])  # equally unsure; the second looks rare
+    embeddings = np.array([[1.0, 0.2, 0.0], [1.0, 0.0, 0.2]])  # alike: the same density
+    plain = get_strategy("dlc", seed=0)
+    rare = get_strategy("dlc-rare", seed=0)
+    skewed = [Example(id=str(i), text="t", label="common") for i in range(8)] + [
+        Example(id="r", text="t", label="rare"), Example(id="o", text="t", label="other")
+    ]
+    rare.prepare(model, skewed)
+    u_plain = plain.score_outputs(probs=probs, embeddings=embeddings)
+    u_rare = rare.score_outputs(probs=probs, embeddings=embeddings)
+    assert u_plain[0] == pytest.approx(u_plain[1])
+    assert u_rare[1] > u_rare[0]
+    assert np.all(u_rare <= u_plain + 1e-12)  # a factor in (0, 1]: u stays in lc's range
+    # the factor travels with the version's state
+    restored = get_strategy("dlc-rare", seed=0)
+    restored.restore(rare.state())
+    np.testing.assert_allclose(restored.score_outputs(probs=probs, embeddings=embeddings), u_rare)
+    balanced = [Example(id=f"{c}{i}", text="t", label=c) for c in model.labels for i in range(3)]
+    rare.prepare(model, balanced)
+    fresh = get_strategy("dlc-rare", seed=0)
+    fresh.restore(rare.state())
+    np.testing.assert_allclose(fresh.score_outputs(probs=probs, embeddings=embeddings), u_plain)
