@@ -19,6 +19,10 @@ from sklearn.cluster import KMeans
 
 _EPS = 1e-12
 
+# The ranked tasks a serving order is made of: the most informative QUERY_WINDOW (or the batch, if
+# larger) fresh tasks, the backend's default query window (AL_QUERY_WINDOW).
+QUERY_WINDOW = 200
+
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     rows = np.asarray(vectors, dtype=np.float32)

@@ -1,11 +1,13 @@
 """Replays gold labels through the active-learning loop and records what every iteration cost.
 
-Per seed: a random seed set is labeled; then, each iteration t = 0..N, the acquisition model
-is trained from scratch on the labeled set L_t, the successors are trained on L_t (and, with
-PLASM, again on L_t + filtered pseudo-labels) and evaluated on the test set; for t < N the
-acquisition model scores the pool (full, UPS or random subsampling, through
-al_core.loop.run_round, the function the live backend's worker calls) and the query's gold
-labels join L_{t+1}.
+Per seed: a seed set is labeled (opening with the cold-start order, the rest at random); then,
+each iteration t = 0..N, the acquisition model is trained from scratch on the labeled set L_t,
+the successors are trained on L_t (and, with PLASM, again on L_t + filtered pseudo-labels) and
+evaluated on the test set; for t < N the acquisition model scores the pool (full, UPS or random
+subsampling, through al_core.loop.run_round, the function the live backend's worker calls) and
+the query is taken as the backend serves it: the ranking in the team's serving order (or the
+cold-start order while labels are fewer than cold_start_labels), with the audit tasks in their
+places. Its gold labels join L_{t+1}.
 
 Results: results.jsonl in the run's folder, one record per seed x iteration x successor,
 written one iteration at a time. A killed run resumes: finished (seed, iteration) pairs are
@@ -21,6 +23,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,18 +149,78 @@ def _estimates(quality) -> dict:
     }
 
 
-def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int) -> list[str]:
-    """A random seed set: a number of tasks, or sentences up to a word budget."""
-    order = np.random.default_rng([seed, 0]).permutation(len(data.pool))
-    amount = config.seed_set.resolve(len(data.pool), data.pool_words)
-    if not config.seed_set.in_words:
-        return [data.pool[i].id for i in order[:amount]]
+def has_encoder(config: SimulationConfig) -> bool:
+    """Whether the acquisition model has an encoder whose vectors the orders read (a transformer)."""
+    return config.acquisition.kind == "transformer"
+
+
+def order_vectors(config: SimulationConfig, data: SimulationData, cache) -> Callable | None:
+    """`vectors_of(examples)` for the orders (al_core.ordering): the acquisition model's frozen
+    encoder, one vector per task (al_core.models.encoder_vectors), whether the acquisition model is
+    frozen or fine-tuned; with the run's embedding cache, which a frozen acquisition model fills
+    under the same keys. None for a classical acquisition model: it has no encoder, and the seed set
+    and the queries are then taken as if team_size were 1 and cold_start_labels 0."""
+    if not has_encoder(config):
+        return None
+    from al_core.models import encoder_vectors
+
+    spec = config.acquisition
+
+    training = model_factory.training_config(spec, config.training, seed=0)
+    return encoder_vectors(data.kind, expand_path(spec.model), data.labels, training, cache)
+
+
+def cold_start_ids(tasks: list[Example], vectors_of, count: int, seed: int, labeled: set[str]) -> list[str]:
+    """The cold-start order (al_core.ordering.cold_start_order, `count` clusters) of the pool's
+    unlabeled tasks, by id: the clusters are computed over every task sorted by id, so they stay the
+    same as labels come in, and a cluster holding a task of `labeled` gives nothing."""
+    from al_core.ordering import cold_start_order
+
+    ordered = sorted(tasks, key=lambda e: e.id)
+    rows = np.stack(vectors_of(ordered))
+    mask = np.array([e.id in labeled for e in ordered], dtype=bool)
+    return [ordered[i].id for i in cold_start_order(rows, count, seed, mask)]
+
+
+def take_amount(ordered: list[str], amount: int, in_words: bool, n_words: dict[str, int]) -> list[str]:
+    """The first `amount` ids of `ordered`; a word budget: each in order whose words still fit
+    (al_core.strategies.select_batch's rule)."""
+    if not in_words:
+        return list(ordered[:amount])
     chosen, used = [], 0
-    for i in order:
+    for i in ordered:
+        if used + n_words[i] <= amount:
+            chosen.append(i)
+            used += n_words[i]
+    return chosen
+
+
+def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int, vectors_of=None) -> list[str]:
+    """The seed set: a number of tasks, or sentences up to a word budget. With
+    acquisition_mode.cold_start_labels > 0 (and an encoder, `order_vectors`) it opens with the
+    cold-start order: a count takes its first min(count, cold_start_labels) tasks, a word budget its
+    tasks in order while each still fits. The rest is drawn at random (seeded by `seed`);
+    `vectors_of`: the run's, else the acquisition model's encoder with a cache of its own."""
+    amount = config.seed_set.resolve(len(data.pool), data.pool_words)
+    n_words = {e.id: e.n_words for e in data.pool}
+    cold = config.acquisition_mode.cold_start_labels
+    first: list[str] = []
+    if cold > 0:
+        vectors_of = vectors_of or order_vectors(config, data, MemoryEmbeddingCache())
+        if vectors_of is not None:
+            ordered = cold_start_ids(data.pool, vectors_of, cold, seed, set())
+            first = take_amount(ordered, amount, config.seed_set.in_words, n_words)  # at most `cold` tasks
+    taken = set(first)
+    rest = [data.pool[i].id for i in np.random.default_rng([seed, 0]).permutation(len(data.pool))]
+    rest = [i for i in rest if i not in taken]
+    if not config.seed_set.in_words:
+        return first + rest[: amount - len(first)]
+    chosen, used = list(first), sum(n_words[i] for i in first)
+    for i in rest:
         if used >= amount:
             break
-        chosen.append(data.pool[i].id)
-        used += data.pool[i].n_words
+        chosen.append(i)
+        used += n_words[i]
     return chosen
 
 
@@ -276,6 +339,7 @@ class Simulation:
         self.store = ResultsStore(self.folder)
         self.data: SimulationData | None = None
         self._embeddings = MemoryEmbeddingCache()  # frozen-encoder vectors: one pass per task per run
+        self._vectors_of: Callable | None = None  # the orders' vectors (order_vectors), once data is read
 
     @property
     def strategy(self) -> str:
@@ -286,6 +350,8 @@ class Simulation:
 
     def settings_in_force(self) -> dict:
         """Every training, scoring and acquisition value the run uses, defaults included."""
+        from al_core.ordering import QUERY_WINDOW
+
         config = self.config
         acquisition = {"model": config.acquisition.name, "mode": dataclasses.asdict(config.acquisition_mode)}
         if config.acquisition.kind == "transformer":
@@ -295,8 +361,22 @@ class Simulation:
             "acquisition": acquisition,
             "scoring": dataclasses.asdict(self._subsampling()),
             "strategy": self.strategy,
+            "orders": {
+                "team_size": self._team_size(),
+                "cold_start_labels": config.acquisition_mode.cold_start_labels if has_encoder(self.config) else 0,
+                "query_window": QUERY_WINDOW,
+            },
             "training_overrides": config.training,
         }
+
+    # -- the orders (al_core.ordering) ---------------------------------------------------
+    def _team_size(self) -> int:
+        return self.config.acquisition_mode.team_size if has_encoder(self.config) else 1
+
+    def _order_vectors(self) -> Callable | None:
+        if self._vectors_of is None:
+            self._vectors_of = order_vectors(self.config, self.data, self._embeddings)
+        return self._vectors_of
 
     # -- names and amounts ---------------------------------------------------------------
     def successor_names(self) -> list[str]:
@@ -304,10 +384,6 @@ class Simulation:
         if self.config.plasm is not None:
             names += [f"{s.name}+plasm" for s in self.config.successors if s.kind != "acquisition"]
         return names
-
-    def _query_size(self) -> dict:
-        amount = self.config.batch.resolve(len(self.data.pool), self.data.pool_words)
-        return {"word_budget": amount} if self.config.batch.in_words else {"count": amount}
 
     def _subsampling(self) -> SubsamplingConfig:
         s = self.config.scoring
@@ -401,7 +477,6 @@ class Simulation:
     # -- one seed ------------------------------------------------------------------------
     def _run_seed(self, seed: int, finished: dict[int, list[dict]]):
         config, data = self.config, self.data
-        labeled_ids = draw_seed_set(config, data, seed)
         cache = InMemoryScoreCache()
         start = 0
         for t in sorted(finished):  # rebuild the state after the last finished iteration
@@ -409,7 +484,9 @@ class Simulation:
                 break
             labeled_ids = finished[t][0]["labeled_ids_before"] + finished[t][0]["query_ids"]
             start = t + 1
-        if start:
+        if not start:
+            labeled_ids = draw_seed_set(config, data, seed, self._order_vectors())
+        else:
             restored = self.store.load_cache(seed, start - 1)
             cache = restored if restored is not None else InMemoryScoreCache()
         for t in range(start, config.iterations + 1):
@@ -460,7 +537,8 @@ class Simulation:
         return self._successor_records(base, labeled, pool, seed, t)
 
     def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int) -> dict:
-        """The backend's round (al_core.loop.run_round): fit, subsample, score, select."""
+        """The backend's round (al_core.loop.run_round: fit, subsample, score, rank), then the
+        query as the backend serves it (`_served_batch`) with the audit tasks in their places."""
         from al_core.loop import run_round
         from al_core.strategies import get_strategy
 
@@ -478,26 +556,55 @@ class Simulation:
             model_version=f"seed{seed}-it{t}",
             acquisition=config.acquisition_mode,
             seed=seed,
-            **self._query_size(),
+            count=len(pool),  # every freshly scored task, best first: the ranking
         )
+        start = time.perf_counter()
+        batch, order = self._served_batch(list(result.selected_ids), labeled, pool, seed)
+        order_s = time.perf_counter() - start
         share = config.acquisition_mode.audit_share
         labeled_audit = sum(is_audit_task(e.id, seed, share) for e in labeled)
-        query = audited_query(
-            list(result.selected_ids), [e.id for e in pool], len(labeled), labeled_audit, seed, share
-        )
+        query = audited_query(batch, [e.id for e in pool], len(labeled), labeled_audit, seed, share)
         return {
             "acq_fit_s": result.timings.get("fit_s", 0.0),
             "inference_s": result.timings.get("inference_s", 0.0),
-            "select_s": result.timings.get("select_s", 0.0),
+            "select_s": result.timings.get("select_s", 0.0) + order_s,  # the served order's time too
             "n_scored": result.n_scored,
             "full_scoring": subsampling.is_full_iteration(t),
             "overlap": overlap_with_previous_ranking(
-                previous if len(previous) == len(pool) else {}, result.selected_ids, config.overlap_k
+                previous if len(previous) == len(pool) else {}, batch, config.overlap_k
             ),
             "query_ids": query,
+            "query_order": order,
+            "team_size": self._team_size(),
             "audit_queried": sum(is_audit_task(i, seed, share) for i in query),
             **_estimates(result.quality),
         }
+
+    def _served_batch(self, ranking: list[str], labeled, pool, seed: int) -> tuple[list[str], str]:
+        """The batch (a count, or sentences within a word budget) as the backend serves it, and the
+        order it came from. `ranking`: the fresh tasks, best first. "ranking": the first
+        max(batch, QUERY_WINDOW) of them (a word budget: QUERY_WINDOW) in the team's serving order
+        (al_core.ordering.serving_order, team_size), the rest of the ranking after them.
+        "cold_start": while fewer than cold_start_labels tasks are labeled, the cold-start order of
+        the unlabeled tasks comes first (the served ranking fills what it leaves)."""
+        from al_core.ordering import QUERY_WINDOW, serving_order
+
+        config, modes = self.config, self.config.acquisition_mode
+        amount = config.batch.resolve(len(self.data.pool), self.data.pool_words)
+        in_words = config.batch.in_words
+        vectors_of = self._order_vectors()
+        by_id = {e.id: e for e in pool}
+        window = QUERY_WINDOW if in_words else max(amount, QUERY_WINDOW)
+        served = serving_order([by_id[i] for i in ranking[:window]], vectors_of, self._team_size(), seed)
+        ordered = [e.id for e in served] + ranking[window:]
+        order = "ranking"
+        if vectors_of is not None and len(labeled) < modes.cold_start_labels:
+            cold = cold_start_ids(self.data.pool, vectors_of, modes.cold_start_labels, seed, {e.id for e in labeled})
+            if cold:
+                first = set(cold)
+                ordered = cold + [i for i in ordered if i not in first]
+                order = "cold_start"
+        return take_amount(ordered, amount, in_words, {e.id: e.n_words for e in pool}), order
 
     def _last_round(self, acquisition, labeled, seed: int) -> dict:
         """The last iteration: the acquisition model is trained and evaluated, nothing is queried."""
@@ -511,6 +618,8 @@ class Simulation:
             "full_scoring": False,
             "overlap": None,
             "query_ids": [],
+            "query_order": None,
+            "team_size": self._team_size(),
             "audit_queried": 0,
             **_estimates(quality),
         }

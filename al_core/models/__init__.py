@@ -4,6 +4,7 @@
 - `finetuned`: what the fine-tuned models share (`TransformerModel`);
 - `frozen`: what the frozen-encoder models share (`FrozenEncoderModel`); `embedding_cache` keeps
   their vectors; `heads`: the logistic regressions of frozen heads and of a classifier's first head;
+- `encoder_vectors` (here): a model folder's frozen-encoder vector per task, for al_core.ordering;
 - `classification`, `multilabel`, `tagging`: each kind's fine-tuned and frozen model.
 
 A new model is one class in its kind's module plus its line in `MODEL_CLASSES`.
@@ -11,9 +12,13 @@ A new model is one class in its kind's module plus its line in `MODEL_CLASSES`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from al_core.config import TrainingConfig
+from al_core.data import Example
 from al_core.models.base import MODEL_META, MODES, AcquisitionModel, ModelOutputs, Predictor, read_model_meta
 from al_core.models.classification import FrozenClassifier, MeanPooledClassifier, TransformerClassifier
 from al_core.models.embedding_cache import EmbeddingCache, MemoryEmbeddingCache, SqliteEmbeddingCache
@@ -55,6 +60,21 @@ def build_model(
     return cls(model_name_or_path, labels, config)
 
 
+def encoder_vectors(
+    kind: str,
+    model_name_or_path: str | Path,
+    labels: list[str],
+    config: TrainingConfig | None = None,
+    embedding_cache: EmbeddingCache | None = None,
+) -> Callable[[list[Example]], list[np.ndarray]]:
+    """`vectors_of(examples)`: one vector per task from the frozen encoder of a model folder (the
+    frozen model's `task_vectors`), what the orders of al_core.ordering read, whichever way the
+    acquisition model learns. With the cache and TrainingConfig of a frozen acquisition model of the
+    same folder the keys are its own, so the vectors it has embedded are read, not computed again;
+    the encoder loads on the first task the cache lacks."""
+    return build_model(kind, model_name_or_path, labels, config, "frozen", embedding_cache).task_vectors
+
+
 def load_model(
     folder: str | Path, config: TrainingConfig | None = None, embedding_cache: EmbeddingCache | None = None
 ) -> AcquisitionModel:
@@ -85,6 +105,7 @@ __all__ = [
     "TransformerMultiLabel",
     "TransformerTagger",
     "build_model",
+    "encoder_vectors",
     "load_model",
     "model_class",
     "multi_hot",

@@ -93,6 +93,11 @@ class FrozenEncoderModel:
             found.update(fresh)
         return [found[k] for k in keys]
 
+    def task_vectors(self, examples: list[Example]) -> list[np.ndarray]:
+        """One vector per example (the embedding `infer` gives: a tagger's is the mean over its
+        words), for what compares whole tasks (al_core.ordering)."""
+        return [self._summary(v) for v in self.vectors(examples)]
+
     def needs_forward(self, examples: list[Example]) -> list[Example]:
         """The examples the encoder has not embedded yet (one per distinct content)."""
         keys: dict[str, Example] = {}

@@ -73,3 +73,31 @@ def test_cold_start_skips_clusters_already_labeled():
     order = cold_start_order(rows, count=4, labeled=labeled)
     assert sorted(cluster[order]) == [1, 3]
     assert not labeled[order].any()
+
+
+def test_encoder_vectors_read_what_a_frozen_model_of_the_folder_cached(tiny_model_dir):
+    from al_core.models import FrozenClassifier, FrozenTagger, MemoryEmbeddingCache, encoder_vectors
+    from tests.unit.engine_fixtures import FAST, TAGS, ner_examples, sentiment_examples
+
+    class Counting(MemoryEmbeddingCache):
+        writes = 0
+
+        def set_many(self, entries):
+            self.writes += len(entries)
+            super().set_many(entries)
+
+    texts = sentiment_examples(1)
+    cache = Counting()
+    model = FrozenClassifier(tiny_model_dir, ["neg", "pos"], FAST, cache)
+    own = model.vectors(texts)
+    written = cache.writes
+    # the same folder, kind and length limit: the frozen model's vectors, from its cache
+    vectors = encoder_vectors("classification", tiny_model_dir, ["neg", "pos"], FAST, cache)(texts)
+    assert cache.writes == written and all(np.array_equal(a, b) for a, b in zip(vectors, own, strict=True))
+    # a sentence: one vector, the mean over its words
+    sentences = ner_examples(1)
+    tagger = FrozenTagger(tiny_model_dir, TAGS, FAST)
+    per_word = tagger.vectors(sentences)
+    summary = encoder_vectors("tagging", tiny_model_dir, TAGS, FAST)(sentences)
+    assert all(v.shape == (m.shape[1],) for v, m in zip(summary, per_word, strict=True))
+    assert np.allclose(summary[0], np.nanmean(per_word[0], axis=0), atol=1e-6)

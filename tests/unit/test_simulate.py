@@ -223,6 +223,19 @@ def test_tagging_with_word_budget_and_bilstm(tmp_path, tiny_model_dir):
     records = _read(Simulation(config, progress=False).run())
     assert [r["iteration"] for r in records] == [0, 1]
     assert records[0]["labeled_words"] >= budget  # the seed set reaches the word budget
+    # it opens with the cold-start order (over the sentences sorted by id), each while it fits
+    from al_core.config import TrainingConfig
+    from al_core.models import encoder_vectors
+    from al_core.ordering import cold_start_order
+
+    by_id = sorted(train, key=lambda e: e.id)
+    vectors_of = encoder_vectors("tagging", str(tiny_model_dir), ["PER", "LOC"], TrainingConfig().replace(**config.training))
+    cold, used = [], 0
+    for i in cold_start_order(np.stack(vectors_of(by_id)), 20, seed=3):
+        if used + len(by_id[i].words) <= budget:
+            cold.append(by_id[i].id)
+            used += len(by_id[i].words)
+    assert len(cold) > 1 and records[0]["labeled_ids_before"][: len(cold)] == cold
     added = records[1]["labeled_words"] - records[0]["labeled_words"]
     assert 0 < added <= budget  # the query never exceeds it
     assert records[0]["metric"] == "span_f1" and 0.0 <= records[1]["successor_score"] <= 1.0
@@ -397,3 +410,112 @@ def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_it
     }
     assert settings["acquisition"]["mode"]["mode"] == "frozen"
     assert settings["scoring"]["mode"] == "ups"
+
+
+# -- the orders the backend serves (al_core.ordering) ---------------------------------------
+
+
+def _fresh_ranking(folder: Path, seed: int, t: int, pool_order: list[str]) -> list[str]:
+    """The ranking of iteration t's freshly scored tasks, rebuilt from its score-cache checkpoint:
+    highest score first, ties in pool order (al_core.strategies.select_batch's rule)."""
+    rows = json.loads((folder / "state" / f"seed-{seed}" / f"cache-it{t}.json").read_text())
+    fresh = [i for i in pool_order if i in rows and rows[i][2] == t]
+    return sorted(fresh, key=lambda i: -rows[i][0])
+
+
+def _pool_file(folder: Path, texts: dict[str, str]) -> Path:
+    labels = {i: "positive" if any(w in text.split() for w in POSITIVE) else "negative" for i, text in texts.items()}
+    write_jsonl([Example(id=i, text=text, label=labels[i]) for i, text in texts.items()], folder / "groups.jsonl")
+    return folder / "groups.jsonl"
+
+
+def test_team_size_one_and_no_cold_start_take_the_ranking_as_it_is(tiny_config):
+    from al_core.acquisition import audited_query, is_audit_task
+
+    tiny_config.update(seeds=[0], acquisition_mode={"mode": "finetune", "team_size": 1, "cold_start_labels": 0})
+    folder = Simulation(parse_config(tiny_config), progress=False).run()
+    records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+    pool_order = [json.loads(line)["id"] for line in Path(tiny_config["dataset"]["pool_path"]).read_text().splitlines()]
+    # the seed set: the random draw of the seed
+    draw = np.random.default_rng([0, 0]).permutation(len(pool_order))
+    assert records[0]["labeled_ids_before"] == [pool_order[i] for i in draw[:20]]
+    # iteration 1 (a UPS iteration): the top of the fresh ranking, the audit tasks in their places
+    before = records[1]["labeled_ids_before"]
+    unlabeled = [i for i in pool_order if i not in set(before)]
+    ranking = _fresh_ranking(folder, 0, 1, unlabeled)
+    share = parse_config(tiny_config).acquisition_mode.audit_share
+    labeled_audit = sum(is_audit_task(i, 0, share) for i in before)
+    assert records[1]["query_ids"] == audited_query(ranking[:10], unlabeled, len(before), labeled_audit, 0, share)
+    assert [(r["query_order"], r["team_size"]) for r in records.values()] == [("ranking", 1), ("ranking", 1), (None, 1)]
+
+
+def test_a_team_is_served_the_serving_order_no_two_twins_in_one_batch(tmp_path, tiny_model_dir, classification_files):
+    from al_core.config import TrainingConfig
+    from al_core.models import encoder_vectors
+    from al_core.ordering import serving_order
+
+    rng = random.Random(2)
+    texts: set[str] = set()
+    while len(texts) < 120:
+        texts.add(_review(rng, rng.choice(["positive", "negative"])))
+    pairs = {f"{twin}{n}": text for n, text in enumerate(sorted(texts)) for twin in "ab"}  # each text twice
+    pool = _pool_file(tmp_path, pairs)
+    data = _config(tmp_path, pool, classification_files[1], seeds=[0], scoring={"mode": "full"})
+    data["acquisition"]["model"] = str(tiny_model_dir)
+    modes = {"mode": "frozen", "audit_share": 0, "cold_start_labels": 0}
+
+    def queries(team: int, name: str) -> tuple[Path, dict[int, dict]]:
+        config = data | {"output_dir": str(tmp_path / name), "acquisition_mode": modes | {"team_size": team}}
+        folder = Simulation(parse_config(config), progress=False).run()
+        return folder, {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+
+    def has_twins(ids: list[str]) -> bool:
+        return len({pairs[i] for i in ids}) < len(ids)
+
+    # one annotator: the ranking as it is; twins score the same and stand side by side
+    _, alone = queries(1, "alone")
+    assert any(has_twins(alone[t]["query_ids"]) for t in (0, 1))
+    folder, team = queries(10, "team")
+    assert [team[t]["team_size"] for t in range(3)] == [10, 10, 10]
+    assert not any(has_twins(team[t]["query_ids"]) for t in (0, 1))
+    # the batch is the first tasks of serving_order over the top QUERY_WINDOW of the ranking
+    before = team[1]["labeled_ids_before"]
+    ranking = _fresh_ranking(folder, 0, 1, [i for i in pairs if i not in set(before)])
+    examples = {i: Example(id=i, text=pairs[i]) for i in pairs}
+    training = TrainingConfig().replace(**data["training"])
+    vectors_of = encoder_vectors("classification", str(tiny_model_dir), ["negative", "positive"], training)
+    served = serving_order([examples[i] for i in ranking[:200]], vectors_of, 10, seed=0)
+    assert team[1]["query_ids"] == [e.id for e in served[:10]]
+    assert set(team[1]["query_ids"]) != set(ranking[:10])
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # the serving order's k-means on 16 points
+def test_the_cold_start_order_takes_one_task_per_cluster_first(tmp_path, tiny_model_dir, classification_files):
+    # 16 groups of 15 copies of one text: to the encoder, 16 points
+    rng = random.Random(3)
+    texts: set[str] = set()
+    while len(texts) < 16:
+        texts.add(_review(rng, rng.choice(["positive", "negative"])))
+    group_of = {f"g{g}-{c}": text for g, text in enumerate(sorted(texts)) for c in range(15)}
+    pool = _pool_file(tmp_path, group_of)
+    data = _config(
+        tmp_path, pool, classification_files[1], seeds=[0, 1], scoring={"mode": "full"},
+        seed_set={"count": 8}, batch={"count": 8},
+        acquisition_mode={"mode": "frozen", "audit_share": 0, "cold_start_labels": 16},
+    )
+    data["acquisition"]["model"] = str(tiny_model_dir)
+    records = [r for r in _read(Simulation(parse_config(data), progress=False).run()) if r["successor"] == "tfidf"]
+    for seed in (0, 1):
+        by_t = {r["iteration"]: r for r in records if r["seed"] == seed}
+        seed_set = by_t[0]["labeled_ids_before"]
+        # the seed set (8 of the 16 cold-start labels) from 8 groups; the next query, still in the
+        # cold start, from the 8 others
+        assert len({group_of[i] for i in seed_set}) == 8
+        assert len({group_of[i] for i in seed_set + by_t[0]["query_ids"]}) == 16
+        assert [by_t[t]["query_order"] for t in range(3)] == ["cold_start", "ranking", None]
+    # without the cold start the same seeds draw the seed set at random: copies of one text in it
+    off = {"mode": "frozen", "audit_share": 0, "cold_start_labels": 0}
+    plain = data | {"output_dir": str(tmp_path / "plain"), "iterations": 1, "acquisition_mode": off}
+    plain_records = _read(Simulation(parse_config(plain), progress=False).run())
+    drawn = [r["labeled_ids_before"] for r in plain_records if r["iteration"] == 0 and r["successor"] == "tfidf"]
+    assert all(len({group_of[i] for i in ids}) < 8 for ids in drawn)
