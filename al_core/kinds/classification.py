@@ -22,7 +22,7 @@ class Classification(TaskKind):
     metric = "macro_f1"
     metrics = ("macro_f1", "accuracy")
     drop_metric = "accuracy"
-    default_strategy = "dlc"  # least confidence weighted by density (al_core.strategies)
+    default_strategy = "dlc-rare"  # dlc, preferring the classes with fewest labels (al_core.strategies; BENCHMARKS.md, labels saved)
     label_noun = "class"
     mention_unit = "tasks"
     unit = "task"

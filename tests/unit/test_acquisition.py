@@ -273,7 +273,7 @@ def test_a_single_labeled_class_is_predicted_with_certainty(tiny_model_dir):
     assert probs[:, 1].tolist() == [1.0] * 4
 
 
-@pytest.mark.parametrize("strategy", ["lc", "dlc", "margin", "entropy", "md"])
+@pytest.mark.parametrize("strategy", ["lc", "dlc", "dlc-rare", "margin", "entropy", "md"])
 def test_every_classification_strategy_scores_the_frozen_head(tiny_model_dir, strategy):
     from al_core.strategies import get_strategy
 

@@ -290,7 +290,7 @@ def test_a_strategy_without_a_published_score_says_so():
 
 def test_each_kind_s_default_strategy_applies_to_it():
     assert {name: kind.default_strategy for name, kind in KINDS.items()} == {
-        "classification": "dlc",
+        "classification": "dlc-rare",
         "multilabel": "lc",
         "tagging": "mnlp",
     }
