@@ -7,7 +7,8 @@ AL_ACQUISITION_MODE decides) with its quality estimate, scores the UPS subset of
 workers, ml_backend.jobs.split_pass), promotes the new version, publishes a scored prediction
 for every unlabeled task under it (the most informative fresh scores, then the project's
 ordering is pointed at the version, then the rest) in the order `served_order` composes, and
-appends the retrain to the history.
+appends the retrain to the history. Before the project has the labels to train on, a retrain
+publishes the cold-start order alone, under a version without a model (`publish_cold_start`).
 The jobs that run it are in ml_backend.jobs.run.
 """
 
@@ -52,7 +53,15 @@ from ml_backend.labelstudio.reading import ReadReport, log_report, read_examples
 from ml_backend.predictor import config_hash, regions, save_strategy_state
 from ml_backend.settings import Settings
 from ml_backend.storage.history import record_retrain
-from ml_backend.storage.store import VersionStore, embedding_cache, score_cache, version_name, version_number
+from ml_backend.storage.store import (
+    COLD_START,
+    VersionStore,
+    embedding_cache,
+    has_model,
+    score_cache,
+    version_name,
+    version_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +115,7 @@ class ProjectRead:
     pool: list[Example]
     reading: dict  # kind, label_counts, skipped, ties, read (the summary's part about the read)
     ls_read_s: float
+    model_version: str | None = None  # the version Label Studio orders the project by
 
 
 @dataclass
@@ -142,9 +152,7 @@ def train_and_publish(
         read = read_project(project_id, settings, gateway)
     timer.timings["ls_read_s"] = read.ls_read_s  # of read_s, the calls to Label Studio
     if len(read.labeled) < settings.min_labels:
-        raise NotReadyError(
-            f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training", read.reading
-        )
+        return publish_cold_start(project_id, settings, store, gateway, state, read, timer, started_at)
     trained = train_round(project_id, settings, store, redis, read, timer, split)
     # what the new version predicts over the pool tasks it scored (the probabilities are at hand)
     predicted = {
@@ -185,9 +193,125 @@ def train_and_publish(
     return summary
 
 
+def publish_cold_start(
+    project_id: int,
+    settings: Settings,
+    store: VersionStore,
+    gateway: LSGateway,
+    state,
+    read: ProjectRead,
+    timer: StepTimer,
+    started_at: float,
+) -> dict[str, Any]:
+    """Before the project has AL_MIN_LABELS labeled tasks to train on: the cold-start order alone
+    (`cold_start_tasks`, with the audit tasks in their places), published as a version without a
+    model (acquisition mode "cold_start": a version.json and no weights) whose predictions carry no
+    region, only the score of their place. It is promoted and listed like any version; /predict
+    answers the untrained answer while it is the promoted one. Raises NotReadyError (a `waiting`
+    retrain) when there is nothing to publish (cold start off, an empty pool) or when Label Studio
+    already orders the project by the promoted cold-start version with this very order."""
+    waiting = f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training"
+    acquisition = settings.acquisition_config()
+    if acquisition.cold_start_labels <= 0 or not read.pool:
+        raise NotReadyError(waiting, read.reading)
+    labels = model_labels(read.config)
+    with timer.step("cold_start_s"):
+        vectors_of = OrderVectors(settings, project_id, read.config.kind, labels)
+        cold = cold_start_tasks(read.labeled, read.pool, acquisition.cold_start_labels, vectors_of, settings.seed)
+    if not cold:
+        raise NotReadyError(waiting, read.reading)
+    share = acquisition.audit_share
+    audit = audit_ids([e.id for e in read.pool if e.id not in set(cold)], settings.seed, share)[
+        : audit_slots(len(cold), share)
+    ]
+    labeled_audit = sum(is_audit_task(e.id, settings.seed, share) for e in read.labeled)
+    # no model, no ranking: each task's score is its place in the cold-start order, in [0, 1)
+    predictions = served_order(
+        [{"task": int(i), "result": [], "score": round(n / len(cold), 6)} for n, i in enumerate(cold)]
+        + [{"task": int(i), "result": [], "score": 0.0} for i in audit],
+        cold_start=cold,
+        audit=audit,
+        share=share,
+        first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
+    )
+    order = [str(p["task"]) for p in predictions]
+    current = store.current_version(project_id)
+    if current is not None and read.model_version == current:
+        meta = store.meta(project_id, current)
+        if (
+            not has_model(meta)
+            and meta.get("published_order") == order
+            and meta.get("label_config_hash") == config_hash(read.label_config)
+            and gateway.model_versions(project_id).get(current) == len(order)
+        ):
+            raise NotReadyError(f"{waiting}; {current} serves the cold-start order", read.reading)
+    config_changed = promoted_label_set_changed(store, project_id, read.config)
+    iteration = store.next_iteration(project_id)
+    version = version_name(project_id, iteration + 1)
+    with timer.step("save_s"):
+        meta = {
+            "project": project_id,
+            "kind": read.config.kind,
+            "labels": labels,
+            "label_config": read.label_config,
+            "label_config_hash": config_hash(read.label_config),
+            "strategy": None,
+            "base_model": settings.acquisition_model,
+            "acquisition_mode": COLD_START,
+            "quality": None,
+            "audit": {
+                "share": share,
+                "served": len(audit),
+                "labeled": labeled_audit,
+            },
+            "label_counts": read.reading["label_counts"],
+            "n_labeled": len(read.labeled),
+            "labeled_ids": [e.id for e in read.labeled],
+            "n_pool": len(read.pool),
+            "n_scored": 0,
+            "cold_start": cold,
+            "published_order": order,
+            "started_at": started_at,
+            "created_at": time.time(),
+        }
+        store.save_version(project_id, version, iteration, lambda folder: None, meta)
+    report = PublishReport()
+    timer.add(gateway.publish_version(project_id, version, predictions, [], report))
+    read.mirror.record_published(predictions)
+    timings = timer.total()
+    pruned: dict[str, int] = {}
+    if report.activated:
+        pruned, timings["prune_s"] = prune_when_idle(project_id, settings, gateway, state, version)
+    summary = {
+        "status": "cold_start",
+        "reason": f"{waiting}: the cold-start order is served meanwhile",
+        "version": version,
+        "iteration": iteration,
+        "n_labeled": len(read.labeled),
+        "n_pool": len(read.pool),
+        "n_scored": 0,
+        "n_published": report.created,
+        "acquisition_mode": COLD_START,
+        "quality": None,
+        "audit": meta["audit"],
+        "order": order_summary(settings, cold),
+        "label_config_changed": config_changed,
+        **read.reading,
+        "publish": report.summary(),
+        "pruned_versions": pruned,
+        "split": {},
+        "started_at": started_at,
+        "timings": timings,
+    }
+    record_retrain(settings, summary, meta, None, read.labeled, read.pool, {}, read.config)
+    log.info("project %s: %s", project_id, summary)
+    return summary
+
+
 def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> ProjectRead:
     """The project's label config and tasks, through the backend's mirror of them."""
-    label_config = gateway.get_project(project_id).get("label_config") or ""
+    project = gateway.get_project(project_id)
+    label_config = project.get("label_config") or ""
     config = check_config(label_config)
     mirror = task_mirror(settings, project_id)
     tasks, sync_report = sync(mirror, gateway, project_id, config_hash(label_config))
@@ -203,7 +327,9 @@ def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> Pro
         "ties": report.ties,
         "read": sync_report.as_dict(),
     }
-    return ProjectRead(label_config, config, mirror, labeled, pool, reading, sync_report.timings["read_s"])
+    return ProjectRead(
+        label_config, config, mirror, labeled, pool, reading, sync_report.timings["read_s"], project.get("model_version")
+    )
 
 
 def train_round(
@@ -389,7 +515,7 @@ def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: s
     (fine-tuning only: a frozen head is retrained from its cached vectors in milliseconds)."""
     config = settings.training_config()
     current = store.current_version(project_id)
-    if mode == "finetune" and settings.warm_start and current:
+    if mode == "finetune" and settings.warm_start and current and has_model(store.meta(project_id, current)):
         folder = store.version_dir(project_id, current)
         meta = read_model_meta(folder)
         if meta["kind"] == kind and meta["labels"] == labels and meta.get("mode", "finetune") == mode:

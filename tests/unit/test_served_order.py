@@ -1,6 +1,7 @@
 """The order a version's predictions are served in (ml_backend.jobs.retrain_steps.served_order):
 the cold-start tasks first, then the strategy's ranking in the team-diverse order, the audit tasks
-in their places, and published scores that strictly increase along it."""
+in their places, and published scores that strictly increase along it. Before the project has the
+labels to train on, a version without a model publishes the cold-start order alone."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import numpy as np
 
 from al_core.acquisition import interleave_audit
 from al_core.data import Example
+from ml_backend.app import create_app
 from ml_backend.jobs.retrain_steps import cold_start_tasks, served_order, team_order
-from ml_backend.jobs.run import run_retrain
+from ml_backend.jobs.run import run_retrain, run_scoring
 from ml_backend.jobs.status import MemoryState
+from ml_backend.storage.history import history_path, read_last
+from ml_backend.storage.store import VersionStore
 from testkit.fake_label_studio import CLS_CONFIG, TEXTS
 from tests.helpers import backend_settings
+from tests.unit.test_backend_app import wait_until
 
 
 def settings_for(url, tmp_path, model, **overrides):
@@ -161,3 +166,72 @@ def test_with_fewer_labels_than_the_cold_start_the_first_tasks_come_from_uncover
     # cold_start_labels 0: the strategy's ranking alone
     off = run_retrain(1, settings_for(url, tmp_path, tiny_model_dir, team_size=3), MemoryState())
     assert off["order"]["cold_start"] == [] and "cold_start_s" not in off["timings"]
+
+
+def test_before_any_label_a_version_without_a_model_publishes_the_cold_start_order(
+    fake_ls, tmp_path, tiny_model_dir
+):
+    fake, url = fake_ls
+    ids, groups = clustered_project(fake, n_labeled=0)
+    settings = settings_for(url, tmp_path, tiny_model_dir, cold_start_labels=4, audit_share=0.04)
+    first = run_retrain(1, settings, MemoryState())
+    assert first["status"] == "cold_start" and first["n_published"] == len(served(fake, first["version"]))
+    window = served(fake, first["version"])
+    cold = [p for p in window if str(p["task"]) in first["order"]["cold_start"]]
+    assert sorted(text_of(fake, p) for p in cold) == sorted(groups)  # one task of each cluster
+    assert [str(p["task"]) for p in cold] == first["order"]["cold_start"] == [str(p["task"]) for p in window[:4]]
+    assert all(p["result"] == [] for p in window)
+    assert fake.projects[1]["model_version"] == first["version"]
+
+    client = create_app(settings).test_client()
+    assert first["version"] in client.get("/versions").json["versions"]
+    status = client.get("/status/1").json["projects"]["1"]
+    assert status["current_version"] == first["version"] and status["current"]["acquisition_mode"] == "cold_start"
+    answer = client.post("/predict", json={"project": "1.1", "tasks": [{"id": ids[0], "data": {"text": "x"}}]})
+    assert answer.status_code == 200 and answer.json["results"][0]["model_version"] == "untrained"
+    assert client.get("/campaign/1").status_code == 200 and client.get("/campaign/1.json").status_code == 200
+    assert run_scoring(1, [{"id": ids[0], "data": {"text": "x"}}], settings)["reason"] == "no model yet"
+    assert read_last(history_path(settings.model_dir, 1))[-1]["version"] == first["version"]
+
+    # nothing changed: Label Studio already serves this order, no new version
+    again = run_retrain(1, settings, MemoryState())
+    assert again["status"] == "waiting" and "serves the cold-start order" in again["reason"]
+    # one label covers its cluster: the next cold-start version leaves it out
+    fake.choose(groups[list(groups)[0]][0], "Positive")
+    one = run_retrain(1, settings, MemoryState())
+    assert one["status"] == "cold_start" and len(one["order"]["cold_start"]) == 3
+    assert list(groups)[0] not in {text_of(fake, p) for p in served(fake, one["version"])[:3]}
+    # enough labels: a trained version, /predict answers with it
+    fake.choose(groups[list(groups)[1]][0], "Negative")
+    trained = run_retrain(1, settings, MemoryState())
+    assert trained["status"] == "trained" and len(trained["order"]["cold_start"]) == 2
+    answer = client.post("/predict", json={"project": "1.1", "tasks": [{"id": ids[5], "data": {"text": "x"}}]})
+    assert answer.json["results"][0]["model_version"] == trained["version"]
+    assert [v for v in VersionStore(settings.model_dir).versions(1)][-1] == trained["version"]
+
+
+def test_cold_start_labels_zero_keeps_waiting_for_labels(fake_ls, tmp_path, tiny_model_dir):
+    fake, url = fake_ls
+    clustered_project(fake, n_labeled=1)
+    summary = run_retrain(1, settings_for(url, tmp_path, tiny_model_dir), MemoryState())
+    assert summary["status"] == "waiting" and not fake.predictions
+
+
+def test_a_project_that_connects_gets_its_cold_start_order(fake_ls, tmp_path, tiny_model_dir):
+    fake, url = fake_ls
+    clustered_project(fake, n_labeled=0)
+    settings = settings_for(url, tmp_path, tiny_model_dir, cold_start_labels=4)
+    client = create_app(settings).test_client()
+    assert client.post("/setup", json={"project": "1.1", "schema": CLS_CONFIG}).status_code == 200
+
+    def cold_version():
+        status = client.get("/status/1").json["projects"].get("1") or {}
+        return not status.get("running_retrain") and not status.get("pending_retrain") and status.get("current_version")
+
+    assert wait_until(cold_version)
+    version = client.get("/status/1").json["projects"]["1"]["current_version"]
+    assert fake.projects[1]["model_version"] == version and len(fake.predictions_of(version)) == 4
+    # new tasks while there is no model: a retrain takes them into the cold-start order
+    new = fake.add_tasks(1, ["a new film"])
+    reply = client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}, "tasks": [{"id": new[0]}]})
+    assert reply.json["retrain"] in ("queued", "merged") and reply.json["scoring"] is False
