@@ -23,7 +23,7 @@ Both estimates are measured on tasks active learning chose (the uncertain ones, 
 its own making), so they are biased. The audit sample is not: a task is an audit task when a hash
 of (seed, task id) falls below `audit_share` (`is_audit_task`), a uniform random sample of the pool
 that stays the same across versions. The backend serves the unlabeled ones among its queried tasks
-(ml_backend.jobs.retrain_steps.order_window); each version is then also measured on the labeled
+(ml_backend.jobs.retrain_steps.served_order); each version is then also measured on the labeled
 audit tasks, out of sample, with a 95% interval (`AuditEstimate`).
 """
 

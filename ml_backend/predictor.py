@@ -25,7 +25,7 @@ from al_core.ls_format import (
 from al_core.models import load_model
 from al_core.strategies import get_strategy
 from ml_backend.settings import Settings
-from ml_backend.storage.store import UNTRAINED, VersionStore, embedding_cache
+from ml_backend.storage.store import UNTRAINED, VersionStore, embedding_cache, has_model
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +171,15 @@ class PredictorCache:
         self.store = store
         self.settings = settings
         self._predictors: dict[str, Predictor] = {}
+        self._model_less: dict[str, str] = {}  # project -> its promoted version, which has no model
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def get(self, project: str) -> Predictor | None:
-        """The promoted version's predictor (loading it if needed), or None before the first version."""
+        """The promoted version's predictor (loading it if needed), or None before the first version
+        and while the promoted one has no model (a cold-start version)."""
         version = self.store.current_version(project)
-        if version is None:
+        if version is None or self._model_less.get(project) == version:
             return None
         loaded = self._predictors.get(project)
         if loaded is not None and loaded.version == version:
@@ -187,8 +189,12 @@ class PredictorCache:
         with lock:
             loaded = self._predictors.get(project)
             if loaded is None or loaded.version != version:
+                meta = self.store.meta(project, version)
+                if not has_model(meta):
+                    self._model_less[project] = version
+                    return None
                 folder = self.store.version_dir(project, version)
-                loaded = Predictor(folder, self.store.meta(project, version), self.settings)
+                loaded = Predictor(folder, meta, self.settings)
                 self._predictors[project] = loaded
                 log.info("project %s: loaded model version %s", project, version)
         return loaded
@@ -197,7 +203,7 @@ class PredictorCache:
         """Load the promoted version in the background (so /setup stays fast)."""
         version = self.store.current_version(project)
         loaded = self._predictors.get(project)
-        if version is None or (loaded is not None and loaded.version == version):
+        if version is None or self._model_less.get(project) == version or (loaded is not None and loaded.version == version):
             return
 
         def load() -> None:

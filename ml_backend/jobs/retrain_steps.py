@@ -6,7 +6,9 @@ AL_ACQUISITION_MODE decides) with its quality estimate, scores the UPS subset of
 (the whole pool for a frozen head; in an rq worker a big pass is split over the queue's
 workers, ml_backend.jobs.split_pass), promotes the new version, publishes a scored prediction
 for every unlabeled task under it (the most informative fresh scores, then the project's
-ordering is pointed at the version, then the rest) and appends the retrain to the history.
+ordering is pointed at the version, then the rest) in the order `served_order` composes, and
+appends the retrain to the history. Before the project has the labels to train on, a retrain
+publishes the cold-start order alone, under a version without a model (`publish_cold_start`).
 The jobs that run it are in ml_backend.jobs.run.
 """
 
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from al_core.acquisition import (
     audit_ids,
@@ -37,6 +42,7 @@ from al_core.kinds import kind_of
 from al_core.loop import run_round
 from al_core.ls_format import LabelConfig, label_counts, model_labels
 from al_core.models import build_model, load_model, read_model_meta
+from al_core.ordering import cold_start_order, serving_order
 from al_core.strategies import get_strategy
 from al_core.ups import PoolSubsampler
 from ml_backend.jobs.split_pass import SplitPass, configure_torch
@@ -47,7 +53,15 @@ from ml_backend.labelstudio.reading import ReadReport, log_report, read_examples
 from ml_backend.predictor import config_hash, regions, save_strategy_state
 from ml_backend.settings import Settings
 from ml_backend.storage.history import record_retrain
-from ml_backend.storage.store import VersionStore, embedding_cache, score_cache, version_name, version_number
+from ml_backend.storage.store import (
+    COLD_START,
+    VersionStore,
+    embedding_cache,
+    has_model,
+    score_cache,
+    version_name,
+    version_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +115,7 @@ class ProjectRead:
     pool: list[Example]
     reading: dict  # kind, label_counts, skipped, ties, read (the summary's part about the read)
     ls_read_s: float
+    model_version: str | None = None  # the version Label Studio orders the project by
 
 
 @dataclass
@@ -120,6 +135,8 @@ class TrainedRound:
     scores: dict = field(default_factory=dict)
     n_scored: int = 0
     audit_served: list[str] = field(default_factory=list)  # unlabeled audit tasks placed in the window
+    cold_start: list[str] = field(default_factory=list)  # the cold-start order's tasks, served first
+    vectors_of: Any = None  # OrderVectors: the encoder's vector of each task, for the orders
 
 
 def train_and_publish(
@@ -135,9 +152,7 @@ def train_and_publish(
         read = read_project(project_id, settings, gateway)
     timer.timings["ls_read_s"] = read.ls_read_s  # of read_s, the calls to Label Studio
     if len(read.labeled) < settings.min_labels:
-        raise NotReadyError(
-            f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training", read.reading
-        )
+        return publish_cold_start(project_id, settings, store, gateway, state, read, timer, started_at)
     trained = train_round(project_id, settings, store, redis, read, timer, split)
     # what the new version predicts over the pool tasks it scored (the probabilities are at hand)
     predicted = {
@@ -162,6 +177,7 @@ def train_and_publish(
         "acquisition_mode": trained.mode,
         "quality": trained.quality.as_dict(),
         "audit": meta["audit"],
+        "order": order_summary(settings, trained.cold_start),
         **predicted,
         "label_config_changed": trained.config_changed,
         **read.reading,
@@ -177,9 +193,125 @@ def train_and_publish(
     return summary
 
 
+def publish_cold_start(
+    project_id: int,
+    settings: Settings,
+    store: VersionStore,
+    gateway: LSGateway,
+    state,
+    read: ProjectRead,
+    timer: StepTimer,
+    started_at: float,
+) -> dict[str, Any]:
+    """Before the project has AL_MIN_LABELS labeled tasks to train on: the cold-start order alone
+    (`cold_start_tasks`, with the audit tasks in their places), published as a version without a
+    model (acquisition mode "cold_start": a version.json and no weights) whose predictions carry no
+    region, only the score of their place. It is promoted and listed like any version; /predict
+    answers the untrained answer while it is the promoted one. Raises NotReadyError (a `waiting`
+    retrain) when there is nothing to publish (cold start off, an empty pool) or when Label Studio
+    already orders the project by the promoted cold-start version with this very order."""
+    waiting = f"{len(read.labeled)} labeled tasks, {settings.min_labels} needed before training"
+    acquisition = settings.acquisition_config()
+    if acquisition.cold_start_labels <= 0 or not read.pool:
+        raise NotReadyError(waiting, read.reading)
+    labels = model_labels(read.config)
+    with timer.step("cold_start_s"):
+        vectors_of = OrderVectors(settings, project_id, read.config.kind, labels)
+        cold = cold_start_tasks(read.labeled, read.pool, acquisition.cold_start_labels, vectors_of, settings.seed)
+    if not cold:
+        raise NotReadyError(waiting, read.reading)
+    share = acquisition.audit_share
+    audit = audit_ids([e.id for e in read.pool if e.id not in set(cold)], settings.seed, share)[
+        : audit_slots(len(cold), share)
+    ]
+    labeled_audit = sum(is_audit_task(e.id, settings.seed, share) for e in read.labeled)
+    # no model, no ranking: each task's score is its place in the cold-start order, in [0, 1)
+    predictions = served_order(
+        [{"task": int(i), "result": [], "score": round(n / len(cold), 6)} for n, i in enumerate(cold)]
+        + [{"task": int(i), "result": [], "score": 0.0} for i in audit],
+        cold_start=cold,
+        audit=audit,
+        share=share,
+        first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
+    )
+    order = [str(p["task"]) for p in predictions]
+    current = store.current_version(project_id)
+    if current is not None and read.model_version == current:
+        meta = store.meta(project_id, current)
+        if (
+            not has_model(meta)
+            and meta.get("published_order") == order
+            and meta.get("label_config_hash") == config_hash(read.label_config)
+            and gateway.model_versions(project_id).get(current) == len(order)
+        ):
+            raise NotReadyError(f"{waiting}; {current} serves the cold-start order", read.reading)
+    config_changed = promoted_label_set_changed(store, project_id, read.config)
+    iteration = store.next_iteration(project_id)
+    version = version_name(project_id, iteration + 1)
+    with timer.step("save_s"):
+        meta = {
+            "project": project_id,
+            "kind": read.config.kind,
+            "labels": labels,
+            "label_config": read.label_config,
+            "label_config_hash": config_hash(read.label_config),
+            "strategy": None,
+            "base_model": settings.acquisition_model,
+            "acquisition_mode": COLD_START,
+            "quality": None,
+            "audit": {
+                "share": share,
+                "served": len(audit),
+                "labeled": labeled_audit,
+            },
+            "label_counts": read.reading["label_counts"],
+            "n_labeled": len(read.labeled),
+            "labeled_ids": [e.id for e in read.labeled],
+            "n_pool": len(read.pool),
+            "n_scored": 0,
+            "cold_start": cold,
+            "published_order": order,
+            "started_at": started_at,
+            "created_at": time.time(),
+        }
+        store.save_version(project_id, version, iteration, lambda folder: None, meta)
+    report = PublishReport()
+    timer.add(gateway.publish_version(project_id, version, predictions, [], report))
+    read.mirror.record_published(predictions)
+    timings = timer.total()
+    pruned: dict[str, int] = {}
+    if report.activated:
+        pruned, timings["prune_s"] = prune_when_idle(project_id, settings, gateway, state, version)
+    summary = {
+        "status": "cold_start",
+        "reason": f"{waiting}: the cold-start order is served meanwhile",
+        "version": version,
+        "iteration": iteration,
+        "n_labeled": len(read.labeled),
+        "n_pool": len(read.pool),
+        "n_scored": 0,
+        "n_published": report.created,
+        "acquisition_mode": COLD_START,
+        "quality": None,
+        "audit": meta["audit"],
+        "order": order_summary(settings, cold),
+        "label_config_changed": config_changed,
+        **read.reading,
+        "publish": report.summary(),
+        "pruned_versions": pruned,
+        "split": {},
+        "started_at": started_at,
+        "timings": timings,
+    }
+    record_retrain(settings, summary, meta, None, read.labeled, read.pool, {}, read.config)
+    log.info("project %s: %s", project_id, summary)
+    return summary
+
+
 def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> ProjectRead:
     """The project's label config and tasks, through the backend's mirror of them."""
-    label_config = gateway.get_project(project_id).get("label_config") or ""
+    project = gateway.get_project(project_id)
+    label_config = project.get("label_config") or ""
     config = check_config(label_config)
     mirror = task_mirror(settings, project_id)
     tasks, sync_report = sync(mirror, gateway, project_id, config_hash(label_config))
@@ -195,7 +327,9 @@ def read_project(project_id: int, settings: Settings, gateway: LSGateway) -> Pro
         "ties": report.ties,
         "read": sync_report.as_dict(),
     }
-    return ProjectRead(label_config, config, mirror, labeled, pool, reading, sync_report.timings["read_s"])
+    return ProjectRead(
+        label_config, config, mirror, labeled, pool, reading, sync_report.timings["read_s"], project.get("model_version")
+    )
 
 
 def train_round(
@@ -225,6 +359,7 @@ def train_round(
             config_changed=promoted_label_set_changed(store, project_id, config),
             quality=None,
         )
+        trained.vectors_of = OrderVectors(settings, project_id, config.kind, labels, trained.model)
         if trained.config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
             log.info("project %s: the label config changed; dropping the score cache, scoring the whole pool", project_id)
             trained.cache.delete_many(list(trained.cache.all()))
@@ -236,16 +371,35 @@ def train_round(
     share = acquisition.audit_share
     # the audit tasks the window can hold (one every round(1/share) places), scored whatever UPS chooses
     serve = audit_ids([e.id for e in pool], settings.seed, share)[: audit_slots(settings.query_window or len(pool), share)]
+
+    def pick_cold_start() -> None:
+        if 0 < len(labeled) < acquisition.cold_start_labels:
+            with timer.step("cold_start_s"):
+                trained.cold_start = cold_start_tasks(
+                    labeled, pool, acquisition.cold_start_labels, trained.vectors_of, settings.seed
+                )
+
+    # A frozen head scores every task, and its pass (split over the workers in an rq worker) embeds
+    # them: its cold-start tasks are picked after the round. A fine-tuned round scores them
+    # whatever UPS chooses, so they are picked before it.
+    if mode != "frozen":
+        pick_cold_start()
     subsampler = PoolSubsampler(settings.subsampling_config(), seed=settings.seed)
     result = run_round(
         trained.model, labeled, pool, trained.strategy, subsampler, trained.cache, iteration, trained.version,
-        count=1, acquisition=acquisition, infer=split, seed=settings.seed, also_score=serve,
+        count=1, acquisition=acquisition, infer=split, seed=settings.seed,
+        also_score=serve + [i for i in trained.cold_start if i not in set(serve)],
     )
     timer.add(result.timings)
     trained.probs, trained.scores, trained.n_scored, trained.quality = (
         result.probs, result.scores, result.n_scored, result.quality
     )
-    trained.audit_served = [i for i in serve if i in result.probs and i in result.scores]
+    if mode == "frozen":
+        pick_cold_start()
+    trained.cold_start = [i for i in trained.cold_start if i in result.scores]
+    trained.audit_served = [
+        i for i in serve if i in result.probs and i in result.scores and i not in set(trained.cold_start)
+    ]
     return trained
 
 
@@ -303,29 +457,44 @@ def save_version(
 def publish(
     project_id: int, settings: Settings, gateway: LSGateway, read: ProjectRead, trained: TrainedRound, timer: StepTimer
 ) -> PublishReport:
-    """The new version's predictions in Label Studio (the query window, or every task) and the
-    project pointed at it."""
+    """The new version's predictions in Label Studio (the query window, or every task) in the
+    order `served_order` composes, and the project pointed at it."""
     window = settings.query_window
+    acquisition = settings.acquisition_config()
+    share = acquisition.audit_share
     with timer.step("predictions_s"):
         previous = {} if trained.config_changed or window else read.mirror.published_results()
         # with a window, regions are made for the window alone (a frozen head scores the whole pool)
         outcomes = read.config.task_kind.outcomes(len(trained.labels))
-        share = settings.acquisition_config().audit_share
         serving = set(trained.audit_served)
+        cold = trained.cold_start[: max(0, window - len(serving))] if window else trained.cold_start
         candidates = read.pool
-        if window:  # the audit tasks take their places in the window, the most informative tasks the rest
-            candidates = query_window(
-                [e for e in read.pool if e.id not in serving], trained.scores, trained.probs, trained.strategy.name,
-                outcomes, max(0, window - len(serving)),
-            ) + [e for e in read.pool if e.id in serving]
+        if window:  # the cold-start and the audit tasks take their places, the most informative tasks the rest
+            by_id = {e.id: e for e in read.pool}
+            taken = serving | set(cold)
+            candidates = (
+                [by_id[i] for i in cold]
+                + query_window(
+                    [e for e in read.pool if e.id not in taken], trained.scores, trained.probs, trained.strategy.name,
+                    outcomes, max(0, window - len(taken)),
+                )
+                + [e for e in read.pool if e.id in serving]
+            )
         predictions = pool_predictions(
             candidates, trained.scores, trained.probs, trained.strategy.name, trained.labels, read.config, previous
         )
+    with timer.step("order_s"):  # the team order reads the encoder's vectors of the ranked tasks
         labeled_audit = sum(is_audit_task(e.id, settings.seed, share) for e in read.labeled)
-        predictions = order_window(
-            predictions, trained.audit_served, share, first_audit_place(len(read.labeled), labeled_audit, share)
+        predictions = served_order(
+            predictions,
+            cold_start=cold,
+            audit=trained.audit_served,
+            share=share,
+            first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
+            team_order=team_order(read.pool, trained.vectors_of, acquisition.team_size, settings.seed),
+            head=window or settings.publish_first,
         )
-        fresh, rest = split_publish(predictions, trained.probs, window or settings.publish_first, bounded=bool(window))
+    fresh, rest = split_publish(predictions, trained.probs, window or settings.publish_first, bounded=bool(window))
     report = PublishReport()
     if fresh or rest:
         timer.add(gateway.publish_version(project_id, trained.version, fresh, rest, report))
@@ -335,12 +504,18 @@ def publish(
     return report
 
 
+def order_summary(settings: Settings, cold_start: list[str]) -> dict:
+    """What shaped the published order beside the strategy's ranking (the summary's `order`)."""
+    acquisition = settings.acquisition_config()
+    return {"team_size": acquisition.team_size, "cold_start": list(cold_start)}
+
+
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
     """From the pretrained weights (the paper), or warm from the promoted version when asked
     (fine-tuning only: a frozen head is retrained from its cached vectors in milliseconds)."""
     config = settings.training_config()
     current = store.current_version(project_id)
-    if mode == "finetune" and settings.warm_start and current:
+    if mode == "finetune" and settings.warm_start and current and has_model(store.meta(project_id, current)):
         folder = store.version_dir(project_id, current)
         meta = read_model_meta(folder)
         if meta["kind"] == kind and meta["labels"] == labels and meta.get("mode", "finetune") == mode:
@@ -377,35 +552,134 @@ def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, 
     return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
-def order_window(predictions: list[dict], audit: list[str], share: float, first: int | None = None) -> list[dict]:
-    """The order Label Studio serves the predictions in (lowest score first), as published scores.
+# Published scores are rounded to 6 places: a tie in the served order is raised by this much.
+SCORE_STEP = 1e-6
 
-    The one place the window's order is composed: by the strategy's published score, then the
-    unlabeled audit tasks (`audit`, in their serving order) take their places
-    (al_core.acquisition.interleave_audit), each one's published score set between its
-    neighbours' so that the lowest-first order holds. Returns the predictions in serving order.
+
+def served_order(
+    predictions: list[dict],
+    cold_start: Sequence[str] = (),
+    audit: Sequence[str] = (),
+    share: float = 0.0,
+    first_audit: int | None = None,
+    team_order: Callable[[list[str]], list[str]] | None = None,
+    head: int | None = None,
+) -> list[dict]:
+    """The order Label Studio serves the predictions in (lowest score first), as published scores:
+    the one place the published order is composed. Returns copies of the predictions, in that order.
+
+    1. cold start: the tasks of `cold_start` (al_core.ordering.cold_start_order's), in its order;
+    2. ranking: the other tasks (but the audit tasks placed in step 4) by the strategy's published score;
+    3. team order: the first `head` of that ranking (all without `head`) in `team_order`'s order
+       (al_core.ordering.serving_order: no two near-duplicates within a team's consecutive tasks);
+    4. audit places: the unlabeled audit tasks `audit` (in their serving order) at one place every
+       round(1/share) from `first_audit` (al_core.acquisition.interleave_audit);
+    5. published scores, strictly increasing along that order (Label Studio sorts by them): the
+       published scores of the tasks of steps 1 to 3, sorted, are handed out along their order, a
+       tie raised by SCORE_STEP; each audit task's score is set between its neighbours'. A task's
+       published score thus says where it is served: the score of its place in the strategy's
+       ranking (the cold-start tasks take the lowest), no longer its own.
     """
-    ordered = sorted(predictions, key=lambda p: p["score"])
-    by_task = {str(p["task"]): p for p in ordered}
-    queued = [i for i in audit if i in by_task]
-    if share <= 0 or not queued:
-        return ordered
-    regular = [str(p["task"]) for p in ordered if str(p["task"]) not in set(queued)]
-    out = [dict(by_task[i]) for i in interleave_audit(regular, queued, share, first)]
-    placed = set(queued)
+    by_task = {str(p["task"]): dict(p) for p in predictions}
+    cold = [i for i in dict.fromkeys(str(c) for c in cold_start) if i in by_task]
+    queued = [i for i in audit if i in by_task and i not in set(cold)] if share > 0 else []
+    placed = set(cold) | set(queued)
+    ranking = [str(p["task"]) for p in sorted(predictions, key=lambda p: p["score"]) if str(p["task"]) not in placed]
+    cut = len(ranking) if head is None else head
+    ordered = ranking[:cut] if team_order is None else list(team_order(ranking[:cut]))
+    regular = cold + ordered + ranking[cut:]
+    for task, score in zip(regular, _strictly_increasing(sorted(by_task[i]["score"] for i in regular)), strict=True):
+        by_task[task]["score"] = score
+    out = [by_task[i] for i in interleave_audit(regular, queued, share, first_audit)]
+    audit_places = set(queued)
     for i, p in enumerate(out):
-        if str(p["task"]) in placed:
+        if str(p["task"]) in audit_places:
             below = out[i - 1]["score"] if i else None
-            above = next((q["score"] for q in out[i + 1 :] if str(q["task"]) not in placed), None)
+            above = next((q["score"] for q in out[i + 1 :] if str(q["task"]) not in audit_places), None)
             if below is None and above is None:
                 continue
             if below is None:
-                p["score"] = above - 1e-6
+                p["score"] = above - SCORE_STEP
             elif above is None:
-                p["score"] = below + 1e-6
+                p["score"] = below + SCORE_STEP
             else:
                 p["score"] = (below + above) / 2
     return out
+
+
+def _strictly_increasing(scores: list[float]) -> list[float]:
+    out: list[float] = []
+    for score in scores:
+        out.append(round(out[-1] + SCORE_STEP, 6) if out and score <= out[-1] else score)
+    return out
+
+
+def team_order(pool: list[Example], vectors_of, team: int, seed: int) -> Callable[[list[str]], list[str]] | None:
+    """The team-diverse serving order (al_core.ordering.serving_order) of ranked task ids, or None
+    (team <= 1: the ranking as it is)."""
+    if team <= 1 or vectors_of is None:
+        return None
+    by_id = {e.id: e for e in pool}
+
+    def order(ranked: list[str]) -> list[str]:
+        with _duplicate_rows_allowed():
+            return [e.id for e in serving_order([by_id[i] for i in ranked], vectors_of, team, seed)]
+
+    return order
+
+
+@contextmanager
+def _duplicate_rows_allowed():
+    """k-means over tasks with identical texts finds fewer distinct clusters than asked: those
+    tasks share a cluster, as they should, and scikit-learn's warning about it is left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def task_vector(vector: np.ndarray) -> np.ndarray:
+    """One vector per task: a text's own, or the mean of a sentence's word vectors (tagging; words
+    cut by max_length have NaN rows and are left out)."""
+    rows = np.asarray(vector, dtype=np.float32)
+    if rows.ndim == 1:
+        return rows
+    rows = rows[~np.isnan(rows).any(axis=1)]
+    return rows.mean(axis=0) if len(rows) else np.zeros(rows.shape[-1], dtype=np.float32)
+
+
+class OrderVectors:
+    """The encoder's vector of each task, for the orders of al_core.ordering, from the project's
+    embedding cache (only the vectors it lacks are computed): a frozen head's own, otherwise (a
+    fine-tuned round, or before any model) those of a frozen encoder of AL_ACQUISITION_MODEL over
+    the same cache, whose weights are loaded only when a vector is missing."""
+
+    def __init__(self, settings: Settings, project_id: int, kind: str, labels: list[str], model=None):
+        self.settings, self.project_id, self.kind, self.labels = settings, project_id, kind, labels
+        self._encoder = model if getattr(model, "mode", None) == "frozen" else None
+
+    def __call__(self, examples: list[Example]) -> list[np.ndarray]:
+        if self._encoder is None:
+            self._encoder = build_model(
+                self.kind, self.settings.acquisition_model, self.labels, self.settings.training_config(), "frozen",
+                embedding_cache(self.settings, self.project_id),
+            )
+        return [task_vector(v) for v in self._encoder.vectors(list(examples))]
+
+
+def cold_start_tasks(labeled: list[Example], pool: list[Example], count: int, vectors_of, seed: int) -> list[str]:
+    """The unlabeled tasks of the cold-start order (al_core.ordering.cold_start_order, k = `count`,
+    over every task of the project), most typical of the largest uncovered cluster first; [] from
+    `count` labels on (0: off). The rows are sorted by task id, so that with the same tasks the
+    clusters are the same from retrain to retrain and a cluster holding a label stays covered."""
+    if count <= 0 or len(labeled) >= count or not pool:
+        return []
+    tasks = sorted([*labeled, *pool], key=lambda e: (len(e.id), e.id))  # ids are digits: numeric order
+    done = {e.id for e in labeled}
+    mask = np.array([e.id in done for e in tasks])
+    rows = np.stack(vectors_of(tasks))
+    with _duplicate_rows_allowed():
+        positions = cold_start_order(rows, count, seed, labeled=mask)
+    return [tasks[i].id for i in positions]
 
 
 def prune_when_idle(project_id: int, settings: Settings, gateway: LSGateway, state, current: str) -> tuple[dict, float]:

@@ -22,7 +22,7 @@ from ml_backend.labelstudio.label_set import check_config, label_set_changed
 from ml_backend.predictor import Predictor
 from ml_backend.settings import Settings, job_settings
 from ml_backend.storage.layout import check_project
-from ml_backend.storage.store import VersionStore, score_cache
+from ml_backend.storage.store import VersionStore, has_model, score_cache
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,10 @@ def run_scoring(
     current = store.current(project)
     if current is None or not tasks:
         return {"status": "skipped", "n_published": 0}
-    gateway = gateway or LSGateway(settings)
     meta = store.meta(project, current["version"])
+    if not has_model(meta):  # a cold-start version: the next retrain orders new tasks
+        return {"status": "skipped", "reason": "no model yet", "n_published": 0}
+    gateway = gateway or LSGateway(settings)
     config = check_config(gateway.get_project(int(project)).get("label_config") or "")
     if label_set_changed(meta, config):  # the promoted model predicts an old label set
         log.info("project %s: new tasks not scored: the label config changed since %s", project, current["version"])

@@ -160,7 +160,7 @@ def build_record(settings, summary: dict, meta: dict, model, labeled, pool, prob
     path = history_path(settings.model_dir, meta["project"])
     clock = time.perf_counter()
     stability = None
-    if settings.stability_sample and pool:
+    if settings.stability_sample and pool and model is not None:  # a cold-start version has no model
         stability = {
             "labels": list(meta["labels"]),
             "predictions": sample_predictions(model, pool, probs, settings.stability_sample),

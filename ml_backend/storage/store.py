@@ -23,6 +23,14 @@ from al_core.ups import CachedScore
 from ml_backend.storage.layout import VERSION_RE, ModelDirLayout, check_project
 
 UNTRAINED = "untrained"
+# The acquisition mode of a version without a model: the cold-start order published before the
+# project has the labels to train on (ml_backend.jobs.retrain_steps.publish_cold_start).
+COLD_START = "cold_start"
+
+
+def has_model(meta: dict | None) -> bool:
+    """Whether a version's metadata describes a saved model (a cold-start version has none)."""
+    return bool(meta) and meta.get("acquisition_mode") != COLD_START
 
 
 def version_name(project: int | str, number: int, now: float | None = None) -> str:

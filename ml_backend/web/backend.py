@@ -18,7 +18,7 @@ from ml_backend.labelstudio.mirror import task_mirror
 from ml_backend.predictor import PredictorCache, untrained_answer
 from ml_backend.settings import Settings
 from ml_backend.storage.layout import PROJECT_RE
-from ml_backend.storage.store import UNTRAINED, VersionStore, score_cache
+from ml_backend.storage.store import UNTRAINED, VersionStore, has_model, score_cache
 from ml_backend.web.errors import BadRequest
 from ml_backend.web.events import handle_event
 from ml_backend.web.key_check import KeyCheck
@@ -102,6 +102,27 @@ class Backend:
             if annotation_ids:
                 mirror.mark_annotations(annotation_ids)
 
+    def awaits_cold_start(self, project: str) -> bool:
+        """Whether a retrain should be requested for the project's cold-start order when it connects
+        or gets new tasks: the cold start is on (AL_COLD_START_LABELS), retrains follow annotations
+        (AL_RETRAIN_TRIGGER=annotation; with start_training only the Train button starts one), Label
+        Studio can be read (LABEL_STUDIO_URL and a key), and the project has no model yet (no
+        version, or a cold-start version)."""
+        settings = self.settings
+        if (
+            settings.acquisition_config().cold_start_labels <= 0
+            or settings.retrain_trigger != "annotation"
+            or not (settings.label_studio_url and settings.label_studio_api_key)
+        ):
+            return False
+        version = self.store.current_version(project)
+        if version is None:
+            return True
+        try:
+            return not has_model(self.store.meta(project, version))
+        except (OSError, ValueError):
+            return False
+
     def score_cache(self, project: str):
         """The project's score cache (store.score_cache), one object per project for this process."""
         cache = self._caches.get(project)
@@ -135,6 +156,7 @@ class Backend:
         if project not in self._connected:  # a project connects: is our Label Studio key accepted?
             self._connected.add(project)
             self.key_check.check_soon(force=True)
+            self._request_cold_start(project)
         else:
             self.key_check.check_soon()
         self._recover_lost_run(project)
@@ -142,6 +164,19 @@ class Backend:
         if version is not None:
             self.predictors.warm(project)
         return {"model_version": version or UNTRAINED}
+
+    def _request_cold_start(self, project: str) -> None:
+        """A project without any version connects: a retrain publishes its cold-start order (or
+        trains, when it has the labels), unless one is already pending or running. Best effort: an
+        unreachable Redis must not fail /setup."""
+        if self.store.current_version(project) is not None or not self.awaits_cold_start(project):
+            return
+        try:
+            status = self.state.status(project)
+            if not status.get("pending") and not status.get("running"):
+                self.retrainer.request(project, force=True)
+        except Exception as error:  # noqa: BLE001 - the next event requests it again
+            log.warning("project %s: could not request the cold-start order: %s", project, error)
 
     def _recover_lost_run(self, project: str) -> None:
         """Best effort on /setup: Label Studio calls it before every predict batch, so a retrain

@@ -6,7 +6,7 @@
 | ANNOTATIONS_DELETED                 | retrain requested (the labeled set shrank)                    |
 | START_TRAINING                      | retrain requested, whatever RETRAIN_TRIGGER / RETRAIN_EVERY say |
 | (every task and annotation event)   | the tasks it names are marked for the next retrain to read again (ml_backend/labelstudio/mirror.py) |
-| TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway) |
+| TASKS_CREATED                       | new tasks scored with the promoted version (unless a retrain is pending, which scores them anyway); with no model yet, a retrain is requested for the cold-start order (Backend.awaits_cold_start) |
 | TASKS_DELETED                       | their cached scores dropped                                   |
 | PROJECT_UPDATED                     | label config checked; a changed label set drops the score cache and requests a retrain |
 | anything else                       | ignored (200)                                                 |
@@ -102,16 +102,13 @@ def handle_event(body: Any, backend) -> dict[str, Any]:
         ]
         backend.mark_changed(project, task_ids=[t["id"] for t in tasks])
         scheduled = False
-        if tasks and backend.store.current_version(project) and not backend.retrainer.pending(project):
+        answer = {"status": "ok", "action": action, "project": project}
+        if tasks and backend.awaits_cold_start(project):  # no model to score them: the cold-start order takes them in
+            answer["retrain"] = backend.retrainer.request(project, force=True)
+        elif tasks and backend.store.current_version(project) and not backend.retrainer.pending(project):
             backend.runner.submit_scoring(project, tasks)
             scheduled = True
-        return {
-            "status": "ok",
-            "action": action,
-            "project": project,
-            "scoring": scheduled,
-            "tasks": len(tasks),
-        }
+        return {**answer, "scoring": scheduled, "tasks": len(tasks)}
     if action == "TASKS_DELETED":
         project = project_of(body)
         ids = [

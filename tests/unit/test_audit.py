@@ -22,7 +22,7 @@ from al_core.acquisition import (
 from al_core.data import Example
 from al_core.kinds import kind_of
 from ml_backend.app import create_app
-from ml_backend.jobs.retrain_steps import order_window
+from ml_backend.jobs.retrain_steps import served_order
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from tests.unit.test_query_window import settings_for, start_project
@@ -64,7 +64,7 @@ def test_interleaving_puts_an_audit_task_every_step_and_keeps_the_rest_in_order(
 
 def test_the_window_order_places_audit_tasks_by_their_published_score():
     predictions = [{"task": i, "result": [], "score": round(0.01 * i, 6)} for i in range(40)]
-    ordered = order_window(predictions, ["35", "36"], 0.1)
+    ordered = served_order(predictions, audit=["35", "36"], share=0.1)
     assert [p["task"] for p in ordered].index(35) == 9
     scores = [p["score"] for p in ordered]
     assert scores == sorted(scores)  # lowest first still serves this order
