@@ -14,8 +14,11 @@ Both take unit-normalised rows of any encoder and return positions into them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 _EPS = 1e-12
 
@@ -32,7 +35,11 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 def _clusters(rows: np.ndarray, k: int, seed: int) -> np.ndarray:
     if k >= len(rows):
         return np.arange(len(rows))
-    return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(rows)
+    with warnings.catch_warnings():
+        # tasks with identical texts give fewer distinct clusters than asked: they share one, as
+        # they should, and scikit-learn's warning about it is left out
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(rows)
 
 
 def typicality(rows: np.ndarray, neighbours: int = 20) -> np.ndarray:
@@ -68,6 +75,21 @@ def cold_start_order(vectors: np.ndarray, count: int, seed: int = 0, labeled: np
         best = members[int(np.argmax(typicality(rows[members])))]
         picks.append((-len(members), int(best)))
     return [position for _, position in sorted(picks)]
+
+
+def cold_start_tasks(tasks: list, labeled_ids: set[str], count: int, vectors_of, seed: int = 0) -> list[str]:
+    """The ids of the unlabeled tasks of the cold-start order (`cold_start_order`, k = `count`, over
+    every task given, labeled or not): the most typical task of the largest uncovered cluster first;
+    [] once `count` tasks are labeled (0: off). The rows are sorted by id (numerically for the digit
+    ids of Label Studio), so that over the same tasks the clusters are the same from call to call and
+    a cluster holding a label stays covered. The backend's retrains, the simulator and the benchmarks
+    take the cold start from here."""
+    if count <= 0 or len(labeled_ids) >= count or len(labeled_ids) >= len(tasks):
+        return []
+    ordered = sorted(tasks, key=lambda e: (len(e.id), e.id))
+    mask = np.array([e.id in labeled_ids for e in ordered], dtype=bool)
+    positions = cold_start_order(np.stack(vectors_of(ordered)), count, seed, labeled=mask)
+    return [ordered[i].id for i in positions]
 
 
 def diverse_order(vectors: np.ndarray, team: int, horizon: int | None = None, seed: int = 0) -> list[int]:

@@ -34,12 +34,11 @@ from al_core.data import Example
 from al_core.kinds import kind_of
 from al_core.loop import run_round
 from al_core.models import MemoryEmbeddingCache, build_model
-from al_core.ordering import QUERY_WINDOW, serving_order
+from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
 from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from benchmarks.report import machine_line, write_section
 from simulate.datasets import shared_dataset
-from simulate.runner import cold_start_ids
 
 
 @dataclass
@@ -93,7 +92,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
     team = acquisition.team_size if default else 1
     model = build_model(data.kind, args.model, data.labels, TrainingConfig(seed=seed), "frozen", cache)
     by_id = {e.id: e for e in data.pool}
-    first = cold_start_ids(data.pool, model.task_vectors, cold, seed, set())[: args.start] if cold else []
+    first = cold_start_tasks(data.pool, set(), cold, model.task_vectors, seed)[: args.start]
     rest = [e.id for e in random.Random(seed).sample(data.pool, len(data.pool)) if e.id not in set(first)]
     labeled = [by_id[i] for i in first + rest[: args.start - len(first)]]
     strategy = get_strategy("random" if ordering == "random" else args.strategy or kind.default_strategy, seed=seed)
@@ -124,7 +123,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
         ordered = [e.id for e in serving_order([by_id[i] for i in ranking[:window]], model.task_vectors, team, seed)]
         ordered += ranking[window:]
         if len(labeled) < cold:
-            covered = cold_start_ids(data.pool, model.task_vectors, cold, seed, chosen)
+            covered = cold_start_tasks(data.pool, chosen, cold, model.task_vectors, seed)
             ordered = covered + [i for i in ordered if i not in set(covered)]
         take = min(step, args.stop - len(labeled))
         if ordering != "random":  # the audit tasks take their places, as the backend serves them

@@ -34,6 +34,7 @@ from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task,
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
 from al_core.models.embedding_cache import MemoryEmbeddingCache
+from al_core.ordering import cold_start_tasks
 from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from simulate import successors as model_factory
 from simulate.config import ConfigError, SimulationConfig, expand_path
@@ -170,18 +171,6 @@ def order_vectors(config: SimulationConfig, data: SimulationData, cache) -> Call
     return encoder_vectors(data.kind, expand_path(spec.model), data.labels, training, cache)
 
 
-def cold_start_ids(tasks: list[Example], vectors_of, count: int, seed: int, labeled: set[str]) -> list[str]:
-    """The cold-start order (al_core.ordering.cold_start_order, `count` clusters) of the pool's
-    unlabeled tasks, by id: the clusters are computed over every task sorted by id, so they stay the
-    same as labels come in, and a cluster holding a task of `labeled` gives nothing."""
-    from al_core.ordering import cold_start_order
-
-    ordered = sorted(tasks, key=lambda e: e.id)
-    rows = np.stack(vectors_of(ordered))
-    mask = np.array([e.id in labeled for e in ordered], dtype=bool)
-    return [ordered[i].id for i in cold_start_order(rows, count, seed, mask)]
-
-
 def take_amount(ordered: list[str], amount: int, in_words: bool, n_words: dict[str, int]) -> list[str]:
     """The first `amount` ids of `ordered`; a word budget: each in order whose words still fit
     (al_core.strategies.select_batch's rule)."""
@@ -208,7 +197,7 @@ def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int, vec
     if cold > 0:
         vectors_of = vectors_of or order_vectors(config, data, MemoryEmbeddingCache())
         if vectors_of is not None:
-            ordered = cold_start_ids(data.pool, vectors_of, cold, seed, set())
+            ordered = cold_start_tasks(data.pool, set(), cold, vectors_of, seed)
             first = take_amount(ordered, amount, config.seed_set.in_words, n_words)  # at most `cold` tasks
     taken = set(first)
     rest = [data.pool[i].id for i in np.random.default_rng([seed, 0]).permutation(len(data.pool))]
@@ -599,7 +588,7 @@ class Simulation:
         ordered = [e.id for e in served] + ranking[window:]
         order = "ranking"
         if vectors_of is not None and len(labeled) < modes.cold_start_labels:
-            cold = cold_start_ids(self.data.pool, vectors_of, modes.cold_start_labels, seed, {e.id for e in labeled})
+            cold = cold_start_tasks(self.data.pool, {e.id for e in labeled}, modes.cold_start_labels, vectors_of, seed)
             if cold:
                 first = set(cold)
                 ordered = cold + [i for i in ordered if i not in first]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from al_core.acquisition import (
     audit_ids,
@@ -41,8 +39,8 @@ from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
 from al_core.loop import run_round
 from al_core.ls_format import LabelConfig, label_counts, model_labels
-from al_core.models import build_model, load_model, read_model_meta
-from al_core.ordering import cold_start_order, serving_order
+from al_core.models import build_model, encoder_vectors, load_model, read_model_meta
+from al_core.ordering import cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
 from al_core.ups import PoolSubsampler
 from ml_backend.jobs.split_pass import SplitPass, configure_torch
@@ -136,7 +134,7 @@ class TrainedRound:
     n_scored: int = 0
     audit_served: list[str] = field(default_factory=list)  # unlabeled audit tasks placed in the window
     cold_start: list[str] = field(default_factory=list)  # the cold-start order's tasks, served first
-    vectors_of: Any = None  # OrderVectors: the encoder's vector of each task, for the orders
+    vectors_of: Any = None  # order_vectors: the encoder's vector of each task, for the orders
 
 
 def train_and_publish(
@@ -216,8 +214,11 @@ def publish_cold_start(
         raise NotReadyError(waiting, read.reading)
     labels = model_labels(read.config)
     with timer.step("cold_start_s"):
-        vectors_of = OrderVectors(settings, project_id, read.config.kind, labels)
-        cold = cold_start_tasks(read.labeled, read.pool, acquisition.cold_start_labels, vectors_of, settings.seed)
+        vectors_of = order_vectors(settings, project_id, read.config.kind, labels)
+        cold = cold_start_tasks(
+            [*read.labeled, *read.pool], {e.id for e in read.labeled}, acquisition.cold_start_labels, vectors_of,
+            settings.seed,
+        )
     if not cold:
         raise NotReadyError(waiting, read.reading)
     share = acquisition.audit_share
@@ -359,7 +360,7 @@ def train_round(
             config_changed=promoted_label_set_changed(store, project_id, config),
             quality=None,
         )
-        trained.vectors_of = OrderVectors(settings, project_id, config.kind, labels, trained.model)
+        trained.vectors_of = order_vectors(settings, project_id, config.kind, labels, trained.model)
         if trained.config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
             log.info("project %s: the label config changed; dropping the score cache, scoring the whole pool", project_id)
             trained.cache.delete_many(list(trained.cache.all()))
@@ -376,7 +377,8 @@ def train_round(
         if 0 < len(labeled) < acquisition.cold_start_labels:
             with timer.step("cold_start_s"):
                 trained.cold_start = cold_start_tasks(
-                    labeled, pool, acquisition.cold_start_labels, trained.vectors_of, settings.seed
+                    [*labeled, *pool], {e.id for e in labeled}, acquisition.cold_start_labels, trained.vectors_of,
+                    settings.seed,
                 )
 
     # A frozen head scores every task, and its pass (split over the workers in an rq worker) embeds
@@ -622,64 +624,20 @@ def team_order(pool: list[Example], vectors_of, team: int, seed: int) -> Callabl
     by_id = {e.id: e for e in pool}
 
     def order(ranked: list[str]) -> list[str]:
-        with _duplicate_rows_allowed():
-            return [e.id for e in serving_order([by_id[i] for i in ranked], vectors_of, team, seed)]
+        return [e.id for e in serving_order([by_id[i] for i in ranked], vectors_of, team, seed)]
 
     return order
 
 
-@contextmanager
-def _duplicate_rows_allowed():
-    """k-means over tasks with identical texts finds fewer distinct clusters than asked: those
-    tasks share a cluster, as they should, and scikit-learn's warning about it is left out."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
-
-
-def task_vector(vector: np.ndarray) -> np.ndarray:
-    """One vector per task: a text's own, or the mean of a sentence's word vectors (tagging; words
-    cut by max_length have NaN rows and are left out)."""
-    rows = np.asarray(vector, dtype=np.float32)
-    if rows.ndim == 1:
-        return rows
-    rows = rows[~np.isnan(rows).any(axis=1)]
-    return rows.mean(axis=0) if len(rows) else np.zeros(rows.shape[-1], dtype=np.float32)
-
-
-class OrderVectors:
-    """The encoder's vector of each task, for the orders of al_core.ordering, from the project's
-    embedding cache (only the vectors it lacks are computed): a frozen head's own, otherwise (a
-    fine-tuned round, or before any model) those of a frozen encoder of AL_ACQUISITION_MODEL over
-    the same cache, whose weights are loaded only when a vector is missing."""
-
-    def __init__(self, settings: Settings, project_id: int, kind: str, labels: list[str], model=None):
-        self.settings, self.project_id, self.kind, self.labels = settings, project_id, kind, labels
-        self._encoder = model if getattr(model, "mode", None) == "frozen" else None
-
-    def __call__(self, examples: list[Example]) -> list[np.ndarray]:
-        if self._encoder is None:
-            self._encoder = build_model(
-                self.kind, self.settings.acquisition_model, self.labels, self.settings.training_config(), "frozen",
-                embedding_cache(self.settings, self.project_id),
-            )
-        return [task_vector(v) for v in self._encoder.vectors(list(examples))]
-
-
-def cold_start_tasks(labeled: list[Example], pool: list[Example], count: int, vectors_of, seed: int) -> list[str]:
-    """The unlabeled tasks of the cold-start order (al_core.ordering.cold_start_order, k = `count`,
-    over every task of the project), most typical of the largest uncovered cluster first; [] from
-    `count` labels on (0: off). The rows are sorted by task id, so that with the same tasks the
-    clusters are the same from retrain to retrain and a cluster holding a label stays covered."""
-    if count <= 0 or len(labeled) >= count or not pool:
-        return []
-    tasks = sorted([*labeled, *pool], key=lambda e: (len(e.id), e.id))  # ids are digits: numeric order
-    done = {e.id for e in labeled}
-    mask = np.array([e.id in done for e in tasks])
-    rows = np.stack(vectors_of(tasks))
-    with _duplicate_rows_allowed():
-        positions = cold_start_order(rows, count, seed, labeled=mask)
-    return [tasks[i].id for i in positions]
+def order_vectors(settings: Settings, project_id: int, kind: str, labels: list[str], model=None):
+    """`vectors_of(tasks)` for the orders of al_core.ordering: a frozen head's own vectors, otherwise
+    (a fine-tuned round, or before any model) a frozen encoder of AL_ACQUISITION_MODEL over the
+    project's embedding cache, which computes only the vectors the cache lacks."""
+    if getattr(model, "mode", None) == "frozen":
+        return model.task_vectors
+    return encoder_vectors(
+        kind, settings.acquisition_model, labels, settings.training_config(), embedding_cache(settings, project_id)
+    )
 
 
 def prune_when_idle(project_id: int, settings: Settings, gateway: LSGateway, state, current: str) -> tuple[dict, float]:

@@ -9,8 +9,9 @@ import numpy as np
 
 from al_core.acquisition import interleave_audit
 from al_core.data import Example
+from al_core.ordering import cold_start_tasks
 from ml_backend.app import create_app
-from ml_backend.jobs.retrain_steps import cold_start_tasks, served_order, team_order
+from ml_backend.jobs.retrain_steps import served_order, team_order
 from ml_backend.jobs.run import run_retrain, run_scoring
 from ml_backend.jobs.status import MemoryState
 from ml_backend.storage.history import history_path, read_last
@@ -88,18 +89,17 @@ def test_cold_start_tasks_cover_well_separated_clusters_and_skip_covered_ones():
     labeled_ids = {min(labeled_ids, key=int)}  # one label, in the largest cluster
     labeled = [Example(id=i, text=f"t{i}", label="a") for i in labeled_ids]
     pool = [e for e in examples if e.id not in labeled_ids]
-    picks = cold_start_tasks(labeled, pool, 4, vectors_of, seed=0)
+    picks = cold_start_tasks([*labeled, *pool], labeled_ids, 4, vectors_of, seed=0)
     assert [truth[i] for i in picks] == [1, 2, 3]  # the uncovered clusters, the largest first
     assert not set(picks) & labeled_ids
     # the same call with the pool in another order picks the same tasks (rows sorted by id)
-    assert cold_start_tasks(labeled, pool[::-1], 4, vectors_of, seed=0) == picks
+    assert cold_start_tasks([*pool[::-1], *labeled], labeled_ids, 4, vectors_of, seed=0) == picks
     # composed: the cold-start tasks are served first, then the ranking
     predictions = [{"task": int(e.id), "result": [], "score": round(int(e.id) / 100, 6)} for e in pool]
     out = served_order(predictions, cold_start=picks)
     assert [str(p["task"]) for p in out[:3]] == picks
-    assert cold_start_tasks(labeled, pool, 0, vectors_of, seed=0) == []  # 0: off
-    four = [Example(id=str(i), text="x", label="a") for i in range(4)]
-    assert cold_start_tasks(four, pool, 4, vectors_of, seed=0) == []  # enough labels
+    assert cold_start_tasks([*labeled, *pool], labeled_ids, 0, vectors_of, seed=0) == []  # 0: off
+    assert cold_start_tasks(examples, {str(i) for i in range(4)}, 4, vectors_of, seed=0) == []  # enough labels
 
 
 # --- a retrain against the fake Label Studio -------------------------------------------------

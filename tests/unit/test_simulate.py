@@ -119,8 +119,14 @@ def test_run_writes_every_record_and_repeats(tiny_config, tmp_path):
     # every successor trains on all the labels, the matched one too (the round's fine-tuned
     # acquisition model held some out for its quality estimate, so the matched one is trained anew)
     assert all(r["successor_n_train"] == r["labeled_size"] for r in records)
-    assert all(r["acq_n_train"] < r["labeled_size"] for r in records)
-    assert all(r["successor_fit_s"] != r["acq_fit_s"] for r in records if r["successor"] == "matched")
+    # (which tasks a hash holds out: at 20 labels it may be none)
+    assert all(r["acq_n_train"] <= r["labeled_size"] for r in records)
+    assert any(r["acq_n_train"] < r["labeled_size"] for r in records)
+    assert all(
+        r["successor_fit_s"] != r["acq_fit_s"]
+        for r in records
+        if r["successor"] == "matched" and r["acq_n_train"] < r["labeled_size"]
+    )
     # timings: one acquisition round per (seed, iteration), whose records all carry its times; pool
     # scoring takes time only where something was scored; all the seconds measured fit in the run's
     rounds: dict[tuple, tuple] = {}
@@ -228,7 +234,7 @@ def test_tagging_with_word_budget_and_bilstm(tmp_path, tiny_model_dir):
     from al_core.models import encoder_vectors
     from al_core.ordering import cold_start_order
 
-    by_id = sorted(train, key=lambda e: e.id)
+    by_id = sorted(train, key=lambda e: (len(e.id), e.id))  # numeric order of digit ids
     vectors_of = encoder_vectors("tagging", str(tiny_model_dir), ["PER", "LOC"], TrainingConfig().replace(**config.training))
     cold, used = [], 0
     for i in cold_start_order(np.stack(vectors_of(by_id)), 20, seed=3):
