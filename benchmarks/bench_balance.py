@@ -1,7 +1,9 @@
-"""The frozen head with and without class-balanced weights (AL_BALANCE_CLASSES), on balanced and
-imbalanced real sets, written into BENCHMARKS.md (section class-balance).
+"""The frozen head (or fine-tuning, --mode finetune) with and without class-balanced weights
+(AL_BALANCE_CLASSES), on balanced and imbalanced real sets, written into BENCHMARKS.md (section
+class-balance, or class-balance-finetune).
 
   python -m benchmarks.bench_balance [--sets sst2,trec,goemotions-ekman] [--sizes 50,100,200] [--seeds 5]
+      [--mode frozen|finetune] [--model FOLDER]
 
 Per set: a pool of `--pool` training texts and `--test` test texts (../shared/data), embedded once by
 MiniLM-L6 (a shared embedding cache); per seed and size, a uniform random labeled set drawn from the
@@ -39,7 +41,7 @@ def measure(name: str, args) -> list[dict]:
             labeled = random.Random(seed).sample(pool, size)
             for balanced in (False, True):
                 config = TrainingConfig(seed=seed, balance_classes=balanced)
-                model = build_model("classification", args.model, labels, config, "frozen", cache).fit(labeled)
+                model = build_model("classification", args.model, labels, config, args.mode, cache).fit(labeled)
                 report = kind.report(gold, model.predict(held), labels)
                 rows.append({
                     "set": name, "size": size, "seed": seed, "balanced": balanced,
@@ -80,19 +82,27 @@ def main(argv=None) -> None:
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
+    parser.add_argument("--mode", choices=["frozen", "finetune"], default="frozen")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     rows = [row for name in args.sets.split(",") for row in measure(name, args)]
+    model = Path(args.model).name
+    what = {
+        "frozen": f"{model} frozen head (logistic regression on mean-pooled vectors)",
+        "finetune": f"{model} fine-tuned (the backend's schedule; balanced: class-weighted loss and linear probe)",
+    }[args.mode]
     body = (
-        "## Class balance: the frozen head plain and with class-balanced weights\n\n" + machine_line() + "\n"
-        f"MiniLM-L6 frozen head (logistic regression on mean-pooled vectors), uniform random labeled sets from a "
+        f"## Class balance: {'the frozen head' if args.mode == 'frozen' else 'fine-tuning'} plain and with "
+        "class-balanced weights\n\n" + machine_line() + "\n"
+        f"`python -m benchmarks.bench_balance --sets {args.sets} --sizes {','.join(map(str, args.sizes))} "
+        f"--seeds {args.seeds} --mode {args.mode} --model {model}`: {what}, uniform random labeled sets from a "
         f"pool of {args.pool} training texts, {args.test} test texts, {args.seeds} seeds (mean ± sd).\n\n"
         + table(rows) + "\n"
     )
     print(body)
     if not args.no_write:
-        write_section("class-balance", body)
+        write_section("class-balance" if args.mode == "frozen" else "class-balance-finetune", body)
 
 
 if __name__ == "__main__":

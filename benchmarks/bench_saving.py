@@ -28,7 +28,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from al_core.acquisition import AcquisitionConfig, audited_query, is_audit_task
+from al_core.acquisition import (
+    AcquisitionConfig,
+    audited_query,
+    fit_with_estimate,
+    is_audit_task,
+    predicted_counts,
+)
 from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.kinds import kind_of
@@ -103,12 +109,19 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
     while True:
         chosen = {e.id for e in labeled}
         remaining = [e for e in data.pool if e.id not in chosen]
-        model.fit(labeled)  # the round's fit, without the quality estimate nothing here reads
+        # the round's fit; its quality estimate only where the warnings are measured
+        check = args.warnings and len(labeled) % 20 == 0
+        if check:
+            quality = fit_with_estimate(model, labeled, acquisition, seed)
+        else:
+            model.fit(labeled)
         result = run_round(
             model, labeled, remaining, strategy, subsampler, InMemoryScoreCache(), iteration, f"v{iteration}",
             count=len(remaining), fit=False, acquisition=acquisition, seed=seed,
         )
         report = kind.report(gold, model.predict(data.test), types)
+        if check:
+            rows_warned = warned_labels(kind, labeled, result.probs, data.labels, quality)
         rows.append({
             "set": data.name, "ordering": ordering, "step": step, "seed": seed, "labels": len(labeled),
             "headline": report["value"], "metric": report["metric"],
@@ -116,6 +129,14 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             "rare_recall": report["per_label"][data.rarest]["recall"], "rarest": data.rarest,
             "rare_labels": sum(kind.label_mentions(e).count(data.rarest) for e in labeled),
         })
+        if check:  # per label: its labels, held-out recall, and whether the backend's warning names it
+            counts = {t: 0 for t in types}
+            for e in labeled:
+                for label in kind.label_mentions(e):
+                    counts[label] = counts.get(label, 0) + 1
+            rows[-1]["warnings"] = {
+                t: [counts[t], report["per_label"][t]["recall"], t in rows_warned] for t in types if t in report["per_label"]
+            }
         if len(labeled) >= args.stop:
             return rows
         ranking = result.selected_ids
@@ -132,6 +153,43 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             ordered = audited_query(ordered[:take], [e.id for e in remaining], len(labeled), labeled_audit, seed, share)
         labeled += [by_id[i] for i in ordered[:take]]
         iteration += 1
+
+
+def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[str], quality) -> set[str]:
+    """The labels the backend's unlearned-class warning names for this round (its own rule, fed as
+    a retrain feeds it: label counts, what the round predicts over the unlabeled pool, the estimate)."""
+    from ml_backend.campaign.project_warnings import unlearned_warnings
+
+    types = kind.config_labels(model_labels)
+    counts = dict.fromkeys(types, 0)
+    for example in labeled:
+        for label in kind.label_mentions(example):
+            counts[label] = counts.get(label, 0) + 1
+    predicted = predicted_counts(kind, list(probs.values()), model_labels)
+    warnings = unlearned_warnings(counts, predicted, len(probs), quality.as_dict(), kind.name)
+    return {label for label in types for w in warnings if f" {label!r} has " in w["message"]}
+
+
+def warning_table(rows: list[dict]) -> str:
+    """How often the warning names a label whose held-out recall is below LOW_RECALL with at least
+    LOW_RECALL_MIN_LABELS labels (it should, every time), and how often it names a learned one."""
+    from ml_backend.campaign.project_warnings import LOW_RECALL, LOW_RECALL_MIN_LABELS
+
+    lines = [
+        f"| set | ordering | checks (label x round) | unlearned (recall < {LOW_RECALL}, >= {LOW_RECALL_MIN_LABELS} labels) "
+        "| of those warned | warned, held-out recall >= 0.1 | of all warned |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, ordering in sorted({(r["set"], r["ordering"]) for r in rows if "warnings" in r}):
+        cells = [c for r in rows if (r["set"], r["ordering"]) == (name, ordering) for c in r.get("warnings", {}).values()]
+        unlearned = [c for c in cells if c[1] < LOW_RECALL and c[0] >= LOW_RECALL_MIN_LABELS]
+        warned = [c for c in cells if c[2]]
+        false = [c for c in warned if c[1] >= LOW_RECALL]
+        lines.append(
+            f"| {name} | {ordering} | {len(cells)} | {len(unlearned)} | {sum(c[2] for c in unlearned)} | "
+            f"{len(false)} | {len(warned)} |"
+        )
+    return "\n".join(lines)
 
 
 def acquisition_config(args) -> AcquisitionConfig:
@@ -223,6 +281,8 @@ def main(argv=None) -> None:
                         help="cold_start of the default ordering: on / off (the engine's default if not given)")
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
     parser.add_argument("--rows", help="also write every measured row to this JSON file")
+    parser.add_argument("--warnings", action="store_true",
+                        help="every 20 labels, also the quality estimate and the backend's unlearned-class warning")
     parser.add_argument("--from-rows", help="summarise the rows of an earlier --rows file instead of measuring")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -247,6 +307,11 @@ def main(argv=None) -> None:
         f"needs (mean curve over seeds) to reach random order's mean headline at N, as a share of N saved.\n\n"
         + table(summarise(rows)) + "\n"
     )
+    if any("warnings" in r for r in rows):
+        body += (
+            "\nThe unlearned-class warning (the backend's rule, on each round's estimate and pool predictions, every 20 "
+            "labels) against the held-out recall of each label:\n\n" + warning_table(rows) + "\n"
+        )
     print(body)
     if not args.no_write:
         write_section("labels-saved", body)
