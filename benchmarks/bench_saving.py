@@ -34,12 +34,13 @@ from al_core.acquisition import (
     fit_with_estimate,
     is_audit_task,
     predicted_counts,
+    resolve_mode,
 )
 from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.kinds import kind_of
 from al_core.loop import run_round
-from al_core.models import MemoryEmbeddingCache, build_model
+from al_core.models import MemoryEmbeddingCache, build_model, encoder_vectors
 from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
 from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
@@ -97,27 +98,35 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
     default = ordering == "default"
     cold = acquisition.cold_start_labels if default else 0
     team = acquisition.team_size if default else 1
-    model = build_model(data.kind, args.model, data.labels, TrainingConfig(seed=seed), "frozen", cache)
+    training = TrainingConfig(seed=seed)
+    frozen = build_model(data.kind, args.model, data.labels, training, "frozen", cache)
+    vectors_of = encoder_vectors(data.kind, args.model, data.labels, training, cache)  # the orders' vectors
     by_id = {e.id: e for e in data.pool}
-    first = cold_start_tasks(data.pool, set(), cold, model.task_vectors, seed)[: args.start]
+    first = cold_start_tasks(data.pool, set(), cold, vectors_of, seed)[: args.start]
     rest = [e.id for e in random.Random(seed).sample(data.pool, len(data.pool)) if e.id not in set(first)]
     labeled = [by_id[i] for i in first + rest[: args.start - len(first)]]
     strategy = get_strategy("random" if ordering == "random" else args.strategy or kind.default_strategy, seed=seed)
     subsampler = PoolSubsampler(SubsamplingConfig(), seed=seed)
+    scores = InMemoryScoreCache()  # the campaign's score cache, which UPS reads from round to round
     gold = [kind.gold(e) for e in data.test]
     types = kind.config_labels(data.labels)
     rows, iteration = [], 0
     while True:
         chosen = {e.id for e in labeled}
         remaining = [e for e in data.pool if e.id not in chosen]
-        # the round's fit; its quality estimate only where the warnings are measured
+        mode = resolve_mode(acquisition, data.kind, len(labeled))
+        # a fine-tuned round starts from the pretrained weights, as the backend's does by default
+        model = frozen if mode == "frozen" else build_model(data.kind, args.model, data.labels, training, mode)
+        scores.delete_many(list(chosen))
+        # the round's fit: a fine-tuned one as the backend fits it (held-out share and audit tasks out
+        # of its training); a frozen head's estimate only where the warnings are measured
         check = args.warnings and len(labeled) % 20 == 0
-        if check:
+        if check or mode != "frozen":
             quality = fit_with_estimate(model, labeled, acquisition, seed)
         else:
             model.fit(labeled)
         result = run_round(
-            model, labeled, remaining, strategy, subsampler, InMemoryScoreCache(), iteration, f"v{iteration}",
+            model, labeled, remaining, strategy, subsampler, scores, iteration, f"v{iteration}",
             count=len(remaining), fit=False, acquisition=acquisition, seed=seed,
         )
         report = kind.report(gold, model.predict(data.test), types)
@@ -142,10 +151,10 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             return rows
         ranking = result.selected_ids
         window = max(step, QUERY_WINDOW)
-        ordered = [e.id for e in serving_order([by_id[i] for i in ranking[:window]], model.task_vectors, team, seed)]
+        ordered = [e.id for e in serving_order([by_id[i] for i in ranking[:window]], vectors_of, team, seed)]
         ordered += ranking[window:]
         if len(labeled) < cold:
-            covered = cold_start_tasks(data.pool, chosen, cold, model.task_vectors, seed)
+            covered = cold_start_tasks(data.pool, chosen, cold, vectors_of, seed)
             ordered = covered + [i for i in ordered if i not in set(covered)]
         take = min(step, args.stop - len(labeled))
         if ordering != "random":  # the audit tasks take their places, as the backend serves them
@@ -195,7 +204,11 @@ def warning_table(rows: list[dict]) -> str:
 
 def acquisition_config(args) -> AcquisitionConfig:
     """The engine's defaults, or the --team / --cold-start given."""
-    given = {"team_size": args.team, "cold_start_labels": None if args.cold_start is None else args.cold_start * args.start}
+    given = {
+        "team_size": args.team,
+        "cold_start_labels": None if args.cold_start is None else args.cold_start * args.start,
+        "mode": args.mode,
+    }
     return AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -282,6 +295,8 @@ def main(argv=None) -> None:
                         help="cold_start of the default ordering: on / off (the engine's default if not given)")
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
     parser.add_argument("--rows", help="also write every measured row to this JSON file")
+    parser.add_argument("--mode", choices=["frozen", "auto", "finetune"], default="frozen",
+                        help="the acquisition mode (auto: the backend's default, fine-tuning from 40 labels)")
     parser.add_argument("--warnings", action="store_true",
                         help="every 20 labels, also the quality estimate and the backend's unlearned-class warning")
     parser.add_argument("--from-rows", help="summarise the rows of an earlier --rows file instead of measuring")
@@ -299,14 +314,14 @@ def main(argv=None) -> None:
             for ordering in args.orderings.split(","):
                 for seed in range(args.seeds):
                     rows += replay(data, ordering, step, seed, args, cache)
+                    if args.rows:  # after each campaign, so that a long run's finished ones are kept
+                        Path(args.rows).write_text(json.dumps({"machine": machine_line(), "rows": rows}))
             print(table(summarise([r for r in rows if r["set"] == name])), flush=True)
-            if args.rows:  # after each set, so that a long run's finished sets are kept
-                Path(args.rows).write_text(json.dumps({"machine": machine_line(), "rows": rows}))
     defaults = acquisition_config(args)
     measured = "".join(f"Rows measured by: {line}\n" for line in sources) if sources else ""
     body = (
         "## Labels saved against random order\n\n" + machine_line() + measured + "\n"
-        f"MiniLM-L6 frozen head (the auto default below its fine-tuning threshold), strategy "
+        f"{Path(args.model).name}, acquisition mode {args.mode} ({'the head on frozen vectors: the auto default below its fine-tuning threshold' if args.mode == 'frozen' else 'fine-tuned rounds from the pretrained weights'}), strategy "
         f"{args.strategy or 'the kind default (dlc-rare; mnlp for NER)'}, team_size {defaults.team_size}, "
         f"cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, {args.test} held-out tasks (fewer where "
         f"the test split is smaller), {args.start} -> {args.stop} labels. 'saved at N': the labels the ordering needs "

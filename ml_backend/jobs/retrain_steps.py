@@ -470,18 +470,24 @@ def publish(
         outcomes = read.config.task_kind.outcomes(len(trained.labels))
         serving = set(trained.audit_served)
         cold = trained.cold_start[: max(0, window - len(serving))] if window else trained.cold_start
-        candidates = read.pool
+        candidates, stale = read.pool, []
         if window:  # the cold-start and the audit tasks take their places, the most informative tasks the rest
             by_id = {e.id: e for e in read.pool}
             taken = serving | set(cold)
-            candidates = (
-                [by_id[i] for i in cold]
-                + query_window(
-                    [e for e in read.pool if e.id not in taken], trained.scores, trained.probs, trained.strategy.name,
-                    outcomes, max(0, window - len(taken)),
-                )
-                + [e for e in read.pool if e.id in serving]
+            rest = [e for e in read.pool if e.id not in taken]
+            ranked = query_window(
+                rest, trained.scores, trained.probs, trained.strategy.name, outcomes, max(0, window - len(taken))
             )
+            # a UPS round that scored fewer tasks than the window holds fills it from the cached scores,
+            # served after every fresh one, with the regions they were last published with: the stream
+            # keeps serving pre-annotated tasks of the current version until the window is labeled
+            stale = query_window(
+                rest, trained.scores, trained.probs, trained.strategy.name, outcomes,
+                max(0, window - len(taken) - len(ranked)), fresh=False,
+            )
+            if stale and not trained.config_changed:
+                previous = read.mirror.published_results([e.id for e in stale])
+            candidates = [by_id[i] for i in cold] + ranked + stale + [e for e in read.pool if e.id in serving]
         predictions = pool_predictions(
             candidates, trained.scores, trained.probs, trained.strategy.name, trained.labels, read.config, previous
         )
@@ -490,6 +496,7 @@ def publish(
         predictions = served_order(
             predictions,
             cold_start=cold,
+            stale=[e.id for e in stale],
             audit=trained.audit_served,
             share=share,
             first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
@@ -534,24 +541,28 @@ def split_publish(
 
     First go the freshly scored tasks (on a UPS round, where the method takes the query), at most
     `first` of them, the most informative (lowest published score) first: Label Studio's next task
-    then comes from fresh scores, never from a stale one. `bounded` (AL_QUERY_WINDOW): those are
-    all that is published, so the rows a version adds to Label Studio stay bounded whatever the
-    pool; otherwise (AL_QUERY_WINDOW=0) the other fresh and the cached scores follow.
+    then comes from fresh scores, never from a stale one. `bounded` (AL_QUERY_WINDOW): the
+    predictions are the window, all published before the switch: its fresh tasks, then those it was
+    filled with from the cache (served after them), so the rows a version adds to Label Studio stay
+    bounded whatever the pool; otherwise (AL_QUERY_WINDOW=0) the other fresh and the cached scores
+    follow the switch.
     """
     fresh = sorted((p for p in predictions if str(p["task"]) in probs), key=lambda p: p["score"])
     if bounded:
-        return fresh[:first], []
+        filled = sorted((p for p in predictions if str(p["task"]) not in probs), key=lambda p: p["score"])
+        return fresh[:first] + filled, []
     rest = [p for p in predictions if str(p["task"]) not in probs]
     return fresh[:first], fresh[first:] + rest
 
 
-def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, size: int) -> list:
-    """The `size` freshly scored pool tasks with the lowest published score (asked first)."""
-    fresh = [e for e in pool if e.id in probs and e.id in scores]
-    if not fresh:
+def query_window(pool, scores: dict, probs: dict, strategy: str, outcomes: int, size: int, fresh: bool = True) -> list:
+    """The `size` pool tasks with the lowest published score (asked first) among the freshly scored
+    ones, or (`fresh` False) among those whose score came from the cache."""
+    chosen = [e for e in pool if e.id in scores and (e.id in probs) == fresh]
+    if not chosen or size <= 0:
         return []
-    published = get_strategy(strategy).published_scores([scores[e.id] for e in fresh], outcomes)
-    return [fresh[i] for i in np.argsort(published, kind="stable")[:size]]
+    published = get_strategy(strategy).published_scores([scores[e.id] for e in chosen], outcomes)
+    return [chosen[i] for i in np.argsort(published, kind="stable")[:size]]
 
 
 # Published scores are rounded to 6 places: a tie in the served order is raised by this much.
@@ -561,6 +572,7 @@ SCORE_STEP = 1e-6
 def served_order(
     predictions: list[dict],
     cold_start: Sequence[str] = (),
+    stale: Sequence[str] = (),
     audit: Sequence[str] = (),
     share: float = 0.0,
     first_audit: int | None = None,
@@ -574,6 +586,8 @@ def served_order(
     2. ranking: the other tasks (but the audit tasks placed in step 4) by the strategy's published score;
     3. team order: the first `head` of that ranking (all without `head`) in `team_order`'s order
        (al_core.ordering.serving_order: no two near-duplicates within a team's consecutive tasks);
+       then the tasks of `stale` (scores from the cache, not this version's), by their score, so
+       that no stale score undercuts a fresh one;
     4. audit places: the unlabeled audit tasks `audit` (in their serving order) at one place every
        round(1/share) from `first_audit` (al_core.acquisition.interleave_audit);
     5. published scores, strictly increasing along that order (Label Studio sorts by them): the
@@ -586,10 +600,12 @@ def served_order(
     cold = [i for i in dict.fromkeys(str(c) for c in cold_start) if i in by_task]
     queued = [i for i in audit if i in by_task and i not in set(cold)] if share > 0 else []
     placed = set(cold) | set(queued)
-    ranking = [str(p["task"]) for p in sorted(predictions, key=lambda p: p["score"]) if str(p["task"]) not in placed]
+    old = {str(s) for s in stale} - placed
+    by_score = [str(p["task"]) for p in sorted(predictions, key=lambda p: p["score"]) if str(p["task"]) not in placed]
+    ranking = [i for i in by_score if i not in old]
     cut = len(ranking) if head is None else head
     ordered = ranking[:cut] if team_order is None else list(team_order(ranking[:cut]))
-    regular = cold + ordered + ranking[cut:]
+    regular = cold + ordered + ranking[cut:] + [i for i in by_score if i in old]
     for task, score in zip(regular, _strictly_increasing(sorted(by_task[i]["score"] for i in regular)), strict=True):
         by_task[task]["score"] = score
     out = [by_task[i] for i in interleave_audit(regular, queued, share, first_audit)]

@@ -124,11 +124,19 @@ class TaskMirror:
             ).fetchone()
         return int(tasks), int(done), int(skipped)
 
-    def published_results(self) -> dict[str, list]:
-        """Each task's regions as last published (kept for AL_QUERY_WINDOW=0, which republishes
-        cached scores with the regions of their latest prediction)."""
+    def published_results(self, task_ids: Iterable[str] | None = None) -> dict[str, list]:
+        """Each task's regions as last published (of `task_ids` only, when given): what a version
+        republishes for a task whose score came from the cache, so that it keeps a pre-annotation."""
         with self._connect() as db:
-            return {str(task): json.loads(result) for task, result in db.execute("SELECT task, result FROM published")}
+            if task_ids is None:
+                rows = db.execute("SELECT task, result FROM published").fetchall()
+            else:
+                ids, rows = [int(t) for t in task_ids], []
+                for start in range(0, len(ids), 500):  # SQLite's bound on one statement's parameters
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += db.execute(f"SELECT task, result FROM published WHERE task IN ({marks})", chunk).fetchall()
+            return {str(task): json.loads(result) for task, result in rows}
 
     def record_published(self, predictions: Iterable[dict]) -> None:
         with self._connect() as db:

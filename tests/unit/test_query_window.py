@@ -5,6 +5,7 @@ follows Label Studio 1.23.2's uncertainty sampling."""
 
 from __future__ import annotations
 
+from al_core.acquisition import is_audit_task
 from ml_backend.jobs.run import run_retrain
 from ml_backend.jobs.status import MemoryState
 from ml_backend.storage.store import score_cache, version_number
@@ -137,3 +138,29 @@ def fake_versions(fake) -> dict[str, int]:
     for prediction in fake.predictions:
         counts[prediction["model_version"]] = counts.get(prediction["model_version"], 0) + 1
     return counts
+
+
+def test_a_ups_round_fills_its_window_from_cached_scores_served_after_the_fresh_ones(fake_ls, tmp_path, tiny_model_dir):
+    fake, url = fake_ls
+    ids = start_project(fake)
+    settings = settings_for(url, tmp_path, tiny_model_dir, query_window=40)
+    first = run_retrain(1, settings, MemoryState())  # full scoring: its window has regions for each task
+    earlier = {p["task"]: p["result"] for p in fake.predictions_of(first["version"])}
+    fake.choose(ids[10], "Positive")
+    second = run_retrain(1, settings, MemoryState())  # UPS: fewer fresh scores than the window holds
+    fresh = fresh_tasks(settings, second["version"])
+    assert len(fresh) < 40
+    published = fake.predictions_of(second["version"])
+    assert len(published) == 40 == second["n_published"], "the window is filled"
+    audit = {p["task"] for p in published if is_audit_task(str(p["task"]), settings.seed, settings.audit_share)}
+    new = [p for p in published if p["task"] in fresh and p["task"] not in audit]
+    filled = [p for p in published if p["task"] not in fresh]
+    assert new and filled
+    # no stale score undercuts a fresh one: Label Studio serves every fresh task first (the audit
+    # tasks, fresh too, keep their one-in-25 places wherever those fall)
+    assert max(p["score"] for p in new) < min(p["score"] for p in filled)
+    # a task filled from the cache keeps the regions it was last published with (a pre-annotation)
+    assert all(p["result"] == earlier[p["task"]] for p in filled if p["task"] in earlier)
+    assert any(p["result"] for p in filled)
+    served = fake.next_task(1)
+    assert served["id"] in fresh
