@@ -14,6 +14,8 @@ import httpx
 import pytest
 import redis
 
+from al_core.acquisition import AcquisitionConfig, is_audit_task
+from al_core.config import TrainingConfig
 from ml_backend.storage.store import RedisScoreCache
 from testkit.gold import ag_news, conll_sentences
 from testkit.ls_api import LabelStudioAPI
@@ -130,8 +132,14 @@ class _Steps:
         assert 0 < len(fresh) < len(unlabeled), (
             f"UPS should re-score a subset, re-scored {len(fresh)}/{len(unlabeled)}"
         )
-        # the query window: the new version went out on the re-scored subset only, never on a stale score
-        assert set(version.predictions) & unlabeled == fresh
+        # the query window (AL_QUERY_WINDOW, larger than the pool here): the re-scored subset first, then the
+        # other unlabeled tasks from their cached scores, so every unlabeled task holds the new version; a
+        # stale score never undercuts a fresh one (the fresh audit tasks keep their own places)
+        assert set(version.predictions) & unlabeled == unlabeled
+        regular = {t for t in fresh if not is_audit_task(str(t), TrainingConfig().seed, AcquisitionConfig().audit_share)}
+        assert max(version.predictions[t]["score"] for t in regular) < min(
+            version.predictions[t]["score"] for t in unlabeled - fresh
+        )
         changed = {t for t in fresh if version.predictions[t]["score"] != first.predictions[t]["score"]}
         assert changed, "no score changed after a retrain"
         # tasks outside the subset keep their earlier prediction: the labeling page still pre-annotates them

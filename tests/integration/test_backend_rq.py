@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
+from al_core.acquisition import is_audit_task
 from ml_backend.app import create_app
 from ml_backend.settings import Settings, env_name
 from ml_backend.storage.store import RedisScoreCache
@@ -127,13 +128,21 @@ def test_next_ups_iteration_rescores_only_the_subset_and_reuses_the_cache(
     for entry in cache.values():
         by_version[entry.model_version] = by_version.get(entry.model_version, 0) + 1
     assert by_version == {v2: n_scored, v1: n_pool - n_scored}
-    # the query window (AL_QUERY_WINDOW, larger than the subset here) holds the fresh scores only:
-    # a cached score never goes out under v2, and the rest of the pool keeps its v1 prediction
+    # the query window (AL_QUERY_WINDOW, larger than the pool here) holds the fresh scores first, then
+    # the rest of the pool from the cache with the regions v1 published: a cached score never undercuts
+    # a fresh one (the fresh audit tasks keep their own places), and the whole window goes out before the
+    # project is pointed at v2
     fresh_ids = {int(i) for i, entry in cache.items() if entry.model_version == v2}
-    published = fake.predictions_of(v2)
-    assert sorted(p["task"] for p in published) == sorted(fresh_ids)
-    assert all(p["result"] for p in published)
-    assert fake.activated_with[v2] == n_scored
+    published = {p["task"]: p for p in fake.predictions_of(v2)}
+    assert sorted(published) == ids[7:]
+    assert all(p["result"] for p in published.values())
+    regular = {t for t in fresh_ids if not is_audit_task(str(t), settings.seed, settings.audit_share)}
+    assert max(published[t]["score"] for t in regular) < min(
+        published[t]["score"] for t in set(published) - fresh_ids
+    )
+    v1_results = {p["task"]: p["result"] for p in fake.predictions_of(v1)}
+    assert all(published[t]["result"] == v1_results[t] for t in set(published) - fresh_ids)
+    assert fake.activated_with[v2] == n_pool
     assert fake.projects[2]["model_version"] == v2
     assert sorted(p["task"] for p in fake.predictions_of(v1)) == ids[6:]
 
