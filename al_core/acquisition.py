@@ -5,7 +5,9 @@ simulator's config and the benchmarks start from it):
 - mode `frozen`: a logistic regression on the frozen encoder's cached vectors (al_core.models.frozen);
 - mode `finetune`: the whole transformer fine-tuned with TrainingConfig's schedule;
 - mode `auto` (the default): `frozen` while a project has fewer labeled tasks than the
-  threshold of its kind, `finetune` from then on. The thresholds come from the learning
+  threshold of its kind, `finetune` from then on, once every `finetune_every` labels, with
+  `refresh` rounds in between (a frozen head over the last fine-tuned encoder, which fits and
+  scores in seconds; classification kinds). The thresholds come from the learning
   curves in BENCHMARKS.md: for classification, fine-tuning (its head started as the frozen
   head's regression) is the better of the two from 40 labels on, and below that the frozen
   head retrains in about a second; for tagging fine-tuning is far better from the first few
@@ -86,6 +88,14 @@ class AcquisitionConfig:
         "tasks in different clusters of the encoder's vectors (al_core.ordering.diverse_order); 1: the "
         "strategy's ranking as it is.",
     )
+    finetune_every: int = Field(
+        20,
+        ge=0,
+        description="auto: labels between two fine-tunes. The rounds in between refresh the ordering in seconds: "
+        "a logistic regression over the last fine-tuned encoder's vectors of every labeled task, scoring the tasks "
+        "that encoder has embedded (the last fine-tune's scored subset); classification kinds; 0: fine-tune every "
+        "round.",
+    )
     cold_start_labels: int = Field(
         20,
         ge=0,
@@ -98,11 +108,25 @@ class AcquisitionConfig:
         return kind_of(kind).frozen_below(self)
 
 
-def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int) -> str:
-    """`frozen` or `finetune` for a round with `n_labeled` labeled tasks."""
+def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None = None) -> str:
+    """`frozen`, `finetune` or `refresh` for a round with `n_labeled` labeled tasks. `finetuned_at`:
+    the labeled tasks of the last fine-tune whose encoder a refresh round can read (None: none).
+
+    auto: `frozen` below the kind's threshold; from there a fine-tune every `finetune_every` labels
+    and, between two, `refresh` rounds (a frozen head over the last fine-tuned encoder,
+    `al_core.models.refresh_model`), for the kinds whose fine-tuned vector is the frozen one."""
     if config.mode != "auto":
         return config.mode
-    return "frozen" if n_labeled < config.frozen_below(kind) else "finetune"
+    if n_labeled < config.frozen_below(kind):
+        return "frozen"
+    if (
+        config.finetune_every > 0
+        and finetuned_at is not None
+        and kind_of(kind).refreshes
+        and abs(n_labeled - finetuned_at) < config.finetune_every
+    ):
+        return "refresh"
+    return "finetune"
 
 
 @dataclass(frozen=True)
@@ -323,7 +347,8 @@ def fit_with_estimate(
         model.fit(labeled)
         none = audit_estimate(kind, [], [], labels, config.audit_share).as_dict() | {"n": len(audit)}
         return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0, audit=none)
-    if getattr(model, "mode", "finetune") == "frozen":
+    frozen = getattr(model, "mode", "finetune") == "frozen"
+    if frozen and not getattr(model, "encoder_saw_labels", False):
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
         model.fit(labeled)  # the head a version keeps: every label, the audit tasks' too
@@ -332,6 +357,8 @@ def fit_with_estimate(
         return dataclasses.replace(estimate, audit=audited(labeled, predicted))
     # A fine-tuned version is not trained on the labeled audit tasks: they join the held-out share,
     # so that its predictions for them are out of sample (the next frozen head uses them again).
+    # A head over a fine-tuned encoder (a refresh round) is measured on the same tasks, which that
+    # encoder never saw, then refit on every label (a head's fit costs milliseconds).
     held = [e for e in labeled if _held_out(e, config.holdout_share) or e.id in audit]
     train = [e for e in labeled if not (_held_out(e, config.holdout_share) or e.id in audit)]
     if not held or not train:
@@ -339,6 +366,8 @@ def fit_with_estimate(
         return QualityEstimate(metric, None, "none (no task fell in the held-out share)", 0)
     model.fit(train)
     predicted = model.predict([e.without_labels() for e in held])
+    if frozen:
+        model.fit(labeled)
     if config.holdout_share <= 0:
         return QualityEstimate(metric, None, "none (no held-out share)", 0, audit=audited(held, predicted))
     report = score_predictions(kind, held, predicted, labels)

@@ -16,12 +16,55 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate
+from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate, resolve_mode
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
 from al_core.models.base import AcquisitionModel, ModelOutputs, Predictor
 from al_core.strategies import QueryStrategy, select_batch
 from al_core.ups import CachedScore, PoolSubsampler, ScoreCache
+
+
+@dataclass
+class RoundModel:
+    """The model a round trains (`round_model`) and what it leaves for the rounds after it.
+
+    `encoder`: (folder, labeled count) of the fine-tuned encoder the next refresh rounds read, the
+    one this round read or (a fine-tune with `hand_over`) its own once saved to that folder;
+    `hand_over`: for `run_round`, which caches the fine-tune's vectors under that folder's keys."""
+
+    model: object
+    mode: str  # frozen | finetune | refresh (al_core.acquisition.resolve_mode)
+    encoder: tuple[str, int] | None = None
+    hand_over: Callable[[list[Example], object], None] | None = None
+
+
+def round_model(
+    acquisition: AcquisitionConfig,
+    kind: str,
+    labels: list[str],
+    n_labeled: int,
+    build: Callable[[str], object],
+    encoder: tuple[str, int] | None,
+    new_encoder_folder: Callable[[], str],
+    training=None,
+    embedding_cache=None,
+) -> RoundModel:
+    """The round's model, as the backend's retrain and the simulator pick it: `build(mode)` for a
+    frozen head or a fine-tune; for a refresh round a head over `encoder` (the last fine-tune's
+    folder and labeled count, None if none), al_core.models.refresh_model. A fine-tune that refresh
+    rounds will follow hands its vectors over for the folder `new_encoder_folder()` names, where the
+    caller saves it."""
+    from al_core.models import refresh_model
+
+    mode = resolve_mode(acquisition, kind, n_labeled, encoder[1] if encoder else None)
+    if mode == "refresh":
+        return RoundModel(refresh_model(kind, encoder[0], labels, training, embedding_cache), mode, encoder)
+    model = build(mode)
+    if mode == "finetune" and resolve_mode(acquisition, kind, n_labeled, n_labeled) == "refresh":
+        folder = new_encoder_folder()
+        reader = refresh_model(kind, folder, labels, training, embedding_cache)
+        return RoundModel(model, mode, (folder, n_labeled), reader.remember)
+    return RoundModel(model, mode)
 
 
 @dataclass
@@ -62,10 +105,16 @@ def run_round(
     infer: Callable[..., ModelOutputs] | None = None,
     seed: int = 0,
     also_score: Collection[str] = (),
+    hand_over: Callable[[list[Example], object], None] | None = None,
 ) -> RoundResult:
     """Runs one round; the query is taken from the freshly scored subset only. `seed` picks the
     audit sample of the estimate (al_core.acquisition.is_audit_task); `also_score`: pool tasks
-    scored whatever the subsampler chooses (the audit tasks the backend serves next)."""
+    scored whatever the subsampler chooses (the audit tasks the backend serves next).
+
+    `hand_over(examples, vectors)` (a fine-tune that refresh rounds follow): receives the model's
+    vectors of the labeled tasks and of the scored subset, the ones the scoring pass computes anyway.
+    A refresh round's model (a head over a fine-tuned encoder, `encoder_saw_labels`) scores the pool
+    tasks whose vectors were handed over (and `also_score`); the rest keep their cached scores."""
     if not pool:
         raise EmptyPoolError("the pool is empty: nothing left to query")
     timings: dict[str, float] = {}
@@ -76,13 +125,20 @@ def run_round(
     start = time.perf_counter()
     pool_ids = [e.id for e in pool]
     cached = cache.get_many(pool_ids)
-    if getattr(model, "scores_whole_pool", False):
+    if getattr(model, "encoder_saw_labels", False):
+        known = {e.id for e in model.embedded(pool)} | set(also_score)
+        subset = [e for e in pool if e.id in known]
+    elif getattr(model, "scores_whole_pool", False):
         subset = list(pool)
     else:
         chosen = set(subsampler.choose(pool_ids, cached, iteration)) | set(also_score)
         subset = [e for e in pool if e.id in chosen]
     strategy.prepare(model, labeled)
-    outputs = (infer or _infer_here)(model, subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
+    run = infer or _infer_here
+    outputs = run(model, subset, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings or bool(hand_over))
+    if hand_over is not None:
+        hand_over(subset, outputs.embeddings)
+        hand_over(labeled, run(model, labeled, probs=False, embeddings=True).embeddings)
     fresh = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(subset))
     cache.set_many(
         {e.id: CachedScore(float(s), model_version, iteration) for e, s in zip(subset, fresh, strict=True)}

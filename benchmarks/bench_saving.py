@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +36,11 @@ from al_core.acquisition import (
     fit_with_estimate,
     is_audit_task,
     predicted_counts,
-    resolve_mode,
 )
 from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.kinds import kind_of
-from al_core.loop import run_round
+from al_core.loop import round_model, run_round
 from al_core.models import MemoryEmbeddingCache, build_model, encoder_vectors
 from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
@@ -110,13 +111,19 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
     scores = InMemoryScoreCache()  # the campaign's score cache, which UPS reads from round to round
     gold = [kind.gold(e) for e in data.test]
     types = kind.config_labels(data.labels)
-    rows, iteration = [], 0
+    rows, iteration, encoder = [], 0, None
+    scratch = tempfile.TemporaryDirectory()  # the fine-tuned encoders refresh rounds read
     while True:
         chosen = {e.id for e in labeled}
         remaining = [e for e in data.pool if e.id not in chosen]
-        mode = resolve_mode(acquisition, data.kind, len(labeled))
-        # a fine-tuned round starts from the pretrained weights, as the backend's does by default
-        model = frozen if mode == "frozen" else build_model(data.kind, args.model, data.labels, training, mode)
+        # the backend's choice (al_core.loop.round_model): a fine-tuned round starts from the
+        # pretrained weights, as the backend's does by default; a refresh round reads the last one
+        picked = round_model(
+            acquisition, data.kind, data.labels, len(labeled),
+            lambda mode: frozen if mode == "frozen" else build_model(data.kind, args.model, data.labels, training, mode),
+            encoder, lambda n=iteration: str(Path(scratch.name) / f"it{n}"), training, cache,
+        )
+        model, mode = picked.model, picked.mode
         scores.delete_many(list(chosen))
         # the round's fit: a fine-tuned one as the backend fits it (held-out share and audit tasks out
         # of its training); a frozen head's estimate only where the warnings are measured
@@ -127,8 +134,13 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             model.fit(labeled)
         result = run_round(
             model, labeled, remaining, strategy, subsampler, scores, iteration, f"v{iteration}",
-            count=len(remaining), fit=False, acquisition=acquisition, seed=seed,
+            count=len(remaining), fit=False, acquisition=acquisition, seed=seed, hand_over=picked.hand_over,
         )
+        if picked.hand_over is not None:
+            model.save(picked.encoder[0])
+            if encoder is not None:
+                shutil.rmtree(encoder[0], ignore_errors=True)
+        encoder = picked.encoder
         report = kind.report(gold, model.predict(data.test), types)
         if check:
             rows_warned = warned_labels(kind, labeled, result.probs, data.labels, quality)
@@ -148,6 +160,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
                 t: [counts[t], report["per_label"][t]["recall"], t in rows_warned] for t in types if t in report["per_label"]
             }
         if len(labeled) >= args.stop:
+            scratch.cleanup()
             return rows
         ranking = result.selected_ids
         window = max(step, QUERY_WINDOW)
@@ -202,12 +215,21 @@ def warning_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+MODE_NOTES = {
+    "frozen": "the head on frozen vectors: the auto default below its fine-tuning threshold",
+    "auto": "the backend's default: the frozen head below its threshold, then a fine-tune from the pretrained "
+    "weights every {every} labels and refresh rounds between",
+    "finetune": "a fine-tune from the pretrained weights every round",
+}
+
+
 def acquisition_config(args) -> AcquisitionConfig:
     """The engine's defaults, or the --team / --cold-start given."""
     given = {
         "team_size": args.team,
         "cold_start_labels": None if args.cold_start is None else args.cold_start * args.start,
         "mode": args.mode,
+        "finetune_every": args.finetune_every,
     }
     return AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
 
@@ -297,6 +319,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", help="also write every measured row to this JSON file")
     parser.add_argument("--mode", choices=["frozen", "auto", "finetune"], default="frozen",
                         help="the acquisition mode (auto: the backend's default, fine-tuning from 40 labels)")
+    parser.add_argument("--finetune-every", type=int,
+                        help="auto: labels between two fine-tunes, refresh rounds between (the engine's default if not given)")
     parser.add_argument("--warnings", action="store_true",
                         help="every 20 labels, also the quality estimate and the backend's unlearned-class warning")
     parser.add_argument("--from-rows", help="summarise the rows of an earlier --rows file instead of measuring")
@@ -321,7 +345,7 @@ def main(argv=None) -> None:
     measured = "".join(f"Rows measured by: {line}\n" for line in sources) if sources else ""
     body = (
         "## Labels saved against random order\n\n" + machine_line() + measured + "\n"
-        f"{Path(args.model).name}, acquisition mode {args.mode} ({'the head on frozen vectors: the auto default below its fine-tuning threshold' if args.mode == 'frozen' else 'fine-tuned rounds from the pretrained weights'}), strategy "
+        f"{Path(args.model).name}, acquisition mode {args.mode} ({MODE_NOTES[args.mode].format(every=defaults.finetune_every)}), strategy "
         f"{args.strategy or 'the kind default (dlc-rare; mnlp for NER)'}, team_size {defaults.team_size}, "
         f"cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, {args.test} held-out tasks (fewer where "
         f"the test split is smaller), {args.start} -> {args.stop} labels. 'saved at N': the labels the ordering needs "

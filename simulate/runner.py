@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task, resolve_mode
+from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
 from al_core.models.embedding_cache import MemoryEmbeddingCache
@@ -329,6 +330,8 @@ class Simulation:
         self.data: SimulationData | None = None
         self._embeddings = MemoryEmbeddingCache()  # frozen-encoder vectors: one pass per task per run
         self._vectors_of: Callable | None = None  # the orders' vectors (order_vectors), once data is read
+        # per seed, the last fine-tune that refresh rounds read: (its saved folder, its labeled count)
+        self._encoders: dict[int, tuple[str, int]] = {}
 
     @property
     def strategy(self) -> str:
@@ -493,11 +496,8 @@ class Simulation:
         labeled = [data.gold[i] for i in labeled_ids]
         pool = [e for e in data.pool if e.id not in labeled_set]
         iteration_seed = _iteration_seed(seed, t)
-        modes = config.acquisition_mode
-        mode = resolve_mode(modes, data.kind, len(labeled)) if config.acquisition.kind == "transformer" else "finetune"
-        acquisition = model_factory.build(
-            config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
-        )
+        chosen = self._acquisition_model(seed, t, len(labeled), iteration_seed)
+        acquisition, mode = chosen.model, chosen.mode
         base = {
             "config": config.name,
             "seed": seed,
@@ -513,7 +513,9 @@ class Simulation:
             "labeled_ids_before": list(labeled_ids),
         }
         if t < config.iterations and pool:
-            base.update(self._query_round(acquisition, labeled, pool, cache, seed, t))
+            base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
+            if chosen.hand_over is not None:
+                self._keep_encoder(seed, acquisition, *chosen.encoder)
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -525,7 +527,39 @@ class Simulation:
         del acquisition
         return self._successor_records(base, labeled, pool, seed, t)
 
-    def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int) -> dict:
+    def _acquisition_model(self, seed: int, t: int, n_labeled: int, iteration_seed: int):
+        """The round's model as the backend's retrain picks it (al_core.loop.round_model): a refresh
+        round reads the seed's last fine-tuned encoder; a fine-tune that refresh rounds will follow
+        is saved under encoders/ after its round (`_keep_encoder`)."""
+        from al_core.loop import RoundModel, round_model
+
+        config, data = self.config, self.data
+        if config.acquisition.kind != "transformer":
+            return RoundModel(
+                model_factory.build(config.acquisition, data.kind, data.labels, config.training, iteration_seed),
+                "finetune",
+            )
+        return round_model(
+            config.acquisition_mode, data.kind, data.labels, n_labeled,
+            lambda mode: model_factory.build(
+                config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
+            ),
+            self._encoders.get(seed),
+            lambda: str((self.folder / "encoders" / f"seed{seed}-it{t}").resolve()),
+            model_factory.training_config(config.acquisition, config.training, iteration_seed),
+            self._embeddings,
+        )
+
+    def _keep_encoder(self, seed: int, model, folder: str, n_labeled: int) -> None:
+        """Saves a fine-tuned model where its hand-over said, for the seed's refresh rounds; the
+        seed's earlier encoder is deleted (a run resumed after a kill fine-tunes again first)."""
+        model.save(folder)
+        earlier = self._encoders.get(seed)
+        if earlier and earlier[0] != folder:
+            shutil.rmtree(earlier[0], ignore_errors=True)
+        self._encoders[seed] = (folder, n_labeled)
+
+    def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int, hand_over=None) -> dict:
         """The backend's round (al_core.loop.run_round: fit, subsample, score, rank), then the
         query as the backend serves it (`_served_batch`) with the audit tasks in their places."""
         from al_core.loop import run_round
@@ -546,6 +580,7 @@ class Simulation:
             acquisition=config.acquisition_mode,
             seed=seed,
             count=len(pool),  # every freshly scored task, best first: the ranking
+            hand_over=hand_over,
         )
         start = time.perf_counter()
         batch, order = self._served_batch(list(result.selected_ids), labeled, pool, seed)

@@ -42,6 +42,10 @@ class TaskKind:
     learning_rate: float  # fine-tuning's default rate for this kind's head
     formats: tuple[str, ...]  # plasm-export's output formats that fit the kind
     region_confidence: bool = False  # a predicted region carries the model's confidence as its score
+    # auto mode refreshes between fine-tunes with a frozen head over the fine-tuned encoder: the
+    # fine-tuned model's embedding of a task is then the frozen head's vector (one mean-pooled
+    # vector per text), so a fine-tune's scoring pass hands its vectors over
+    refreshes: bool = True
 
     # -- Label Studio ---------------------------------------------------------------------
     def reads(self, control_tag: str, multiple: bool) -> bool:

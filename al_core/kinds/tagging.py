@@ -43,6 +43,7 @@ class Tagging(TaskKind):
     # sequence head (BENCHMARKS.md, learning curves)
     learning_rate = 3e-4
     formats = ("jsonl", "conll", "ls")
+    refreshes = False  # a frozen tagger reads a vector per word; the fine-tuned embedding is one per sentence
 
     def reads(self, control_tag, multiple):
         return control_tag == self.control_tag

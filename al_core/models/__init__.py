@@ -5,6 +5,7 @@
 - `frozen`: what the frozen-encoder models share (`FrozenEncoderModel`); `embedding_cache` keeps
   their vectors; `heads`: the logistic regressions of frozen heads and of a classifier's first head;
 - `encoder_vectors` (here): a model folder's frozen-encoder vector per task, for al_core.ordering;
+- `refresh_model` (here): a frozen head over a fine-tuned version's encoder (auto mode's refresh rounds);
 - `classification`, `multilabel`, `tagging`: each kind's fine-tuned and frozen model.
 
 A new model is one class in its kind's module plus its line in `MODEL_CLASSES`.
@@ -75,6 +76,22 @@ def encoder_vectors(
     return build_model(kind, model_name_or_path, labels, config, "frozen", embedding_cache).task_vectors
 
 
+def refresh_model(
+    kind: str,
+    encoder_folder: str | Path,
+    labels: list[str],
+    config: TrainingConfig | None = None,
+    embedding_cache: EmbeddingCache | None = None,
+) -> AcquisitionModel:
+    """The model of a refresh round (al_core.acquisition.resolve_mode): a frozen head over the encoder
+    of a fine-tuned version's folder. It reads the vectors that version's fine-tune handed over
+    (`FrozenEncoderModel.remember`, under the keys of this folder) and is saved as a frozen model
+    whose encoder is that folder."""
+    model = build_model(kind, encoder_folder, labels, config, "frozen", embedding_cache)
+    model.encoder_saw_labels = True
+    return model
+
+
 def load_model(
     folder: str | Path, config: TrainingConfig | None = None, embedding_cache: EmbeddingCache | None = None
 ) -> AcquisitionModel:
@@ -110,4 +127,5 @@ __all__ = [
     "model_class",
     "multi_hot",
     "read_model_meta",
+    "refresh_model",
 ]

@@ -49,6 +49,10 @@ class FrozenEncoderModel:
 
     mode = "frozen"
     scores_whole_pool = True
+    # True for a head over a fine-tuned encoder (al_core.models.refresh_model): the encoder was trained
+    # on most labeled tasks, so the quality estimate holds them out (not cross-validation), and a
+    # round scores only the tasks whose vectors that encoder's fine-tune handed over (`embedded`)
+    encoder_saw_labels = False
 
     def __init__(
         self,
@@ -97,6 +101,17 @@ class FrozenEncoderModel:
         """One vector per example (the embedding `infer` gives: a tagger's is the mean over its
         words), for what compares whole tasks (al_core.ordering)."""
         return [self._summary(v) for v in self.vectors(examples)]
+
+    def embedded(self, examples: list[Example]) -> list[Example]:
+        """The examples whose vectors are in the cache (no forward pass needed)."""
+        keys = [self._key(e) for e in examples]
+        present = self.cache.present(list(dict.fromkeys(keys)))
+        return [e for e, key in zip(examples, keys, strict=True) if key in present]
+
+    def remember(self, examples: list[Example], vectors) -> None:
+        """Caches vectors computed elsewhere as this model's: a fine-tuned model's embeddings of tasks,
+        for the head over its encoder (they are the vectors this model would compute)."""
+        self.cache.set_many({self._key(e): np.asarray(v, dtype=np.float32) for e, v in zip(examples, vectors, strict=True)})
 
     def needs_forward(self, examples: list[Example]) -> list[Example]:
         """The examples the encoder has not embedded yet (one per distinct content)."""

@@ -32,12 +32,11 @@ from al_core.acquisition import (
     interleave_audit,
     is_audit_task,
     predicted_counts,
-    resolve_mode,
 )
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
 from al_core.kinds import kind_of
-from al_core.loop import run_round
+from al_core.loop import round_model, run_round
 from al_core.ls_format import LabelConfig, label_counts, model_labels
 from al_core.models import build_model, encoder_vectors, load_model, read_model_meta
 from al_core.ordering import cold_start_tasks, serving_order
@@ -135,6 +134,7 @@ class TrainedRound:
     audit_served: list[str] = field(default_factory=list)  # unlabeled audit tasks placed in the window
     cold_start: list[str] = field(default_factory=list)  # the cold-start order's tasks, served first
     vectors_of: Any = None  # order_vectors: the encoder's vector of each task, for the orders
+    encoder: dict | None = None  # the fine-tuned encoder refresh rounds read: {"version", "n_labeled"}
 
 
 def train_and_publish(
@@ -348,17 +348,29 @@ def train_round(
         iteration = store.next_iteration(project_id)
         labels = model_labels(config)
         acquisition = settings.acquisition_config()
-        mode = resolve_mode(acquisition, config.kind, len(labeled))
+        config_changed = promoted_label_set_changed(store, project_id, config)
+        version = version_name(project_id, iteration + 1)
+        previous = None if config_changed else finetuned_encoder(store, project_id)
+        chosen = round_model(
+            acquisition, config.kind, labels, len(labeled),
+            lambda mode: _new_model(settings, store, project_id, config.kind, labels, mode),
+            (encoder_folder(store, project_id, previous["version"]), previous["n_labeled"]) if previous else None,
+            lambda: encoder_folder(store, project_id, version),
+            settings.training_config(), embedding_cache(settings, project_id),
+        )
+        mode, hand_over = chosen.mode, chosen.hand_over
         trained = TrainedRound(
-            version=version_name(project_id, iteration + 1),
+            version=version,
             iteration=iteration,
             labels=labels,
             strategy=get_strategy(strategy_name(settings, config.kind), seed=settings.seed),
             mode=mode,
-            model=_new_model(settings, store, project_id, config.kind, labels, mode),
+            model=chosen.model,
             cache=score_cache(settings, project_id, redis),
-            config_changed=promoted_label_set_changed(store, project_id, config),
+            config_changed=config_changed,
             quality=None,
+            # version.json names the encoder by its version (its folder's name), not by a path
+            encoder={"version": Path(chosen.encoder[0]).name, "n_labeled": chosen.encoder[1]} if chosen.encoder else None,
         )
         trained.vectors_of = order_vectors(settings, project_id, config.kind, labels, trained.model)
         if trained.config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
@@ -368,6 +380,8 @@ def train_round(
     if not pool:
         with timer.step("fit_s"):
             trained.quality = fit_with_estimate(trained.model, labeled, acquisition, settings.seed)
+        if hand_over is not None:
+            hand_over(labeled, trained.model.embed(labeled))
         return trained
     share = acquisition.audit_share
     # the audit tasks the window can hold (one every round(1/share) places), scored whatever UPS chooses
@@ -390,7 +404,7 @@ def train_round(
     result = run_round(
         trained.model, labeled, pool, trained.strategy, subsampler, trained.cache, iteration, trained.version,
         count=1, acquisition=acquisition, infer=split, seed=settings.seed,
-        also_score=serve + [i for i in trained.cold_start if i not in set(serve)],
+        also_score=serve + [i for i in trained.cold_start if i not in set(serve)], hand_over=hand_over,
     )
     timer.add(result.timings)
     trained.probs, trained.scores, trained.n_scored, trained.quality = (
@@ -436,6 +450,7 @@ def save_version(
         "base_model": settings.acquisition_model,
         "acquisition_mode": trained.mode,
         "warm_start": settings.warm_start,
+        "encoder": trained.encoder,
         "quality": trained.quality.as_dict(),
         "audit": audit_summary(settings, read.labeled, trained.audit_served),
         "label_counts": read.reading["label_counts"],
@@ -517,6 +532,24 @@ def order_summary(settings: Settings, cold_start: list[str]) -> dict:
     """What shaped the published order beside the strategy's ranking (the summary's `order`)."""
     acquisition = settings.acquisition_config()
     return {"team_size": acquisition.team_size, "cold_start": list(cold_start)}
+
+
+def finetuned_encoder(store: VersionStore, project_id: int) -> dict | None:
+    """The fine-tuned encoder the promoted version reads or is ({"version", "n_labeled"} of the
+    fine-tune that trained it), when its folder is still there; else None."""
+    current = store.current_version(project_id)
+    if current is None:
+        return None
+    encoder = store.meta(project_id, current).get("encoder")
+    if not encoder or not store.version_dir(project_id, encoder["version"]).is_dir():
+        return None
+    return encoder
+
+
+def encoder_folder(store: VersionStore, project_id: int, version: str) -> str:
+    """The folder of a fine-tuned version as a refresh head names its encoder (an absolute path: it
+    is part of the embedding cache's keys, the same in every process)."""
+    return str(store.version_dir(project_id, version).resolve())
 
 
 def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):

@@ -104,6 +104,12 @@ class VersionStore:
         with open(self.version_dir(project, version) / "version.json", encoding="utf-8") as handle:
             return json.load(handle)
 
+    def _meta_or_empty(self, project: int | str, version: str) -> dict:
+        try:
+            return self.meta(project, version)
+        except (OSError, ValueError):
+            return {}
+
     def next_iteration(self, project: int | str) -> int:
         """Number of versions trained so far for the project (0 before the first)."""
         current = self.current(project)
@@ -130,12 +136,15 @@ class VersionStore:
         return final
 
     def prune(self, project: int | str) -> list[str]:
-        """Delete all but the last `keep` versions (never the promoted one)."""
+        """Delete all but the last `keep` versions (never the promoted one, nor the fine-tuned version
+        whose encoder a kept one reads: its `encoder`, al_core.models.refresh_model)."""
         current = self.current_version(project)
         names = self.versions(project)
+        kept = names[max(0, len(names) - self.keep) :] + [current]
+        needed = {(self._meta_or_empty(project, name).get("encoder") or {}).get("version") for name in kept if name}
         removed = []
         for name in names[: max(0, len(names) - self.keep)]:
-            if name != current:
+            if name != current and name not in needed:
                 shutil.rmtree(self.version_dir(project, name), ignore_errors=True)
                 removed.append(name)
         return removed

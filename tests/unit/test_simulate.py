@@ -399,6 +399,21 @@ def test_more_iterations_extend_a_finished_run(tiny_config, tmp_path):
     )
 
 
+def test_auto_mode_refreshes_between_fine_tunes_as_the_backend_does(tiny_config):
+    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    data = {**tiny_config, "acquisition_mode": modes, "iterations": 4, "seeds": [0]}
+    folder = Simulation(parse_config(data), progress=False).run()
+    records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+    assert [records[t]["labeled_size"] for t in range(5)] == [20, 30, 40, 50, 60]
+    assert [records[t]["acquisition_mode"] for t in range(5)] == ["frozen", "finetune", "refresh", "finetune", "refresh"]
+    # a refresh round scores the tasks the fine-tune handed over (its UPS subset), no others
+    assert 0 < records[2]["n_scored"] <= records[1]["n_scored"]
+    # measured on the held-out share, then refit on every label (a fine-tune trains without that share)
+    assert records[2]["acq_n_train"] == 40 and records[1]["acq_n_train"] < 30
+    # the fine-tuned encoder of the seed is kept for its refresh rounds, the earlier one deleted
+    assert [p.name for p in (folder / "encoders").iterdir()] == ["seed0-it3"]
+
+
 def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_its_settings(tiny_config):
     import dataclasses
 
