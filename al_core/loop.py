@@ -12,6 +12,7 @@ gives, in the same order.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -65,6 +66,17 @@ def round_model(
         reader = refresh_model(kind, folder, labels, training, embedding_cache)
         return RoundModel(model, mode, (folder, n_labeled), reader.remember)
     return RoundModel(model, mode)
+
+
+def keep_encoder(chosen: RoundModel, model, previous: tuple[str, int] | None) -> tuple[str, int] | None:
+    """After a round that `round_model` chose (callers that keep no version store: the simulator, the
+    benchmarks): a fine-tune that handed its vectors over is saved to its folder and the earlier
+    encoder's folder deleted. Returns the encoder the next round reads."""
+    if chosen.hand_over is not None:
+        model.save(chosen.encoder[0])
+        if previous is not None and previous[0] != chosen.encoder[0]:
+            shutil.rmtree(previous[0], ignore_errors=True)
+    return chosen.encoder
 
 
 @dataclass

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from al_core.acquisition import (
 from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.kinds import kind_of
-from al_core.loop import round_model, run_round
+from al_core.loop import keep_encoder, round_model, run_round
 from al_core.models import MemoryEmbeddingCache, build_model, encoder_vectors
 from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
@@ -136,11 +135,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             model, labeled, remaining, strategy, subsampler, scores, iteration, f"v{iteration}",
             count=len(remaining), fit=False, acquisition=acquisition, seed=seed, hand_over=picked.hand_over,
         )
-        if picked.hand_over is not None:
-            model.save(picked.encoder[0])
-            if encoder is not None:
-                shutil.rmtree(encoder[0], ignore_errors=True)
-        encoder = picked.encoder
+        encoder = keep_encoder(picked, model, encoder)
         report = kind.report(gold, model.predict(data.test), types)
         if check:
             rows_warned = warned_labels(kind, labeled, result.probs, data.labels, quality)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import yaml
 from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
+from al_core.loop import keep_encoder
 from al_core.models.embedding_cache import MemoryEmbeddingCache
 from al_core.ordering import cold_start_tasks
 from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
@@ -514,8 +514,8 @@ class Simulation:
         }
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
-            if chosen.hand_over is not None:
-                self._keep_encoder(seed, acquisition, *chosen.encoder)
+            if chosen.hand_over is not None:  # a run resumed after a kill fine-tunes again first
+                self._encoders[seed] = keep_encoder(chosen, acquisition, self._encoders.get(seed))
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -530,7 +530,7 @@ class Simulation:
     def _acquisition_model(self, seed: int, t: int, n_labeled: int, iteration_seed: int):
         """The round's model as the backend's retrain picks it (al_core.loop.round_model): a refresh
         round reads the seed's last fine-tuned encoder; a fine-tune that refresh rounds will follow
-        is saved under encoders/ after its round (`_keep_encoder`)."""
+        is saved under encoders/ after its round (al_core.loop.keep_encoder)."""
         from al_core.loop import RoundModel, round_model
 
         config, data = self.config, self.data
@@ -549,15 +549,6 @@ class Simulation:
             model_factory.training_config(config.acquisition, config.training, iteration_seed),
             self._embeddings,
         )
-
-    def _keep_encoder(self, seed: int, model, folder: str, n_labeled: int) -> None:
-        """Saves a fine-tuned model where its hand-over said, for the seed's refresh rounds; the
-        seed's earlier encoder is deleted (a run resumed after a kill fine-tunes again first)."""
-        model.save(folder)
-        earlier = self._encoders.get(seed)
-        if earlier and earlier[0] != folder:
-            shutil.rmtree(earlier[0], ignore_errors=True)
-        self._encoders[seed] = (folder, n_labeled)
 
     def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int, hand_over=None) -> dict:
         """The backend's round (al_core.loop.run_round: fit, subsample, score, rank), then the
