@@ -7,7 +7,10 @@ simulator's config and the benchmarks start from it):
 - mode `auto` (the default): `frozen` while a project has fewer labeled tasks than the
   threshold of its kind, `finetune` from then on, once every `finetune_every` labels, with
   `refresh` rounds in between (a frozen head over the last fine-tuned encoder, which fits and
-  scores in seconds; classification kinds). The thresholds come from the learning
+  scores in seconds; classification kinds). In the background lane (`finetune_lane`, the default)
+  a due fine-tune is not the round's: the round serves a refresh head (or the frozen head before
+  the first fine-tune, `served_mode`) and the fine-tune runs beside it (al_core.loop.finetune_encoder),
+  taken up only when a head over its encoder is not worse. The thresholds come from the learning
   curves in BENCHMARKS.md: for classification, fine-tuning (its head started as the frozen
   head's regression) is the better of the two from 40 labels on, and below that the frozen
   head retrains in about a second; for tagging fine-tuning is far better from the first few
@@ -96,6 +99,13 @@ class AcquisitionConfig:
         "that encoder has embedded (the last fine-tune's scored subset); classification kinds; 0: fine-tune every "
         "round.",
     )
+    finetune_lane: Literal["background", "inline"] = Field(
+        "background",
+        description="auto: where the fine-tunes run. background: the retrain that finds a fine-tune due serves a "
+        "refresh round (or the frozen head before the first fine-tune) and asks for the fine-tune, which runs beside "
+        "the retrains and is taken up only when a head over its encoder is not worse on the held-out labels than a "
+        "head over the encoder served now; inline: inside the retrain (annotators wait for it).",
+    )
     cold_start_labels: int = Field(
         20,
         ge=0,
@@ -127,6 +137,27 @@ def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned
     ):
         return "refresh"
     return "finetune"
+
+
+def served_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None = None) -> str:
+    """The mode of the model a retrain serves: `resolve_mode`'s, except that in the background lane a
+    due fine-tune (`finetune_in_background`) is served as a refresh round over the last encoder, or
+    the frozen head before the first fine-tune."""
+    mode = resolve_mode(config, kind, n_labeled, finetuned_at)
+    if finetune_in_background(config, kind, n_labeled, finetuned_at):
+        return "refresh" if finetuned_at is not None else "frozen"
+    return mode
+
+
+def finetune_in_background(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None) -> bool:
+    """A fine-tune is due and runs beside the retrains (auto, the background lane, a kind that refreshes)."""
+    return (
+        config.mode == "auto"
+        and config.finetune_lane == "background"
+        and config.finetune_every > 0
+        and kind_of(kind).refreshes
+        and resolve_mode(config, kind, n_labeled, finetuned_at) == "finetune"
+    )
 
 
 @dataclass(frozen=True)
@@ -328,10 +359,11 @@ def _held_out(example: Example, share: float) -> bool:
 
 
 def fit_with_estimate(
-    model: Predictor, labeled: list[Example], config: AcquisitionConfig, seed: int = 0
+    model: Predictor, labeled: list[Example], config: AcquisitionConfig, seed: int = 0, held_out: bool = False
 ) -> QualityEstimate:
     """Fits `model` on `labeled` and estimates its quality (see the module's docstring); `seed`
-    picks the audit sample (`is_audit_task`)."""
+    picks the audit sample (`is_audit_task`). `held_out`: a frozen head too is measured on the
+    held-out share (not cross-validated), so that two heads are compared on the same tasks."""
     kind = model.task_kind
     metric = kind.metric
     labels = kind.config_labels(list(model.labels))
@@ -348,7 +380,7 @@ def fit_with_estimate(
         none = audit_estimate(kind, [], [], labels, config.audit_share).as_dict() | {"n": len(audit)}
         return QualityEstimate(metric, None, f"none (fewer than {config.min_estimate_labels} labels)", 0, audit=none)
     frozen = getattr(model, "mode", "finetune") == "frozen"
-    if frozen and not getattr(model, "encoder_saw_labels", False):
+    if frozen and not held_out and not getattr(model, "encoder_saw_labels", False):
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
         model.fit(labeled)  # the head a version keeps: every label, the audit tasks' too

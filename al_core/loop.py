@@ -17,7 +17,16 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from al_core.acquisition import AcquisitionConfig, QualityEstimate, fit_with_estimate, resolve_mode
+import numpy as np
+
+from al_core.acquisition import (
+    AcquisitionConfig,
+    QualityEstimate,
+    finetune_in_background,
+    fit_with_estimate,
+    resolve_mode,
+    served_mode,
+)
 from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
 from al_core.models.base import AcquisitionModel, ModelOutputs, Predictor
@@ -31,12 +40,15 @@ class RoundModel:
 
     `encoder`: (folder, labeled count) of the fine-tuned encoder the next refresh rounds read, the
     one this round read or (a fine-tune with `hand_over`) its own once saved to that folder;
-    `hand_over`: for `run_round`, which caches the fine-tune's vectors under that folder's keys."""
+    `hand_over`: for `run_round`, which caches the fine-tune's vectors under that folder's keys;
+    `finetune_due`: a fine-tune is due and runs beside the retrains (`finetune_encoder`), the
+    round serving a refresh head or the frozen head meanwhile."""
 
     model: object
     mode: str  # frozen | finetune | refresh (al_core.acquisition.resolve_mode)
     encoder: tuple[str, int] | None = None
     hand_over: Callable[[list[Example], object], None] | None = None
+    finetune_due: bool = False
 
 
 def round_model(
@@ -54,13 +66,18 @@ def round_model(
     frozen head or a fine-tune; for a refresh round a head over `encoder` (the last fine-tune's
     folder and labeled count, None if none), al_core.models.refresh_model. A fine-tune that refresh
     rounds will follow hands its vectors over for the folder `new_encoder_folder()` names, where the
-    caller saves it."""
+    caller saves it. In the background lane (AcquisitionConfig.finetune_lane) a due fine-tune is not
+    the round's: the round serves `served_mode`'s model and says the fine-tune is due."""
     from al_core.models import refresh_model
 
-    mode = resolve_mode(acquisition, kind, n_labeled, encoder[1] if encoder else None)
+    finetuned_at = encoder[1] if encoder else None
+    due = finetune_in_background(acquisition, kind, n_labeled, finetuned_at)
+    mode = served_mode(acquisition, kind, n_labeled, finetuned_at)
     if mode == "refresh":
-        return RoundModel(refresh_model(kind, encoder[0], labels, training, embedding_cache), mode, encoder)
+        return RoundModel(refresh_model(kind, encoder[0], labels, training, embedding_cache), mode, encoder, None, due)
     model = build(mode)
+    if due:
+        return RoundModel(model, mode, None, None, True)
     if mode == "finetune" and resolve_mode(acquisition, kind, n_labeled, n_labeled) == "refresh":
         folder = new_encoder_folder()
         reader = refresh_model(kind, folder, labels, training, embedding_cache)
@@ -77,6 +94,99 @@ def keep_encoder(chosen: RoundModel, model, previous: tuple[str, int] | None) ->
         if previous is not None and previous[0] != chosen.encoder[0]:
             shutil.rmtree(previous[0], ignore_errors=True)
     return chosen.encoder
+
+
+@dataclass
+class FinetuneVerdict:
+    """A fine-tune of the background lane (`finetune_encoder`) and whether its encoder is taken up.
+
+    `quality`: a head over the new encoder, `incumbent`: a head over the encoder served when it
+    started (the last fine-tuned one, else the pretrained one), both fit on the same labels and
+    measured on the same held-out share, which no fine-tune trains on. Taken up (`accepted`) when
+    the new one is not worse, or when either has no estimate (too few labels)."""
+
+    model: object
+    folder: str
+    n_labeled: int
+    quality: QualityEstimate
+    incumbent: QualityEstimate
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        new, old = self.quality.value, self.incumbent.value
+        return new is None or old is None or new >= old
+
+    def as_dict(self) -> dict:
+        return {
+            "n_labeled": self.n_labeled,
+            "accepted": self.accepted,
+            "metric": self.quality.metric,
+            "value": self.quality.value,
+            "incumbent_value": self.incumbent.value,
+            "n_held_out": self.quality.n,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def finetune_encoder(
+    build: Callable[[str], object],
+    kind: str,
+    labels: list[str],
+    labeled: list[Example],
+    pool: list[Example],
+    cache: ScoreCache,
+    subsampler: PoolSubsampler,
+    iteration: int,
+    acquisition: AcquisitionConfig,
+    folder: str,
+    incumbent: tuple[str, int] | None,
+    training=None,
+    embedding_cache=None,
+    seed: int = 0,
+    infer: Callable[..., ModelOutputs] | None = None,
+    also_score: Collection[str] = (),
+) -> FinetuneVerdict:
+    """The background lane's fine-tune: `build("finetune")` fit on the labels (the held-out share and
+    the audit tasks out of its training), its vectors of the labeled tasks and of the pool subset a
+    fine-tune round would score (UPS over the cached scores, plus `also_score`) cached under the keys
+    of `folder`, where the caller saves the model if the verdict takes it up; then the verdict against
+    `incumbent` (the encoder served now: (folder, labeled count), None: the pretrained one)."""
+    from al_core.models import refresh_model
+
+    run = infer or _infer_here
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model = build("finetune")
+    fit_with_estimate(model, labeled, acquisition, seed)
+    timings["fit_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pool_ids = [e.id for e in pool]
+    chosen = set(subsampler.choose(pool_ids, cache.get_many(pool_ids), iteration)) | set(also_score) if pool else set()
+    subset = [e for e in pool if e.id in chosen]
+    reader = refresh_model(kind, folder, labels, training, embedding_cache)
+    if subset:
+        reader.remember(subset, run(model, subset, probs=False, embeddings=True).embeddings)
+    reader.remember(labeled, run(model, labeled, probs=False, embeddings=True).embeddings)
+    timings["inference_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    quality = fit_with_estimate(reader, labeled, acquisition, seed)
+    served = refresh_model(kind, incumbent[0], labels, training, embedding_cache) if incumbent else build("frozen")
+    before = fit_with_estimate(served, labeled, acquisition, seed, held_out=True)
+    timings["verdict_s"] = time.perf_counter() - start
+    return FinetuneVerdict(model, folder, len(labeled), quality, before, timings)
+
+
+def adopt_encoder(verdict: FinetuneVerdict, previous: tuple[str, int] | None) -> tuple[str, int] | None:
+    """For callers that keep no version store (the simulator, the benchmarks): a fine-tune the verdict
+    takes up is saved to its folder, which replaces the earlier encoder's. Returns the encoder the
+    next round reads."""
+    if not verdict.accepted:
+        return previous
+    verdict.model.save(verdict.folder)
+    if previous is not None and previous[0] != verdict.folder:
+        shutil.rmtree(previous[0], ignore_errors=True)
+    return verdict.folder, verdict.n_labeled
 
 
 @dataclass
@@ -118,6 +228,7 @@ def run_round(
     seed: int = 0,
     also_score: Collection[str] = (),
     hand_over: Callable[[list[Example], object], None] | None = None,
+    top_up: int = 0,
 ) -> RoundResult:
     """Runs one round; the query is taken from the freshly scored subset only. `seed` picks the
     audit sample of the estimate (al_core.acquisition.is_audit_task); `also_score`: pool tasks
@@ -126,7 +237,9 @@ def run_round(
     `hand_over(examples, vectors)` (a fine-tune that refresh rounds follow): receives the model's
     vectors of the labeled tasks and of the scored subset, the ones the scoring pass computes anyway.
     A refresh round's model (a head over a fine-tuned encoder, `encoder_saw_labels`) scores the pool
-    tasks whose vectors were handed over (and `also_score`); the rest keep their cached scores."""
+    tasks whose vectors were handed over (and `also_score`); the rest keep their cached scores. Should
+    fewer than `top_up` of them be left (labeled since, or a fine-tune not taken up), the most uncertain
+    others by their cached score are added up to that many, their vectors computed by the encoder."""
     if not pool:
         raise EmptyPoolError("the pool is empty: nothing left to query")
     timings: dict[str, float] = {}
@@ -139,6 +252,11 @@ def run_round(
     cached = cache.get_many(pool_ids)
     if getattr(model, "encoder_saw_labels", False):
         known = {e.id for e in model.embedded(pool)} | set(also_score)
+        if len(known) < top_up:
+            others = sorted(
+                (i for i in pool_ids if i not in known), key=lambda i: -cached[i].score if i in cached else -np.inf
+            )
+            known |= set(others[: top_up - len(known)])
         subset = [e for e in pool if e.id in known]
     elif getattr(model, "scores_whole_pool", False):
         subset = list(pool)

@@ -39,7 +39,7 @@ from al_core.acquisition import (
 from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.kinds import kind_of
-from al_core.loop import keep_encoder, round_model, run_round
+from al_core.loop import adopt_encoder, finetune_encoder, keep_encoder, round_model, run_round
 from al_core.models import MemoryEmbeddingCache, build_model, encoder_vectors
 from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
 from al_core.strategies import get_strategy
@@ -134,8 +134,16 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
         result = run_round(
             model, labeled, remaining, strategy, subsampler, scores, iteration, f"v{iteration}",
             count=len(remaining), fit=False, acquisition=acquisition, seed=seed, hand_over=picked.hand_over,
+            top_up=max(step, QUERY_WINDOW),
         )
         encoder = keep_encoder(picked, model, encoder)
+        if picked.finetune_due:  # the backend's background lane: the next round reads what it adopts
+            verdict = finetune_encoder(
+                lambda mode: frozen if mode == "frozen" else build_model(data.kind, args.model, data.labels, training, mode),
+                data.kind, data.labels, labeled, remaining, scores, subsampler, iteration + 1, acquisition,
+                str(Path(scratch.name) / f"ft{iteration}"), encoder, training, cache, seed=seed,
+            )
+            encoder = adopt_encoder(verdict, encoder)
         report = kind.report(gold, model.predict(data.test), types)
         if check:
             rows_warned = warned_labels(kind, labeled, result.probs, data.labels, quality)

@@ -512,10 +512,13 @@ class Simulation:
             "metric": data.task_kind.metric,
             "labeled_ids_before": list(labeled_ids),
         }
+        base["finetune_accepted"] = None
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
             if chosen.hand_over is not None:  # a run resumed after a kill fine-tunes again first
                 self._encoders[seed] = keep_encoder(chosen, acquisition, self._encoders.get(seed))
+            if chosen.finetune_due:  # the backend's background lane: the next round reads what it adopts
+                base["finetune_accepted"] = self._background_finetune(seed, t, labeled, pool, cache, iteration_seed)
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -550,6 +553,26 @@ class Simulation:
             self._embeddings,
         )
 
+    def _background_finetune(self, seed: int, t: int, labeled, pool, cache, iteration_seed: int) -> bool:
+        """The fine-tune the round found due, as the backend's background lane runs it after the retrain
+        (al_core.loop.finetune_encoder over the round's score cache, UPS at the next iteration); the
+        next round reads its encoder if the verdict takes it up. Returns the verdict."""
+        from al_core.loop import adopt_encoder, finetune_encoder
+
+        config, data = self.config, self.data
+        verdict = finetune_encoder(
+            lambda mode: model_factory.build(
+                config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
+            ),
+            data.kind, data.labels, labeled, pool, cache, PoolSubsampler(self._subsampling(), seed=seed), t + 1,
+            config.acquisition_mode, str((self.folder / "encoders" / f"seed{seed}-it{t}").resolve()),
+            self._encoders.get(seed),
+            model_factory.training_config(config.acquisition, config.training, iteration_seed), self._embeddings,
+            seed=seed,
+        )
+        self._encoders[seed] = adopt_encoder(verdict, self._encoders.get(seed))
+        return verdict.accepted
+
     def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int, hand_over=None) -> dict:
         """The backend's round (al_core.loop.run_round: fit, subsample, score, rank), then the
         query as the backend serves it (`_served_batch`) with the audit tasks in their places."""
@@ -572,6 +595,7 @@ class Simulation:
             seed=seed,
             count=len(pool),  # every freshly scored task, best first: the ranking
             hand_over=hand_over,
+            top_up=self._query_size(),  # a refresh round's fresh tasks: at least a query's worth
         )
         start = time.perf_counter()
         batch, order = self._served_batch(list(result.selected_ids), labeled, pool, seed)
@@ -594,6 +618,13 @@ class Simulation:
             "audit_queried": sum(is_audit_task(i, seed, share) for i in query),
             **_estimates(result.quality),
         }
+
+    def _query_size(self) -> int:
+        """The tasks a query serves from the ranking: its batch, or the window of a word budget."""
+        from al_core.ordering import QUERY_WINDOW
+
+        amount = self.config.batch.resolve(len(self.data.pool), self.data.pool_words)
+        return QUERY_WINDOW if self.config.batch.in_words else max(amount, QUERY_WINDOW)
 
     def _served_batch(self, ranking: list[str], labeled, pool, seed: int) -> tuple[list[str], str]:
         """The batch (a count, or sentences within a word budget) as the backend serves it, and the

@@ -50,14 +50,16 @@ class FileState(MemoryState):
         flags are cleared (the caller queues them again) and a running one gets an error saying so."""
         found = []
         with self._lock:
+            cut_short = [p for p, state in self._projects.items() if state.get("finetuning")]
             for project, state in self._projects.items():
+                state["finetuning"] = False  # a fine-tune the stop cut short: the next retrain that finds it due asks again
                 if state.get("running") or state.get("pending"):
                     found.append(project)
                     if state.get("running"):
                         state.update(last_error=INTERRUPTED, last_error_at=time.time())
                     state.update(running=False, pending=False)
                     state.pop("running_since", None)
-        if found:
+        if found or cut_short:
             self._save()
         return sorted(found)
 
@@ -75,6 +77,16 @@ class FileState(MemoryState):
 
     def release_pending(self, project: str) -> None:
         super().release_pending(project)
+        self._save()
+
+    def claim_finetune(self, project: str, ttl: int) -> bool:
+        claimed = super().claim_finetune(project, ttl)
+        if claimed:
+            self._save()
+        return claimed
+
+    def finish_finetune(self, project: str, result: dict | None) -> None:
+        super().finish_finetune(project, result)
         self._save()
 
     def start_run(self, project: str, job_id: str | None = None) -> int:

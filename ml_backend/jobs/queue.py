@@ -18,75 +18,97 @@ import queue
 import threading
 from collections.abc import Callable
 
-from ml_backend.jobs.status import RedisState, rq_job_alive
+from ml_backend.jobs.status import RedisState, pending_ttl, rq_job_alive
 from ml_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddedRunner:
+class _Lane:
     """One daemon thread running jobs one after another, in submission order."""
 
-    def __init__(self, settings: Settings, state):
-        self.settings = settings
-        self.state = state
-        self._jobs: queue.Queue[tuple[Callable, tuple]] = queue.Queue()
+    def __init__(self, name: str, stopping: threading.Event):
+        self.name = name
+        self._jobs: queue.Queue[tuple[Callable, tuple, dict]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._current: tuple[Callable, tuple] | None = None
+        self._stopping = stopping
+        self.current: tuple[Callable, tuple, dict] | None = None
 
-    def _ensure_thread(self) -> None:
+    def submit(self, fn: Callable, *args, **kwargs) -> None:
+        self._jobs.put((fn, args, kwargs))
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="al-retrain", daemon=True)
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                 self._thread.start()
 
     def _work(self) -> None:
         while True:
-            fn, args = self._jobs.get()
+            fn, args, kwargs = self._jobs.get()
             if self._stopping.is_set():  # pending retrains are in the state file: queued at the next start
                 self._jobs.task_done()
                 continue
-            self._current = (fn, args)
+            self.current = (fn, args, kwargs)
             try:
-                fn(*args)
+                fn(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - recorded in the project's status by the job itself
                 if not getattr(error, "al_logged", False):  # a retrain logs its own failure once
                     log.exception("background job %s failed", getattr(fn, "__name__", fn))
             finally:
-                self._current = None
+                self.current = None
                 self._jobs.task_done()
+
+    def join(self) -> None:
+        self._jobs.join()
+
+    @property
+    def busy(self) -> bool:
+        return self._jobs.unfinished_tasks > 0
+
+
+class EmbeddedRunner:
+    """The jobs in threads of the web process: retrains and scoring one after another in one lane,
+    the background lane's fine-tunes (ml_backend.jobs.finetune_lane) in a second one beside it."""
+
+    def __init__(self, settings: Settings, state, retrain: Callable, finetune: Callable, scoring: Callable):
+        self.settings = settings
+        self.state = state
+        # the jobs (ml_backend.jobs.run.embedded_runner names them: this module imports none of them)
+        self._run_retrain, self._run_finetune, self._run_scoring = retrain, finetune, scoring
+        self._stopping = threading.Event()
+        self._retrains = _Lane("al-retrain", self._stopping)
+        self._finetunes = _Lane("al-finetune", self._stopping)
 
     def stop(self) -> str | None:
         """No job starts after this; returns the project whose retrain is running, if any."""
         self._stopping.set()
-        current = self._current
-        if current is not None and getattr(current[0], "__name__", "") == "run_retrain":
+        current = self._retrains.current
+        if current is not None and current[0] is self._run_retrain:
             return str(current[1][0])
         return None
 
     def submit_retrain(self, project: str) -> None:
-        from ml_backend.jobs.run import run_retrain
+        self._retrains.submit(self._run_retrain, int(project), self.settings, self.state, runner=self)
 
-        self._jobs.put((run_retrain, (int(project), self.settings, self.state)))
-        self._ensure_thread()
+    def submit_finetune(self, project: str) -> None:
+        self._finetunes.submit(self._run_finetune, int(project), self.settings, self.state, self)
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
-        from ml_backend.jobs.run import run_scoring
-
-        self._jobs.put((run_scoring, (int(project), tasks, self.settings)))
-        self._ensure_thread()
+        self._retrains.submit(self._run_scoring, int(project), tasks, self.settings)
 
     def job_alive(self, job_id: str) -> bool:
         return True  # its jobs run in this process: they cannot outlive it unnoticed
 
     def join(self, timeout: float | None = None) -> bool:
-        """Waits until every submitted job is done (tests and benchmarks); True when idle."""
+        """Waits until every submitted job of both lanes is done (tests and benchmarks); True when idle."""
         done = threading.Event()
 
         def wait() -> None:
-            self._jobs.join()
+            while True:  # a fine-tune asks for a retrain, a retrain for a fine-tune
+                self._retrains.join()
+                self._finetunes.join()
+                if not (self._retrains.busy or self._finetunes.busy):
+                    break
             done.set()
 
         threading.Thread(target=wait, daemon=True).start()
@@ -109,6 +131,18 @@ class RQRunner:
 
     def submit_retrain(self, project: str) -> None:
         enqueue_retrain(self.queue, project, self.settings.job_timeout, self.settings.for_jobs())
+
+    def submit_finetune(self, project: str) -> None:
+        """The background lane's fine-tune, on the retrains' queue: a second worker runs it beside them."""
+        self.queue.enqueue(
+            "ml_backend.jobs.run.finetune",
+            int(project),
+            settings=self.settings.for_jobs(),
+            job_timeout=self.settings.job_timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"fine-tune project {project} (background lane)",
+        )
 
     def submit_scoring(self, project: str, tasks: list[dict]) -> None:
         self.queue.enqueue(
@@ -162,11 +196,6 @@ def retrain_abandoned(job, connection, exc_type, exc_value, traceback) -> None:
 
 
 LOST_RUN = "the retrain was interrupted (its worker or work horse died); queued again"
-
-
-def pending_ttl(job_timeout: float, retrain_delay: float) -> int:
-    """How long a retrain's pending flag may stand: a lost job blocks the project no longer."""
-    return int(job_timeout + retrain_delay) + 60
 
 
 def requeue_lost_run(state, project: str, job_id: str, ttl: int, submit) -> bool:

@@ -134,7 +134,8 @@ class TrainedRound:
     audit_served: list[str] = field(default_factory=list)  # unlabeled audit tasks placed in the window
     cold_start: list[str] = field(default_factory=list)  # the cold-start order's tasks, served first
     vectors_of: Any = None  # order_vectors: the encoder's vector of each task, for the orders
-    encoder: dict | None = None  # the fine-tuned encoder refresh rounds read: {"version", "n_labeled"}
+    encoder: dict | None = None  # the fine-tuned encoder refresh rounds read: {"version" | "encoder", "n_labeled"}
+    finetune_due: bool = False  # a fine-tune of the background lane is due (ml_backend.jobs.finetune_lane)
 
 
 def train_and_publish(
@@ -173,6 +174,7 @@ def train_and_publish(
         "n_scored": trained.n_scored,
         "n_published": published.created,
         "acquisition_mode": trained.mode,
+        "finetune_due": trained.finetune_due,
         "quality": trained.quality.as_dict(),
         "audit": meta["audit"],
         "order": order_summary(settings, trained.cold_start),
@@ -350,12 +352,12 @@ def train_round(
         acquisition = settings.acquisition_config()
         config_changed = promoted_label_set_changed(store, project_id, config)
         version = version_name(project_id, iteration + 1)
-        previous = None if config_changed else finetuned_encoder(store, project_id)
+        previous = None if config_changed else finetuned_encoder(store, project_id, labels)
         chosen = round_model(
             acquisition, config.kind, labels, len(labeled),
-            lambda mode: _new_model(settings, store, project_id, config.kind, labels, mode),
-            (encoder_folder(store, project_id, previous["version"]), previous["n_labeled"]) if previous else None,
-            lambda: encoder_folder(store, project_id, version),
+            lambda mode: new_model(settings, store, project_id, config.kind, labels, mode),
+            (encoder_folder(store, project_id, previous), previous["n_labeled"]) if previous else None,
+            lambda: encoder_folder(store, project_id, {"version": version}),
             settings.training_config(), embedding_cache(settings, project_id),
         )
         mode, hand_over = chosen.mode, chosen.hand_over
@@ -369,8 +371,10 @@ def train_round(
             cache=score_cache(settings, project_id, redis),
             config_changed=config_changed,
             quality=None,
-            # version.json names the encoder by its version (its folder's name), not by a path
-            encoder={"version": Path(chosen.encoder[0]).name, "n_labeled": chosen.encoder[1]} if chosen.encoder else None,
+            # version.json names the encoder (a fine-tuned version, or an encoder of the background lane)
+            # by its folder's name, not by a path
+            encoder=encoder_reference(previous, chosen.encoder, version),
+            finetune_due=chosen.finetune_due,
         )
         trained.vectors_of = order_vectors(settings, project_id, config.kind, labels, trained.model)
         if trained.config_changed:  # a new model: no score of the old label set is reused, the whole pool is scored
@@ -405,6 +409,7 @@ def train_round(
         trained.model, labeled, pool, trained.strategy, subsampler, trained.cache, iteration, trained.version,
         count=1, acquisition=acquisition, infer=split, seed=settings.seed,
         also_score=serve + [i for i in trained.cold_start if i not in set(serve)], hand_over=hand_over,
+        top_up=settings.query_window or settings.publish_first,  # a refresh round's fresh share of the window
     )
     timer.add(result.timings)
     trained.probs, trained.scores, trained.n_scored, trained.quality = (
@@ -534,25 +539,48 @@ def order_summary(settings: Settings, cold_start: list[str]) -> dict:
     return {"team_size": acquisition.team_size, "cold_start": list(cold_start)}
 
 
-def finetuned_encoder(store: VersionStore, project_id: int) -> dict | None:
-    """The fine-tuned encoder the promoted version reads or is ({"version", "n_labeled"} of the
-    fine-tune that trained it), when its folder is still there; else None."""
+def finetuned_encoder(store: VersionStore, project_id: int, labels: list[str] | None = None) -> dict | None:
+    """The fine-tuned encoder the next refresh round reads, when its folder is still there, else None:
+    of the one the promoted version reads or is ({"version", "n_labeled"}) and the newest the
+    background lane took up for these `labels` ({"encoder", "n_labeled"}), the one tuned on more labels."""
+    found = []
     current = store.current_version(project_id)
-    if current is None:
+    encoder = store.meta(project_id, current).get("encoder") if current else None
+    if encoder and Path(encoder_folder(store, project_id, encoder)).is_dir():
+        found.append(encoder)
+    for name in reversed(store.encoders(project_id)):
+        try:
+            meta = store.encoder_meta(project_id, name)
+        except (OSError, ValueError):
+            continue
+        if labels is None or meta.get("labels") == labels:
+            found.append({"encoder": name, "n_labeled": int(meta["n_labeled"])})
+            break
+    return max(found, key=lambda e: (e["n_labeled"], "encoder" in e), default=None)
+
+
+def encoder_folder(store: VersionStore, project_id: int, encoder: dict) -> str:
+    """The folder of a fine-tuned encoder (a version's, {"version"}, or the background lane's,
+    {"encoder"}) as a refresh head names it (an absolute path: it is part of the embedding cache's
+    keys, the same in every process)."""
+    if encoder.get("encoder"):
+        return str(store.layout.encoder_dir(project_id, encoder["encoder"]).resolve())
+    return str(store.version_dir(project_id, encoder["version"]).resolve())
+
+
+def encoder_reference(previous: dict | None, encoder: tuple[str, int] | None, version: str) -> dict | None:
+    """What version.json says of the encoder a round read or trained (`RoundModel.encoder`): the
+    encoder it read (`previous`), or the version itself (a fine-tune that hands its vectors over)."""
+    if encoder is None:
         return None
-    encoder = store.meta(project_id, current).get("encoder")
-    if not encoder or not store.version_dir(project_id, encoder["version"]).is_dir():
-        return None
-    return encoder
+    if previous is not None and encoder[1] == previous["n_labeled"] and Path(encoder[0]).name == (
+        previous.get("encoder") or previous.get("version")
+    ):
+        return dict(previous)
+    return {"version": version, "n_labeled": encoder[1]}
 
 
-def encoder_folder(store: VersionStore, project_id: int, version: str) -> str:
-    """The folder of a fine-tuned version as a refresh head names its encoder (an absolute path: it
-    is part of the embedding cache's keys, the same in every process)."""
-    return str(store.version_dir(project_id, version).resolve())
-
-
-def _new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
+def new_model(settings: Settings, store: VersionStore, project_id: int, kind: str, labels: list[str], mode: str):
     """From the pretrained weights (the paper), or warm from the promoted version when asked
     (fine-tuning only: a frozen head is retrained from its cached vectors in milliseconds)."""
     config = settings.training_config()

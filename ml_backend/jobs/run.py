@@ -14,6 +14,8 @@ import logging
 import time
 
 from al_core.ups import CachedScore
+from ml_backend.jobs.finetune_lane import request_finetune, run_finetune
+from ml_backend.jobs.queue import EmbeddedRunner, RQRunner
 from ml_backend.jobs.retrain_steps import NotReadyError, train_and_publish
 from ml_backend.jobs.split_pass import SplitPass
 from ml_backend.jobs.status import RedisState, RunLockTimeout, rq_job_alive
@@ -59,7 +61,10 @@ def retrain(project_id: int, settings: dict | None = None) -> dict:
             ttl=settings.job_timeout + 60,
         ):
             split = SplitPass(settings, redis, project, job.id, job.worker_name or job.id)
-            return run_retrain(int(project_id), settings, state, redis=redis, job_id=job.id, split=split)
+            return run_retrain(
+                int(project_id), settings, state, redis=redis, job_id=job.id, split=split,
+                runner=RQRunner(settings, redis),
+            )
     except RunLockTimeout as error:
         state.release_pending(project)
         state.record_error(project, str(error))
@@ -71,10 +76,27 @@ def retrain(project_id: int, settings: dict | None = None) -> dict:
         raise
 
 
+def finetune(project_id: int, settings: dict | None = None) -> dict:
+    """RQ job: the background lane's fine-tune of a project (ml_backend.jobs.finetune_lane)."""
+    settings = job_settings(settings)
+    redis = _redis(settings)
+    try:
+        return run_finetune(int(project_id), settings, RedisState(redis), RQRunner(settings, redis), redis=redis)
+    except Exception as error:
+        if getattr(error, "al_logged", False):  # logged and in /status already
+            return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        raise
+
+
 def score_new_tasks(project_id: int, tasks: list[dict], settings: dict | None = None) -> dict:
     """RQ job: score newly imported tasks with the promoted version and publish them."""
     settings = job_settings(settings)
     return run_scoring(int(project_id), tasks, settings, redis=_redis(settings))
+
+
+def embedded_runner(settings: Settings, state) -> EmbeddedRunner:
+    """The embedded mode's runner (threads of the web process) with these jobs."""
+    return EmbeddedRunner(settings, state, retrain=run_retrain, finetune=run_finetune, scoring=run_scoring)
 
 
 # --- the work --------------------------------------------------------------------------------
@@ -88,9 +110,12 @@ def run_retrain(
     gateway: LSGateway | None = None,
     job_id: str | None = None,
     split: SplitPass | None = None,
+    runner=None,
 ) -> dict:
     """Runs one retrain, recording its outcome in `state`. Returns a summary (also on 'waiting').
-    `split`: the scoring pass may be split over the queue's workers (a retrain in an rq worker)."""
+    `split`: the scoring pass may be split over the queue's workers (a retrain in an rq worker).
+    `runner` (ml_backend.jobs.queue): where a fine-tune the retrain finds due is asked for (the
+    background lane, ml_backend.jobs.finetune_lane); without one, nobody asks for it."""
     project = check_project(project_id)
     started = False
     try:
@@ -100,6 +125,10 @@ def run_retrain(
         started = True
         summary = train_and_publish(int(project), settings, redis, gateway or LSGateway(settings), state, split)
         state.finish_run(project, generation, summary, shortfall_error(summary))
+        if summary.get("finetune_due") and runner is not None:
+            ttl = settings.job_timeout + 60  # a fine-tune whose worker died blocks the next one no longer
+            if request_finetune(state, project, lambda: runner.submit_finetune(project), ttl):
+                log.info("project %s: fine-tune asked for (background lane)", project)
         return summary
     except NotReadyError as why:
         summary = dict(why.summary, status="waiting", reason=str(why))

@@ -5,6 +5,7 @@ What it holds for each project:
   events       events since the last retrain started (for RETRAIN_EVERY)
   pending      set while a retrain is queued and has not started: later events merge into it
   running      set while a retrain runs
+  finetuning   set while a fine-tune of the background lane is queued or runs (one at a time)
   last_error / last_round / trained_generation  for the status route
 RedisState is used with REDIS_URL (the web process and the rq worker share it); MemoryState
 in the embedded mode, where the runner lives in the web process.
@@ -20,6 +21,11 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def pending_ttl(job_timeout: float, retrain_delay: float) -> int:
+    """How long a retrain's pending flag may stand: a lost job blocks the project no longer."""
+    return int(job_timeout + retrain_delay) + 60
+
+
 class RunLockTimeout(RuntimeError):
     """Another retrain of the project held the run lock for longer than a job may run."""
 
@@ -31,7 +37,7 @@ class MemoryState:
 
     def _get(self, project: str) -> dict[str, Any]:
         return self._projects.setdefault(
-            str(project), {"generation": 0, "events": 0, "pending": False, "running": False}
+            str(project), {"generation": 0, "events": 0, "pending": False, "running": False, "finetuning": False}
         )
 
     def note_event(self, project: str) -> tuple[int, int]:
@@ -54,6 +60,24 @@ class MemoryState:
     def release_pending(self, project: str) -> None:
         with self._lock:
             self._get(project)["pending"] = False
+
+    def claim_finetune(self, project: str, ttl: int) -> bool:
+        """Set the fine-tune flag (one fine-tune of the background lane per project, queued or running);
+        False when it is set already."""
+        with self._lock:
+            state = self._get(project)
+            if state.get("finetuning"):
+                return False
+            state["finetuning"] = True
+            return True
+
+    def finish_finetune(self, project: str, result: dict | None) -> None:
+        """Clear the fine-tune flag; `result`: the fine-tune's summary, /status's `last_finetune`."""
+        with self._lock:
+            state = self._get(project)
+            state["finetuning"] = False
+            if result is not None:
+                state["last_finetune"] = result
 
     def start_run(self, project: str, job_id: str | None = None) -> int:
         """Clear pending and mark running; returns the generation the run covers (at least)."""
@@ -119,6 +143,17 @@ class RedisState:
 
     def release_pending(self, project: str) -> None:
         self.redis.delete(self._key(project, "pending"))
+
+    def claim_finetune(self, project: str, ttl: int) -> bool:
+        # The TTL: a fine-tune whose worker died cannot keep the next one from being asked for.
+        return bool(self.redis.set(self._key(project, "finetune"), "1", nx=True, ex=max(1, int(ttl))))
+
+    def finish_finetune(self, project: str, result: dict | None) -> None:
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key(project, "finetune"))
+        if result is not None:
+            pipe.hset(self._key(project, "status"), "last_finetune", json.dumps(result))
+        pipe.execute()
 
     def start_run(self, project: str, job_id: str | None = None) -> int:
         pipe = self.redis.pipeline()  # MULTI: clearing pending and reading the generation happen together
@@ -217,13 +252,15 @@ class RedisState:
         pipe.get(self._key(project, "events"))
         pipe.exists(self._key(project, "pending"))
         pipe.hgetall(self._key(project, "status"))
-        generation, events, pending, fields = pipe.execute()
+        pipe.exists(self._key(project, "finetune"))
+        generation, events, pending, fields, finetuning = pipe.execute()
         fields = {_text(k): _text(v) for k, v in fields.items()}
         out: dict[str, Any] = {
             "generation": int(generation or 0),
             "events": int(events or 0),
             "pending": bool(pending),
             "running": fields.get("running") == "1",
+            "finetuning": bool(finetuning),
         }
         for name in ("running_since", "last_error_at"):
             if name in fields:
@@ -236,6 +273,8 @@ class RedisState:
             out["trained_generation"] = int(fields["trained_generation"])
         if "last_round" in fields:
             out["last_round"] = json.loads(fields["last_round"])
+        if "last_finetune" in fields:
+            out["last_finetune"] = json.loads(fields["last_finetune"])
         return out
 
     def projects(self) -> list[str]:

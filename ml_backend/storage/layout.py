@@ -3,6 +3,7 @@
     embedded_state.json              the embedded mode's retrain state (ml_backend.jobs.embedded_state)
     <project>/versions/<version>/    a saved model + version.json (ml_backend.storage.store)
     <project>/current.json           the promoted version
+    <project>/encoders/<name>/       a fine-tune of the background lane taken up (ml_backend.jobs.finetune_lane)
     <project>/scores.sqlite          the file score cache (embedded mode only)
     <project>/embeddings.sqlite      the frozen encoder's vectors of the project's tasks
     <project>/mirror.sqlite          the backend's copy of the project's tasks (ml_backend.labelstudio.mirror)
@@ -20,6 +21,7 @@ from pathlib import Path
 
 PROJECT_RE = re.compile(r"^[0-9]{1,12}$")
 VERSION_RE = re.compile(r"^(?P<project>[0-9]{1,12})-v(?P<number>[0-9]{1,9})-(?P<stamp>[0-9]{8}T[0-9]{6}Z?)$")
+ENCODER_RE = re.compile(r"^ft-(?P<labels>[0-9]{1,9})-(?P<stamp>[0-9]{13,16})$")  # labels it was tuned on, ms
 
 
 class InvalidNameError(ValueError):
@@ -68,6 +70,14 @@ class ModelDirLayout:
         if VERSION_RE.match(version)["project"] != check_project(project):
             raise InvalidNameError(f"version {version!r} does not belong to project {project}")
         return self.versions_dir(project) / version
+
+    def encoders_dir(self, project: int | str) -> Path:
+        return self.project_dir(project) / "encoders"
+
+    def encoder_dir(self, project: int | str, name: str) -> Path:
+        if not isinstance(name, str) or not ENCODER_RE.match(name):
+            raise InvalidNameError(f"invalid encoder name {name!r}: expected ft-<labels>-<milliseconds>")
+        return self.encoders_dir(project) / name
 
     def current_file(self, project: int | str) -> Path:
         return self.project_dir(project) / "current.json"

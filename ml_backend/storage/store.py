@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from al_core.ups import CachedScore
-from ml_backend.storage.layout import VERSION_RE, ModelDirLayout, check_project
+from ml_backend.storage.layout import ENCODER_RE, VERSION_RE, ModelDirLayout, check_project
 
 UNTRAINED = "untrained"
 # The acquisition mode of a version without a model: the cold-start order published before the
@@ -137,17 +137,55 @@ class VersionStore:
 
     def prune(self, project: int | str) -> list[str]:
         """Delete all but the last `keep` versions (never the promoted one, nor the fine-tuned version
-        whose encoder a kept one reads: its `encoder`, al_core.models.refresh_model)."""
+        whose encoder a kept one reads: its `encoder`, al_core.models.refresh_model), and the encoders
+        of the background lane that no kept version reads but the two newest (the newest is the one
+        the next retrain reads; the one before, what a retrain that started before it reads)."""
         current = self.current_version(project)
         names = self.versions(project)
         kept = names[max(0, len(names) - self.keep) :] + [current]
-        needed = {(self._meta_or_empty(project, name).get("encoder") or {}).get("version") for name in kept if name}
+        encoders = [self._meta_or_empty(project, name).get("encoder") or {} for name in kept if name]
+        needed = {e.get("version") for e in encoders}
         removed = []
         for name in names[: max(0, len(names) - self.keep)]:
             if name != current and name not in needed:
                 shutil.rmtree(self.version_dir(project, name), ignore_errors=True)
                 removed.append(name)
+        tuned = self.encoders(project)
+        read = {e.get("encoder") for e in encoders} | set(tuned[-2:])
+        for name in tuned:
+            if name not in read:
+                shutil.rmtree(self.layout.encoder_dir(project, name), ignore_errors=True)
+                removed.append(name)
         return removed
+
+    # --- the background lane's encoders ---
+    def encoders(self, project: int | str) -> list[str]:
+        """The encoders the background lane took up, oldest first."""
+        folder = self.layout.encoders_dir(project)
+        if not folder.is_dir():
+            return []
+        names = [p.name for p in folder.iterdir() if p.is_dir() and ENCODER_RE.match(p.name)]
+        return sorted(names, key=lambda n: int(ENCODER_RE.match(n)["stamp"]))
+
+    def encoder_meta(self, project: int | str, name: str) -> dict:
+        with open(self.layout.encoder_dir(project, name) / "encoder.json", encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def save_encoder(self, project: int | str, name: str, write: Callable[[Path], None], meta: dict) -> Path:
+        """Write a fine-tuned encoder aside with `write(folder)` and rename it into place (nothing is
+        promoted: the next retrain reads it), then prune."""
+        final = self.layout.encoder_dir(project, name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.layout.project_dir(project), prefix=".staging-"))
+        try:
+            write(staging)
+            _write_json_atomic(staging / "encoder.json", dict(meta, encoder=name))
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.prune(project)
+        return final
 
 
 # --- score caches (al_core.ups.ScoreCache) ---------------------------------------------------

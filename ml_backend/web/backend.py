@@ -11,8 +11,8 @@ from al_core.exceptions import DataFormatError, UnsupportedConfigError
 from al_core.ls_format import LabelConfig
 from ml_backend.campaign.project_warnings import round_warnings
 from ml_backend.jobs.embedded_state import FileState
-from ml_backend.jobs.queue import EmbeddedRunner, Retrainer, RQRunner, pending_ttl
-from ml_backend.jobs.status import RedisState
+from ml_backend.jobs.queue import Retrainer, RQRunner
+from ml_backend.jobs.status import RedisState, pending_ttl
 from ml_backend.labelstudio.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.labelstudio.mirror import task_mirror
 from ml_backend.predictor import PredictorCache, untrained_answer
@@ -57,7 +57,9 @@ class Backend:
         else:
             self.redis = None
             self.state = FileState(settings.model_dir)  # survives a restart (embedded_state.py)
-            self.runner = EmbeddedRunner(settings, self.state)
+            from ml_backend.jobs.run import embedded_runner  # the engine and torch: only where jobs run here
+
+            self.runner = embedded_runner(settings, self.state)
         self.retrainer = Retrainer(settings, self.state, self.runner)
         self.predictors = PredictorCache(self.store, settings)
         self._configs: dict[str, LabelConfig] = {}
@@ -263,6 +265,8 @@ class Backend:
                 "pending_retrain": state.get("pending", False),
                 "running_retrain": state.get("running", False),
                 "running_since": state.get("running_since"),
+                "running_finetune": state.get("finetuning", False),  # the background lane's (one at a time)
+                "last_finetune": state.get("last_finetune"),
                 "events_since_last_retrain": state.get("events", 0),
                 "last_error": state.get("last_error"),
                 "last_error_at": state.get("last_error_at"),

@@ -214,12 +214,12 @@ def test_new_tasks_are_scored_with_the_promoted_version_and_warm_start_reuses_it
     assert stability["n_compared"] == len(ids) - 5 and -1.0 <= stability["kappa"] <= 1.0
 
     # warm start begins from the promoted weights; the default begins from the pretrained ones
-    from ml_backend.jobs.retrain_steps import _new_model
+    from ml_backend.jobs.retrain_steps import new_model
 
     labels = ["Positive", "Negative"]
     store = VersionStore(settings.model_dir)
-    warm = _new_model(settings, store, 6, "classification", labels, "finetune")
-    cold = _new_model(
+    warm = new_model(settings, store, 6, "classification", labels, "finetune")
+    cold = new_model(
         settings.model_copy(update={"warm_start": False}), store, 6, "classification", labels, "finetune"
     )
     assert warm.model_ is not None and not warm.config.from_scratch
@@ -289,7 +289,9 @@ def test_auto_mode_trains_a_frozen_head_then_fine_tunes_and_each_version_says_ho
 
     fake, url = fake_ls
     ids = fake.add_labeled_project(9, 40, n_labeled=12)
-    settings = backend_settings(url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16)
+    settings = backend_settings(
+        url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16, finetune_lane="inline"
+    )
     state = MemoryState()
     first = run_retrain(9, settings, state)
     assert first["acquisition_mode"] == "frozen"

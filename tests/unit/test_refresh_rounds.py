@@ -102,7 +102,7 @@ def test_the_backend_refreshes_between_fine_tunes_and_keeps_the_encoder_it_reads
     ids = fake.add_labeled_project(11, 40, n_labeled=16)
     settings = backend_settings(
         url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16, finetune_every=4, keep_versions=1,
-        audit_share=0.0,
+        audit_share=0.0, finetune_lane="inline",
     )
     state = MemoryState()
     tune = run_retrain(11, settings, state)

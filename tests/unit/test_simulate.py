@@ -400,18 +400,37 @@ def test_more_iterations_extend_a_finished_run(tiny_config, tmp_path):
 
 
 def test_auto_mode_refreshes_between_fine_tunes_as_the_backend_does(tiny_config):
-    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    modes = {
+        "mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0,
+        "finetune_lane": "inline",
+    }
     data = {**tiny_config, "acquisition_mode": modes, "iterations": 4, "seeds": [0]}
     folder = Simulation(parse_config(data), progress=False).run()
     records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
     assert [records[t]["labeled_size"] for t in range(5)] == [20, 30, 40, 50, 60]
     assert [records[t]["acquisition_mode"] for t in range(5)] == ["frozen", "finetune", "refresh", "finetune", "refresh"]
-    # a refresh round scores the tasks the fine-tune handed over (its UPS subset), no others
-    assert 0 < records[2]["n_scored"] <= records[1]["n_scored"]
+    # a refresh round scores the tasks the fine-tune handed over (its UPS subset, here 24 tasks), topped
+    # up to the window (200) with the most uncertain others by their cached score
+    assert records[1]["n_scored"] < 200 and records[2]["n_scored"] == min(records[2]["pool_size"], 200)
     # measured on the held-out share, then refit on every label (a fine-tune trains without that share)
     assert records[2]["acq_n_train"] == 40 and records[1]["acq_n_train"] < 30
     # the fine-tuned encoder of the seed is kept for its refresh rounds, the earlier one deleted
     assert [p.name for p in (folder / "encoders").iterdir()] == ["seed0-it3"]
+
+
+def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up_from_the_next(tiny_config):
+    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    data = {**tiny_config, "acquisition_mode": modes, "iterations": 4, "seeds": [0]}
+    folder = Simulation(parse_config(data), progress=False).run()
+    records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+    assert [records[t]["labeled_size"] for t in range(5)] == [20, 30, 40, 50, 60]
+    # 30 labels: the frozen head serves while the fine-tune runs; 50: the refresh round serves while the next runs
+    assert [records[t]["acquisition_mode"] for t in range(5)] == ["frozen", "frozen", "refresh", "refresh", "refresh"]
+    assert [records[t]["finetune_accepted"] is not None for t in range(4)] == [False, True, False, True]
+    accepted = [records[t]["finetune_accepted"] for t in (1, 3)]
+    encoders = sorted(p.name for p in (folder / "encoders").iterdir()) if (folder / "encoders").exists() else []
+    expected = {(True, True): ["seed0-it3"], (True, False): ["seed0-it1"], (False, True): ["seed0-it3"]}
+    assert encoders == expected.get(tuple(accepted), [])
 
 
 def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_its_settings(tiny_config):

@@ -1,0 +1,165 @@
+"""The background lane: a due fine-tune runs beside the retrains, which serve a refresh round (or the
+frozen head) meanwhile, and its encoder is taken up only when a head over it is not worse."""
+
+import pytest
+
+from al_core.acquisition import AcquisitionConfig, QualityEstimate, finetune_in_background, served_mode
+from al_core.loop import FinetuneVerdict, adopt_encoder, finetune_encoder
+from al_core.models import MemoryEmbeddingCache, TransformerClassifier, build_model
+from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+from tests.helpers import backend_settings
+from tests.unit.engine_fixtures import FAST, sentiment_examples
+
+
+def test_a_due_fine_tune_is_served_as_a_refresh_round_or_the_frozen_head_in_the_background_lane():
+    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20)
+    assert config.finetune_lane == "background"
+    assert served_mode(config, "classification", 39) == "frozen"
+    assert not finetune_in_background(config, "classification", 39, None)
+    assert served_mode(config, "classification", 40) == "frozen"  # the first fine-tune runs beside it
+    assert finetune_in_background(config, "classification", 40, None)
+    assert served_mode(config, "classification", 45, finetuned_at=40) == "refresh"
+    assert not finetune_in_background(config, "classification", 45, 40)
+    assert served_mode(config, "classification", 60, finetuned_at=40) == "refresh"
+    assert finetune_in_background(config, "classification", 60, 40)
+    # tagging fine-tunes inside the retrain (it does not refresh), as does the inline lane
+    assert served_mode(config, "tagging", 45, finetuned_at=40) == "finetune"
+    assert not finetune_in_background(config, "tagging", 45, 40)
+    inline = AcquisitionConfig(frozen_below_classification=40, finetune_every=20, finetune_lane="inline")
+    assert served_mode(inline, "classification", 60, finetuned_at=40) == "finetune"
+    assert not finetune_in_background(inline, "classification", 60, 40)
+    assert not finetune_in_background(AcquisitionConfig(mode="finetune"), "classification", 60, 40)
+
+
+def _estimate(value):
+    return QualityEstimate("macro_f1", value, "held-out 10% of the labels", 0 if value is None else 8)
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "accepted"),
+    [(0.7, 0.6, True), (0.6, 0.6, True), (0.59, 0.6, False), (None, 0.6, True), (0.5, None, True)],
+)
+def test_the_verdict_takes_a_fine_tune_up_when_it_is_not_worse(new, old, accepted):
+    verdict = FinetuneVerdict(None, "/nowhere", 40, _estimate(new), _estimate(old))
+    assert verdict.accepted is accepted
+    assert verdict.as_dict()["accepted"] is accepted and verdict.as_dict()["incumbent_value"] == old
+
+
+def test_a_background_fine_tune_hands_over_its_vectors_and_is_saved_only_when_taken_up(tiny_model_dir, tmp_path):
+    labeled = sentiment_examples(4)
+    pool = [e.without_labels() for e in sentiment_examples(3)]
+    pool = [type(e)(id=f"u{i}", text=e.text) for i, e in enumerate(pool)]
+    labels = ["neg", "pos"]
+    embeddings = MemoryEmbeddingCache()
+
+    def build(mode):
+        if mode == "frozen":
+            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
+        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
+
+    config = AcquisitionConfig(holdout_share=0.3, audit_share=0.0)
+    folder = str(tmp_path / "ft")
+    verdict = finetune_encoder(
+        build, "classification", labels, labeled, pool, InMemoryScoreCache(), PoolSubsampler(SubsamplingConfig()), 0,
+        config, folder, None, FAST, embeddings,
+    )
+    # both heads measured on the same held-out tasks, the new one over the vectors handed over
+    assert verdict.quality.n == verdict.incumbent.n > 0
+    assert verdict.quality.method == verdict.incumbent.method == "held-out 30% of the labels"
+    assert verdict.n_labeled == len(labeled)
+    assert set(verdict.timings) == {"fit_s", "inference_s", "verdict_s"}
+    # the first iteration scores the whole pool: every pool task's vector is cached under the folder's keys
+    from al_core.models import refresh_model
+
+    reader = refresh_model("classification", folder, labels, FAST, embeddings)
+    assert {e.id for e in reader.embedded(pool)} == {e.id for e in pool}
+
+    rejected = FinetuneVerdict(verdict.model, folder, 40, _estimate(0.1), _estimate(0.5))
+    assert adopt_encoder(rejected, ("/old", 20)) == ("/old", 20)
+    assert not (tmp_path / "ft").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    taken = FinetuneVerdict(verdict.model, folder, 40, _estimate(0.6), _estimate(0.5))
+    assert adopt_encoder(taken, (str(old), 20)) == (folder, 40)
+    assert (tmp_path / "ft").is_dir() and not old.exists()
+
+
+def _project(fake, project, n_labeled):
+    return fake.add_labeled_project(project, 40, n_labeled=n_labeled)
+
+
+def test_the_backend_serves_at_once_and_takes_up_the_background_fine_tune_in_a_retrain(
+    tmp_path, fake_ls, tiny_model_dir
+):
+    from ml_backend.jobs.run import embedded_runner
+    from ml_backend.jobs.status import MemoryState
+    from ml_backend.storage.store import VersionStore
+
+    fake, url = fake_ls
+    ids = _project(fake, 12, 16)
+    # no held-out share: no estimate, so the verdict takes the fine-tune up (its rule is tested above)
+    settings = backend_settings(
+        url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16, finetune_every=4,
+        audit_share=0.0, holdout_share=0.0,
+    )
+    state = MemoryState()
+    runner = embedded_runner(settings, state)
+    runner.submit_retrain("12")
+    assert runner.join(timeout=300)
+    store = VersionStore(settings.model_dir)
+    first, second = store.versions(12)
+    assert store.meta(12, first)["acquisition_mode"] == "frozen"  # served without waiting for the fine-tune
+    finetune = state.status("12")["last_finetune"]
+    assert finetune["status"] == "adopted" and finetune["n_labeled"] == 16 and not state.status("12")["finetuning"]
+    assert store.encoders(12) == [finetune["encoder"]]
+    meta = store.meta(12, second)  # the retrain the fine-tune asked for reads its encoder
+    assert meta["acquisition_mode"] == "refresh"
+    assert meta["encoder"] == {"encoder": finetune["encoder"], "n_labeled": 16}
+    assert state.status("12")["last_round"]["finetune_due"] is False
+
+    for i in (16, 17, 18, 19):  # 4 labels later the next fine-tune is due: a refresh round serves meanwhile
+        fake.choose(ids[i], "Positive" if i % 2 else "Negative")
+    runner.submit_retrain("12")
+    assert runner.join(timeout=300)
+    third, fourth = store.versions(12)[-2:]
+    assert store.meta(12, third)["acquisition_mode"] == "refresh"
+    assert store.meta(12, third)["encoder"]["n_labeled"] == 16
+    assert store.meta(12, fourth)["encoder"]["n_labeled"] == 20
+    assert len(store.encoders(12)) == 2  # the two newest are kept
+
+
+def test_a_fine_tune_not_taken_up_leaves_the_served_encoder_and_asks_for_no_retrain(
+    tmp_path, fake_ls, tiny_model_dir, monkeypatch
+):
+    from ml_backend.jobs.run import embedded_runner
+    from ml_backend.jobs.status import MemoryState
+    from ml_backend.storage.store import VersionStore
+
+    monkeypatch.setattr(FinetuneVerdict, "accepted", property(lambda self: False))
+    fake, url = fake_ls
+    _project(fake, 13, 16)
+    settings = backend_settings(
+        url, tmp_path / "store", tiny_model_dir, frozen_below_classification=16, finetune_every=4, audit_share=0.0,
+    )
+    state = MemoryState()
+    runner = embedded_runner(settings, state)
+    runner.submit_retrain("13")
+    assert runner.join(timeout=300)
+    store = VersionStore(settings.model_dir)
+    assert len(store.versions(13)) == 1 and store.encoders(13) == []
+    finetune = state.status("13")["last_finetune"]
+    assert finetune["status"] == "rejected" and finetune["encoder"] is None and finetune["incumbent"] == "pretrained"
+
+
+def test_a_fine_tune_cut_short_by_a_stop_is_asked_for_again_after_the_restart(tmp_path):
+    from ml_backend.jobs.embedded_state import FileState
+
+    state = FileState(tmp_path)
+    assert state.claim_finetune("4", ttl=60) and not state.claim_finetune("4", ttl=60)
+    restarted = FileState(tmp_path)  # the process stopped during the fine-tune
+    assert restarted.status("4")["finetuning"]
+    assert restarted.interrupted() == []  # no retrain to queue again; the flag is cleared
+    assert not FileState(tmp_path).status("4")["finetuning"]
+    assert restarted.claim_finetune("4", ttl=60)
+    restarted.finish_finetune("4", {"status": "adopted"})
+    assert FileState(tmp_path).status("4")["last_finetune"] == {"status": "adopted"}
