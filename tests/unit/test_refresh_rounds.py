@@ -129,3 +129,25 @@ def test_the_backend_refreshes_between_fine_tunes_and_keeps_the_encoder_it_reads
     again = run_retrain(11, settings, state)
     assert again["acquisition_mode"] == "finetune"  # 20 labels: 4 since the last fine-tune
     assert store.versions(11) == [again["version"]]
+
+
+def test_a_refresh_round_with_few_handed_over_tasks_left_tops_up_with_the_most_uncertain_cached_ones(fine_tuned):
+    model, folder = fine_tuned
+    pool = _pool(30)
+    cache = InMemoryScoreCache()
+    cache.set_many({e.id: CachedScore(i / 100, "v1", 0) for i, e in enumerate(pool) if i < 25})  # p25-p29: none
+    head = refresh_model("classification", folder, ["neg", "pos"], FAST, MemoryEmbeddingCache())
+    head.remember(pool[:3], model.embed(pool[:3]))
+    result = run_round(
+        head, sentiment_examples(2), pool, get_strategy("lc"), PoolSubsampler(SubsamplingConfig(), seed=0), cache,
+        1, "v2", count=5, top_up=10,
+    )
+    # the 3 handed over, then the tasks never scored (p25-p29), then the highest cached scores (p24, p23)
+    expected = {"p0", "p1", "p2", "p25", "p26", "p27", "p28", "p29", "p24", "p23"}
+    assert set(result.fresh_ids) == expected
+    # no top-up while enough handed-over tasks are left
+    again = run_round(
+        head, sentiment_examples(2), pool, get_strategy("lc"), PoolSubsampler(SubsamplingConfig(), seed=0), cache,
+        2, "v3", count=5, top_up=3,
+    )
+    assert set(again.fresh_ids) == {e.id for e in head.embedded(pool)} >= expected
