@@ -53,6 +53,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _named_folders(folder: Path, pattern: re.Pattern, order: str) -> list[str]:
+    """The sub-folders of `folder` whose names match `pattern`, by the number in its group `order`."""
+    if not folder.is_dir():
+        return []
+    names = [p.name for p in folder.iterdir() if p.is_dir() and pattern.match(p.name)]
+    return sorted(names, key=lambda n: int(pattern.match(n)[order]))
+
+
 class VersionStore:
     """Model versions of every project, promoted atomically, the last `keep` of them kept."""
 
@@ -91,11 +99,7 @@ class VersionStore:
 
     def versions(self, project: int | str) -> list[str]:
         """Versions on disk, oldest first."""
-        folder = self.layout.versions_dir(project)
-        if not folder.is_dir():
-            return []
-        names = [p.name for p in folder.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
-        return sorted(names, key=lambda n: int(VERSION_RE.match(n)["number"]))
+        return _named_folders(self.layout.versions_dir(project), VERSION_RE, "number")
 
     def projects(self) -> list[str]:
         return self.layout.projects()
@@ -121,15 +125,7 @@ class VersionStore:
     ) -> Path:
         """Write a version aside with `write(folder)`, rename it into place, promote it, prune old ones."""
         final = self.version_dir(project, version)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.layout.project_dir(project), prefix=".staging-"))
-        try:
-            write(staging)
-            _write_json_atomic(staging / "version.json", dict(meta, version=version, iteration=iteration))
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        self._write_aside(project, final, write, "version.json", dict(meta, version=version, iteration=iteration))
         with self._lock:
             _write_json_atomic(self.layout.current_file(project), {"version": version, "iteration": iteration})
         self.prune(project)
@@ -161,11 +157,7 @@ class VersionStore:
     # --- the background lane's encoders ---
     def encoders(self, project: int | str) -> list[str]:
         """The encoders the background lane took up, oldest first."""
-        folder = self.layout.encoders_dir(project)
-        if not folder.is_dir():
-            return []
-        names = [p.name for p in folder.iterdir() if p.is_dir() and ENCODER_RE.match(p.name)]
-        return sorted(names, key=lambda n: int(ENCODER_RE.match(n)["stamp"]))
+        return _named_folders(self.layout.encoders_dir(project), ENCODER_RE, "stamp")
 
     def encoder_meta(self, project: int | str, name: str) -> dict:
         with open(self.layout.encoder_dir(project, name) / "encoder.json", encoding="utf-8") as handle:
@@ -175,17 +167,21 @@ class VersionStore:
         """Write a fine-tuned encoder aside with `write(folder)` and rename it into place (nothing is
         promoted: the next retrain reads it), then prune."""
         final = self.layout.encoder_dir(project, name)
+        self._write_aside(project, final, write, "encoder.json", dict(meta, encoder=name))
+        self.prune(project)
+        return final
+
+    def _write_aside(self, project, final: Path, write: Callable[[Path], None], meta_file: str, meta: dict) -> None:
+        """`write(folder)` and `meta_file` in a staging folder of the project, renamed to `final` in one step."""
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.layout.project_dir(project), prefix=".staging-"))
         try:
             write(staging)
-            _write_json_atomic(staging / "encoder.json", dict(meta, encoder=name))
+            _write_json_atomic(staging / meta_file, meta)
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self.prune(project)
-        return final
 
 
 # --- score caches (al_core.ups.ScoreCache) ---------------------------------------------------
