@@ -12,10 +12,12 @@ gives, in the same order.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +33,9 @@ from al_core.data import Example
 from al_core.exceptions import EmptyPoolError
 from al_core.models.base import AcquisitionModel, ModelOutputs, Predictor
 from al_core.strategies import QueryStrategy, select_batch
-from al_core.ups import CachedScore, PoolSubsampler, ScoreCache
+from al_core.ups import CachedScore, PoolSubsampler, ScoreCache, ups_premise
+
+PREMISE_FILE = "ups_premise.json"  # beside a background fine-tune's encoder: what its pass measured
 
 
 @dataclass
@@ -111,6 +115,8 @@ class FinetuneVerdict:
     quality: QualityEstimate
     incumbent: QualityEstimate
     timings: dict[str, float] = field(default_factory=dict)
+    full_pass: bool = False
+    premise: dict[str, float] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -125,8 +131,21 @@ class FinetuneVerdict:
             "value": self.quality.value,
             "incumbent_value": self.incumbent.value,
             "n_held_out": self.quality.n,
+            "full_pass": self.full_pass,
+            "ups_premise": self.premise,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+    def save(self, folder: str | Path) -> None:
+        """The encoder and the premise its pass measured, which the next fine-tune's pass follows."""
+        self.model.save(folder)
+        Path(folder, PREMISE_FILE).write_text(json.dumps(self.premise), encoding="utf-8")
+
+
+def encoder_premise(folder: str | None) -> dict[str, float] | None:
+    """The premise the fine-tune of the encoder in `folder` measured (None: none measured, or no file)."""
+    path = Path(folder, PREMISE_FILE) if folder else None
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
 
 
 def finetune_encoder(
@@ -146,12 +165,16 @@ def finetune_encoder(
     seed: int = 0,
     infer: Callable[..., ModelOutputs] | None = None,
     also_score: Collection[str] = (),
+    strategy: QueryStrategy | None = None,
 ) -> FinetuneVerdict:
     """The background lane's fine-tune: `build("finetune")` fit on the labels (the held-out share and
-    the audit tasks out of its training), its vectors of the labeled tasks and of the pool subset a
-    fine-tune round would score (UPS over the cached scores, plus `also_score`) cached under the keys
-    of `folder`, where the caller saves the model if the verdict takes it up; then the verdict against
-    `incumbent` (the encoder served now: (folder, labeled count), None: the pretrained one)."""
+    the audit tasks out of its training), its vectors of the labeled tasks and of the pool tasks the
+    refresh rounds will score (the whole pool, or the UPS subset over the cached scores when the
+    incumbent's pass found the premise held: SubsamplingConfig.finetune_pass_is_full; plus
+    `also_score`) cached under the keys of `folder`, where the caller saves it (`FinetuneVerdict.save`)
+    if the verdict takes it up; then the verdict against `incumbent` (the encoder served now: (folder,
+    labeled count), None: the pretrained one). A whole-pool pass measures the premise for the next
+    one: `strategy` ranks the pool under a head over the new encoder."""
     from al_core.models import refresh_model
 
     run = infer or _infer_here
@@ -162,7 +185,9 @@ def finetune_encoder(
     timings["fit_s"] = time.perf_counter() - start
     start = time.perf_counter()
     pool_ids = [e.id for e in pool]
-    chosen = set(subsampler.choose(pool_ids, cache.get_many(pool_ids), iteration)) | set(also_score) if pool else set()
+    cached = cache.get_many(pool_ids)
+    full = subsampler.config.finetune_pass_is_full(iteration, encoder_premise(incumbent[0] if incumbent else None))
+    chosen = set(pool_ids if full else subsampler.choose(pool_ids, cached, iteration)) | set(also_score)
     subset = [e for e in pool if e.id in chosen]
     reader = refresh_model(kind, folder, labels, training, embedding_cache)
     if subset:
@@ -170,11 +195,25 @@ def finetune_encoder(
     reader.remember(labeled, run(model, labeled, probs=False, embeddings=True).embeddings)
     timings["inference_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    quality = fit_with_estimate(reader, labeled, acquisition, seed)
+    quality = fit_with_estimate(reader, labeled, acquisition, seed)  # the head then refit on every label
     served = refresh_model(kind, incumbent[0], labels, training, embedding_cache) if incumbent else build("frozen")
     before = fit_with_estimate(served, labeled, acquisition, seed, held_out=True)
     timings["verdict_s"] = time.perf_counter() - start
-    return FinetuneVerdict(model, folder, len(labeled), quality, before, timings)
+    premise = None
+    if full and strategy is not None and pool and len(cached) == len(pool):
+        start = time.perf_counter()
+        ranking = _ranking(reader, labeled, pool, strategy)
+        premise = ups_premise(ranking, set(subsampler.subset(pool_ids, cached, iteration)))
+        timings["premise_s"] = time.perf_counter() - start
+    return FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise)
+
+
+def _ranking(model: Predictor, labeled: list[Example], pool: list[Example], strategy: QueryStrategy) -> list[str]:
+    """The pool's ids, most uncertain first, as `strategy` scores them under `model`."""
+    strategy.prepare(model, labeled)
+    outputs = model.infer(pool, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
+    scores = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(pool))
+    return [pool[i].id for i in np.argsort(-np.asarray(scores), kind="stable")]
 
 
 def adopt_encoder(verdict: FinetuneVerdict, previous: tuple[str, int] | None) -> tuple[str, int] | None:
@@ -183,7 +222,7 @@ def adopt_encoder(verdict: FinetuneVerdict, previous: tuple[str, int] | None) ->
     next round reads."""
     if not verdict.accepted:
         return previous
-    verdict.model.save(verdict.folder)
+    verdict.save(verdict.folder)
     if previous is not None and previous[0] != verdict.folder:
         shutil.rmtree(previous[0], ignore_errors=True)
     return verdict.folder, verdict.n_labeled

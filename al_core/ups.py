@@ -5,11 +5,16 @@ least (rank M), task i is re-scored with probability p_i = exp(-max(0, r_i - gam
 r_i = i / M: the top `gamma` share always, the rest with quickly vanishing probability
 (about gamma + T of the pool in expectation). Whole-pool scoring still happens on the
 first iterations and then at gaps growing to a bound (SPEC.md: 0, 1, 4, 8 of 15).
+
+The premise, that the tasks most uncertain under the previous model hold most of the next query,
+is measured on every full pass (`ups_premise`). A background fine-tune, a new encoder whose ranking
+the cached scores (the frozen head's, an older encoder's) predict poorly at the live cadence,
+embeds the whole pool until its last full pass found the premise held (`min_premise`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -62,6 +67,17 @@ class InMemoryScoreCache:
 
 
 Mode = Literal["full", "ups", "random"]
+PREMISE_TOP = (1, 10, 50)
+PREMISE_RULE_TOP = 10  # the share of these many most uncertain tasks decides a fine-tune's pass
+
+
+def ups_premise(ranking: list[str], subset: Collection[str], tops: tuple[int, ...] = PREMISE_TOP) -> dict[str, float] | None:
+    """UPS's premise on one full pass: the share of its k most uncertain tasks (`ranking`, best first)
+    that the UPS subset chosen from the scores cached before held, for each k in `tops` (k = 1: the
+    task an annotator gets next). The paper's Table 2 measures the same on the query."""
+    if not ranking or not subset:
+        return None
+    return {str(k): sum(i in subset for i in ranking[:k]) / len(ranking[:k]) for k in tops}
 
 
 @pydantic_dataclass(frozen=True, config=STRICT)
@@ -83,6 +99,14 @@ class SubsamplingConfig:
     temperature: float = Field(0.01, ge=0, description="UPS: temperature T of the sampling (0: a hard cut).")
     full_first: int = Field(2, ge=0, description="UPS: first iterations that score the whole pool.")
     full_every: int = Field(4, ge=0, description="UPS: score the whole pool at iterations N, 2N, 4N, then every 4N (0: never).")
+    min_premise: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="UPS: a background fine-tune embeds only the UPS subset once its encoder's own full pass found that "
+        f"the subset chosen from the scores cached before held at least this share of the new model's {PREMISE_RULE_TOP} "
+        "most uncertain tasks; below that, or unmeasured, it embeds the whole pool (0: the iteration schedule alone).",
+    )
 
     def is_full_iteration(self, iteration: int) -> bool:
         if self.mode == "full" or iteration < self.full_first:
@@ -93,6 +117,15 @@ class SubsamplingConfig:
         # campaign still refreshes every cached score at a bounded gap
         step = iteration // self.full_every
         return step in (1, 2) or step % 4 == 0
+
+    def finetune_pass_is_full(self, iteration: int, premise: Mapping[str, float] | None) -> bool:
+        """Whether a background fine-tune embeds the whole pool: its vectors are all the refresh rounds
+        until the next fine-tune can score, and the subset cached scores choose held 0.2-0.6 of a new
+        encoder's most uncertain tasks at the live cadence (BENCHMARKS.md, ups-premise). `premise`: what
+        the full pass of the encoder served now measured (`ups_premise`), None when it ran none."""
+        if self.mode != "ups" or self.min_premise <= 0:
+            return self.is_full_iteration(iteration)
+        return premise is None or premise.get(str(PREMISE_RULE_TOP), 0.0) < self.min_premise
 
 
 def ups_probabilities(n: int, gamma: float, temperature: float) -> np.ndarray:
@@ -116,8 +149,14 @@ class PoolSubsampler:
 
     def choose(self, pool_ids: list[str], cached: Mapping[str, CachedScore], iteration: int) -> list[str]:
         """Ids to score, in pool order. Tasks with no cached score are always scored."""
+        if self.config.is_full_iteration(iteration):
+            return list(pool_ids)
+        return self.subset(pool_ids, cached, iteration)
+
+    def subset(self, pool_ids: list[str], cached: Mapping[str, CachedScore], iteration: int) -> list[str]:
+        """The UPS subset (random: its uniform baseline) whatever the schedule says, in pool order."""
         known = [i for i in pool_ids if i in cached]
-        if self.config.is_full_iteration(iteration) or not known:
+        if not known:
             return list(pool_ids)
         # rank by last score, most uncertain first; ties keep pool order
         order = np.argsort(-np.array([cached[i].score for i in known]), kind="stable")

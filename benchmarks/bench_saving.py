@@ -141,7 +141,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             verdict = finetune_encoder(
                 lambda mode: frozen if mode == "frozen" else build_model(data.kind, args.model, data.labels, training, mode),
                 data.kind, data.labels, labeled, remaining, scores, subsampler, iteration + 1, acquisition,
-                str(Path(scratch.name) / f"ft{iteration}"), encoder, training, cache, seed=seed,
+                str(Path(scratch.name) / f"ft{iteration}"), encoder, training, cache, seed=seed, strategy=strategy,
             )
             encoder = adopt_encoder(verdict, encoder)
         report = kind.report(gold, model.predict(data.test), types)

@@ -36,7 +36,7 @@ from al_core.kinds import TaskKind, kind_of
 from al_core.loop import keep_encoder
 from al_core.models.embedding_cache import MemoryEmbeddingCache
 from al_core.ordering import cold_start_tasks
-from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig, ups_premise
 from simulate import successors as model_factory
 from simulate.config import ConfigError, SimulationConfig, expand_path
 
@@ -332,6 +332,9 @@ class Simulation:
         self._vectors_of: Callable | None = None  # the orders' vectors (order_vectors), once data is read
         # per seed, the last fine-tune that refresh rounds read: (its saved folder, its labeled count)
         self._encoders: dict[int, tuple[str, int]] = {}
+        # seed -> the UPS subset the scores cached before the last encoder's fine-tune would have
+        # chosen: what the refresh rounds over that encoder score (ups_premise)
+        self._ups_subsets: dict[int, set[str]] = {}
 
     @property
     def strategy(self) -> str:
@@ -379,7 +382,7 @@ class Simulation:
 
     def _subsampling(self) -> SubsamplingConfig:
         s = self.config.scoring
-        return SubsamplingConfig(s.mode, s.gamma, s.temperature, s.full_first, s.full_every)
+        return SubsamplingConfig(s.mode, s.gamma, s.temperature, s.full_first, s.full_every, s.min_premise)
 
     def _check_fits_the_data(self) -> None:
         from al_core.strategies import available_strategies
@@ -512,13 +515,15 @@ class Simulation:
             "metric": data.task_kind.metric,
             "labeled_ids_before": list(labeled_ids),
         }
-        base["finetune_accepted"] = None
+        base["finetune_accepted"] = base["finetune_timings"] = None
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
             if chosen.hand_over is not None:  # a run resumed after a kill fine-tunes again first
                 self._encoders[seed] = keep_encoder(chosen, acquisition, self._encoders.get(seed))
             if chosen.finetune_due:  # the backend's background lane: the next round reads what it adopts
-                base["finetune_accepted"] = self._background_finetune(seed, t, labeled, pool, cache, iteration_seed)
+                verdict = self._background_finetune(seed, t, labeled, pool, cache, iteration_seed)
+                base["finetune_accepted"] = verdict.accepted
+                base["finetune_timings"] = verdict.timings
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -553,13 +558,15 @@ class Simulation:
             self._embeddings,
         )
 
-    def _background_finetune(self, seed: int, t: int, labeled, pool, cache, iteration_seed: int) -> bool:
+    def _background_finetune(self, seed: int, t: int, labeled, pool, cache, iteration_seed: int):
         """The fine-tune the round found due, as the backend's background lane runs it after the retrain
         (al_core.loop.finetune_encoder over the round's score cache, UPS at the next iteration); the
-        next round reads its encoder if the verdict takes it up. Returns the verdict."""
+        next round reads its encoder if the verdict takes it up. Returns the verdict (FinetuneVerdict)."""
         from al_core.loop import adopt_encoder, finetune_encoder
+        from al_core.strategies import get_strategy
 
         config, data = self.config, self.data
+        would_be = self._ups_subset([e.id for e in pool], cache, seed, t + 1)
         verdict = finetune_encoder(
             lambda mode: model_factory.build(
                 config.acquisition, data.kind, data.labels, config.training, iteration_seed, mode, self._embeddings
@@ -568,10 +575,18 @@ class Simulation:
             config.acquisition_mode, str((self.folder / "encoders" / f"seed{seed}-it{t}").resolve()),
             self._encoders.get(seed),
             model_factory.training_config(config.acquisition, config.training, iteration_seed), self._embeddings,
-            seed=seed,
+            seed=seed, strategy=get_strategy(self.strategy, seed=iteration_seed),
         )
         self._encoders[seed] = adopt_encoder(verdict, self._encoders.get(seed))
-        return verdict.accepted
+        if verdict.accepted:
+            self._ups_subsets[seed] = would_be
+        return verdict
+
+    def _ups_subset(self, pool_ids: list[str], cache, seed: int, iteration: int) -> set[str]:
+        """The tasks UPS would score at `iteration` from the scores cached now, whatever the schedule
+        says (no full pass): the subset whose premise `ups_premise` measures."""
+        ups = dataclasses.replace(self._subsampling(), mode="ups")
+        return set(PoolSubsampler(ups, seed=seed).subset(pool_ids, cache.get_many(pool_ids), iteration))
 
     def _query_round(self, acquisition, labeled, pool, cache, seed: int, t: int, hand_over=None) -> dict:
         """The backend's round (al_core.loop.run_round: fit, subsample, score, rank), then the
@@ -582,6 +597,14 @@ class Simulation:
         config = self.config
         previous = {i: c.score for i, c in cache.get_many([e.id for e in pool]).items()}
         subsampling = self._subsampling()
+        if getattr(acquisition, "encoder_saw_labels", False):  # a refresh round scores its fine-tune's subset
+            would_be = self._ups_subsets.get(seed)
+        elif getattr(acquisition, "scores_whole_pool", False):  # a frozen head subsamples nothing
+            would_be = None
+        else:
+            would_be = self._ups_subset([e.id for e in pool], cache, seed, t)
+            if hand_over is not None:
+                self._ups_subsets[seed] = would_be
         result = run_round(
             acquisition,
             labeled,
@@ -612,6 +635,10 @@ class Simulation:
             "overlap": overlap_with_previous_ranking(
                 previous if len(previous) == len(pool) else {}, batch, config.overlap_k
             ),
+            # measured where the round scored the whole pool: its ranking is then a full pass's
+            "ups_premise": ups_premise(list(result.selected_ids), would_be or set())
+            if len(result.fresh_ids) == len(pool) and len(previous) == len(pool) else None,
+            "ups_subset_share": len(would_be & {e.id for e in pool}) / len(pool) if would_be else None,
             "query_ids": query,
             "query_order": order,
             "team_size": self._team_size(),
@@ -663,6 +690,8 @@ class Simulation:
             "n_scored": 0,
             "full_scoring": False,
             "overlap": None,
+            "ups_premise": None,
+            "ups_subset_share": None,
             "query_ids": [],
             "query_order": None,
             "team_size": self._team_size(),
@@ -768,7 +797,10 @@ class Simulation:
         return labeled + kept, info
 
 
-CSV_SKIP = {"labeled_ids_before", "query_ids", "overlap", "acquisition_recall", "successor_recall"}
+CSV_SKIP = {
+    "labeled_ids_before", "query_ids", "overlap", "ups_premise", "finetune_timings", "acquisition_recall",
+    "successor_recall",
+}
 
 
 def write_csv(records: list[dict], path: Path) -> None:
@@ -780,6 +812,8 @@ def write_csv(records: list[dict], path: Path) -> None:
         row = {k: v for k, v in r.items() if k not in CSV_SKIP}
         for k, v in (r.get("overlap") or {}).items():
             row[f"overlap_top{k}"] = v
+        for k, v in (r.get("ups_premise") or {}).items():
+            row[f"ups_premise_top{k}"] = v
         rows.append(row)
     columns: list[str] = []
     for row in rows:

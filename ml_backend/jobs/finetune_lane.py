@@ -5,7 +5,8 @@ fine-tune due (every AL_FINETUNE_EVERY labels) does not run it: it serves a refr
 last fine-tuned encoder (the frozen head before the first fine-tune) in seconds, and asks for one
 fine-tune job (`request_finetune`: one per project, queued or running). That job reads the project,
 fine-tunes (al_core.loop.finetune_encoder), hands the vectors of the labeled tasks and of the pool
-subset a fine-tune round would score over to the embedding cache, and judges it: a head over the
+(the whole pool until a pass found UPS's premise held, then the UPS subset) over to the embedding
+cache, and judges it: a head over the
 new encoder against a head over the encoder served now, on the same held-out labels. Taken up, the
 encoder is saved under <project>/encoders/ and a retrain is asked for, which reads it (a refresh
 round: the new ordering seconds after the fine-tune ends, an ordinary version); not taken up, it is
@@ -21,12 +22,14 @@ import time
 from al_core.acquisition import audit_ids, audit_slots, finetune_in_background
 from al_core.loop import finetune_encoder
 from al_core.ls_format import model_labels
+from al_core.strategies import get_strategy
 from al_core.ups import PoolSubsampler
 from ml_backend.jobs.retrain_steps import (
     encoder_folder,
     finetuned_encoder,
     new_model,
     read_project,
+    strategy_name,
 )
 from ml_backend.jobs.split_pass import configure_torch
 from ml_backend.jobs.status import pending_ttl
@@ -102,10 +105,11 @@ def finetune_and_judge(project_id: int, settings: Settings, redis, gateway: LSGa
         acquisition, str(folder.resolve()),
         (encoder_folder(store, project_id, previous), previous["n_labeled"]) if previous else None,
         settings.training_config(), embedding_cache(settings, project_id), seed=settings.seed, also_score=serve,
+        strategy=get_strategy(strategy_name(settings, kind), seed=settings.seed),
     )
     if verdict.accepted:
         store.save_encoder(
-            project_id, name, verdict.model.save,
+            project_id, name, verdict.save,
             {"labels": labels, "n_labeled": len(labeled), "verdict": verdict.as_dict(), "created_at": time.time()},
         )
     return {

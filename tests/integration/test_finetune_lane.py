@@ -29,6 +29,14 @@ def _wait(condition, timeout: float, what: str, workers) -> None:
         time.sleep(0.3)
 
 
+def _finetune_started(queue: str, connection) -> bool:
+    from rq.job import Job
+    from rq.registry import StartedJobRegistry
+
+    started = StartedJobRegistry(queue, connection=connection).get_job_ids()
+    return any(job.func_name == "ml_backend.jobs.run.finetune" for job in Job.fetch_many(started, connection=connection) if job)
+
+
 def test_a_retrain_is_served_while_the_other_worker_fine_tunes_then_it_reads_the_new_encoder(
     tmp_path, redis_conn, fake_ls, tiny_model_dir
 ):
@@ -55,6 +63,9 @@ def test_a_retrain_is_served_while_the_other_worker_fine_tunes_then_it_reads_the
     try:
         # the first retrain serves the frozen head at once and asks for the fine-tune
         _wait(lambda: len(store.versions(6)) == 1 and state.status("6")["finetuning"], 180, "first version", workers)
+        # the fine-tune job reads the project as it starts: the next label comes after that read
+        _wait(lambda: _finetune_started(settings.rq_queue, redis_conn), 180, "fine-tune job start", workers)
+        time.sleep(3)
         fake.choose(ids[16], "Positive")
         assert client.post("/webhook", json=annotation_webhook(6, ids[16])).status_code == 200
         _wait(lambda: len(store.versions(6)) >= 2, 180, "retrain beside the fine-tune", workers)

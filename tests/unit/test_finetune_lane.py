@@ -1,12 +1,16 @@
 """The background lane: a due fine-tune runs beside the retrains, which serve a refresh round (or the
 frozen head) meanwhile, and its encoder is taken up only when a head over it is not worse."""
 
+import json
+
 import pytest
 
 from al_core.acquisition import AcquisitionConfig, QualityEstimate, finetune_in_background, served_mode
-from al_core.loop import FinetuneVerdict, adopt_encoder, finetune_encoder
-from al_core.models import MemoryEmbeddingCache, TransformerClassifier, build_model
-from al_core.ups import InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
+from al_core.data import Example
+from al_core.loop import PREMISE_FILE, FinetuneVerdict, adopt_encoder, encoder_premise, finetune_encoder
+from al_core.models import MemoryEmbeddingCache, TransformerClassifier, build_model, refresh_model
+from al_core.strategies import get_strategy
+from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig
 from tests.helpers import backend_settings
 from tests.unit.engine_fixtures import FAST, sentiment_examples
 
@@ -84,6 +88,47 @@ def test_a_background_fine_tune_hands_over_its_vectors_and_is_saved_only_when_ta
     assert (tmp_path / "ft").is_dir() and not old.exists()
 
 
+def test_a_whole_pool_pass_measures_the_premise_that_decides_the_next_fine_tunes_pass(tiny_model_dir, tmp_path):
+    labeled = sentiment_examples(2)
+    pool = [Example(id=f"u{i}", text=f"{e.text} {i}") for i, e in enumerate(sentiment_examples(5))]  # 40 tasks
+    labels = ["neg", "pos"]
+    embeddings = MemoryEmbeddingCache()
+    cache = InMemoryScoreCache()  # scores of an earlier model for every pool task
+    cache.set_many({e.id: CachedScore(float(i), "frozen", 0) for i, e in enumerate(pool)})
+    subsampler = PoolSubsampler(SubsamplingConfig())
+
+    def build(mode):
+        if mode == "frozen":
+            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
+        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
+
+    def fine_tune(name, incumbent):
+        folder = str(tmp_path / name)
+        verdict = finetune_encoder(
+            build, "classification", labels, labeled, pool, cache, subsampler, 7, AcquisitionConfig(audit_share=0.0),
+            folder, incumbent, FAST, embeddings, strategy=get_strategy("entropy"),
+        )
+        embedded = {e.id for e in refresh_model("classification", folder, labels, FAST, embeddings).embedded(pool)}
+        return verdict, embedded
+
+    # no premise measured yet (the scores came from another model): the whole pool, and the premise measured
+    first, embedded = fine_tune("ft1", None)
+    assert first.full_pass and embedded == {e.id for e in pool}
+    assert set(first.premise) == {"1", "10", "50"} and all(0 <= v <= 1 for v in first.premise.values())
+    assert "premise_s" in first.timings and first.as_dict()["ups_premise"] == first.premise
+    first.save(first.folder)
+    assert encoder_premise(first.folder) == first.premise and encoder_premise(str(tmp_path / "none")) is None
+    # the served encoder's pass found the premise held: the next fine-tune embeds the UPS subset only
+    (tmp_path / "ft1" / PREMISE_FILE).write_text(json.dumps({"1": 1.0, "10": 0.9, "50": 0.7}))
+    second, embedded = fine_tune("ft2", (first.folder, len(labeled)))
+    ups_subset = set(subsampler.subset([e.id for e in pool], cache.get_many([e.id for e in pool]), 7))
+    assert not second.full_pass and second.premise is None and embedded == ups_subset and len(ups_subset) < 10
+    # it did not hold: the whole pool again
+    (tmp_path / "ft1" / PREMISE_FILE).write_text(json.dumps({"1": 1.0, "10": 0.5, "50": 0.3}))
+    third, embedded = fine_tune("ft3", (first.folder, len(labeled)))
+    assert third.full_pass and embedded == {e.id for e in pool} and third.premise is not None
+
+
 def _project(fake, project, n_labeled):
     return fake.add_labeled_project(project, 40, n_labeled=n_labeled)
 
@@ -112,6 +157,9 @@ def test_the_backend_serves_at_once_and_takes_up_the_background_fine_tune_in_a_r
     finetune = state.status("12")["last_finetune"]
     assert finetune["status"] == "adopted" and finetune["n_labeled"] == 16 and not state.status("12")["finetuning"]
     assert store.encoders(12) == [finetune["encoder"]]
+    # the first fine-tune embeds the whole pool (the cached scores are the frozen head's) and keeps its premise
+    assert finetune["full_pass"] is True and set(finetune["ups_premise"]) == {"1", "10", "50"}
+    assert encoder_premise(str(store.layout.encoder_dir(12, finetune["encoder"]))) == finetune["ups_premise"]
     meta = store.meta(12, second)  # the retrain the fine-tune asked for reads its encoder
     assert meta["acquisition_mode"] == "refresh"
     assert meta["encoder"] == {"encoder": finetune["encoder"], "n_labeled": 16}

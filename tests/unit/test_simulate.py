@@ -258,6 +258,24 @@ def test_overlap_counts_the_share_of_the_query_in_the_previous_top():
     assert overlap == {"10": 0.5, "20": 0.75, "50": 0.75}
 
 
+def test_a_full_scoring_run_measures_the_ups_premise_on_the_rounds_that_read_a_fine_tune(tiny_config):
+    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    data = {**tiny_config, "acquisition_mode": modes, "scoring": {"mode": "full"}, "iterations": 4, "seeds": [0]}
+    folder = Simulation(parse_config(data), progress=False).run()
+    records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+    for t in range(4):
+        r = records[t]
+        assert r["n_scored"] == r["pool_size"]  # every round a full pass
+        if r["acquisition_mode"] == "frozen":
+            assert r["ups_premise"] is None and r["ups_subset_share"] is None  # no subset to judge
+        else:  # a refresh round: judged against the subset UPS would have handed over, smaller than the pool
+            assert set(r["ups_premise"]) == {"1", "10", "50"}
+            assert all(0.0 <= v <= 1.0 for v in r["ups_premise"].values())
+            assert 0.0 < r["ups_subset_share"] < 1.0
+    assert any(records[t]["acquisition_mode"] == "refresh" for t in range(4)) == bool(records[1]["finetune_accepted"])
+    assert records[4]["ups_premise"] is None  # the last iteration queries nothing
+
+
 def test_plasm_every_zero_runs_only_at_the_last_iteration(tiny_config, tmp_path):
     tiny_config.update(
         seeds=[0],

@@ -3,7 +3,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from al_core.ups import CachedScore, InMemoryScoreCache, PoolSubsampler, SubsamplingConfig, ups_probabilities
+from al_core.ups import (
+    CachedScore,
+    InMemoryScoreCache,
+    PoolSubsampler,
+    SubsamplingConfig,
+    ups_premise,
+    ups_probabilities,
+)
 
 
 def _cached(scores):
@@ -65,6 +72,34 @@ def test_full_scoring_schedule():
     assert [i for i in range(20) if SubsamplingConfig(full_first=1, full_every=3).is_full_iteration(i)] == [0, 3, 6, 12]
     assert all(SubsamplingConfig(mode="full").is_full_iteration(i) for i in range(10))
     assert [i for i in range(10) if SubsamplingConfig(full_first=1, full_every=0).is_full_iteration(i)] == [0]
+
+
+def test_a_fine_tunes_pass_covers_the_pool_until_a_full_pass_found_the_premise_held():
+    config = SubsamplingConfig()  # min_premise 0.8 on the share of the 10 most uncertain tasks
+    assert config.finetune_pass_is_full(5, None)  # nothing measured: the first fine-tune, or after a UPS pass
+    assert config.finetune_pass_is_full(5, {"1": 1.0, "10": 0.5, "50": 0.4})
+    assert not config.finetune_pass_is_full(5, {"1": 1.0, "10": 0.8, "50": 0.4})
+    assert not config.finetune_pass_is_full(0, {"10": 0.9})  # the premise rules, not the iteration schedule
+    # min_premise 0, and the full / random modes, follow the iteration schedule alone
+    assert [SubsamplingConfig(min_premise=0).finetune_pass_is_full(i, None) for i in (0, 3, 4)] == [True, False, True]
+    assert SubsamplingConfig(mode="full").finetune_pass_is_full(3, {"10": 1.0})
+    assert not SubsamplingConfig(mode="random").finetune_pass_is_full(3, None)
+
+
+def test_the_premise_is_the_share_of_a_full_pass_top_inside_the_subset():
+    ranking = [str(i) for i in range(60)]  # id 0 most uncertain under the full pass
+    subset = {"0", "3", "20", "59"}
+    assert ups_premise(ranking, subset) == {"1": 1.0, "10": 0.2, "50": 0.06}
+    assert ups_premise(ranking[:5], subset) == {"1": 1.0, "10": 0.4, "50": 0.4}  # fewer tasks than k
+    assert ups_premise(ranking, set()) is None
+
+
+def test_the_subset_ignores_the_schedule():
+    cached = _cached(np.arange(100)[::-1])  # t0 most uncertain
+    sub = PoolSubsampler(SubsamplingConfig(temperature=0), seed=1)
+    ids = list(cached)
+    assert sub.choose(ids, cached, 0) == ids  # a full iteration
+    assert sub.subset(ids, cached, 0) == sub.choose(ids, cached, 3) == ids[:10]
 
 
 def test_uncached_tasks_are_always_scored_and_order_is_kept():

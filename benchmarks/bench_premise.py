@@ -1,0 +1,177 @@
+"""UPS's premise at the live cadence: does the subset chosen from the cached scores hold the tasks a
+full pass would serve? Measured through the simulator (the backend's round and its auto default,
+the fine-tune in the background lane), written into BENCHMARKS.md (section ups-premise).
+
+  python -m benchmarks.bench_premise [--sets sst2,agnews] [--seeds 2] [--start 20] [--stop 120]
+      [--step 1] [--pool 2000] [--test 500]
+
+A first run scores the whole pool on every round (scoring mode full) so that each round's ranking is a
+full pass's; beside it the simulator keeps the subset UPS would have chosen (gamma, T as the
+backend's defaults) when the encoder being read was fine-tuned, from the scores cached then (the
+frozen head's at the first fine-tune, the last refresh head's after), and records on each round the
+share of the full pass's k most uncertain tasks inside it (`ups_premise`; k = 1 is the task the
+annotator gets next). Chance is the subset's share of the pool. Reported per label range and by the
+labels made since the fine-tune that chose the subset, split by the model whose scores chose it.
+A second run on the same seeds keeps the default (UPS): the served model's macro F1 of both, and the
+seconds of the fine-tune's pass (embedding the whole pool against the subset), say what the premise
+costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from al_core.ups import PREMISE_TOP
+from benchmarks.report import machine_line, write_section
+from simulate.config import parse_config
+from simulate.runner import Simulation
+
+# sets stored with one labeled split: the held-out texts are drawn from it
+SPLITS = {"agnews": {"pool_split": "test", "test_split": None, "test_size": 1600}}
+AGE_BUCKETS = ((1, 5), (6, 10), (11, 20))
+
+
+def simulation_config(name: str, scoring: str, args, folder: Path) -> dict:
+    suffix = "" if scoring == "full" else f"-{scoring}"
+    return {
+        "name": f"premise-{name}{suffix}",
+        "output_dir": str(folder / f"{name}{suffix}"),
+        "dataset": {"name": name, "pool_size": args.pool, "test_limit": args.test, "split_seed": 0, **SPLITS.get(name, {})},
+        "acquisition": {"name": "minilm-l6", "model": args.model},
+        "successors": [{"name": "tfidf-lr", "kind": "tfidf_lr"}],
+        "strategy": "auto",
+        "scoring": {"mode": scoring},
+        "seed_set": {"count": args.start},
+        "batch": {"count": args.step},
+        "iterations": (args.stop - args.start) // args.step,
+        "seeds": list(range(args.seeds)),
+    }
+
+
+def run_set(name: str, scoring: str, args, folder: Path) -> list[dict]:
+    out = Simulation(parse_config(simulation_config(name, scoring, args, folder)), progress=False).run()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["successor"] == "tfidf-lr"]
+
+
+def measured_rounds(rows: list[dict]) -> list[dict]:
+    """The rounds with a premise, each with the labels made since its subset was chosen and the
+    mode of the model whose cached scores chose it."""
+    out = []
+    for seed in sorted({r["seed"] for r in rows}):
+        chosen_at = chosen_by = None
+        for r in sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["iteration"]):
+            if r.get("ups_premise") and chosen_at is not None and r["acquisition_mode"] == "refresh":
+                out.append({**r, "age": r["labeled_size"] - chosen_at, "chosen_by": chosen_by})
+            if r.get("finetune_accepted"):  # the next rounds read the encoder this fine-tune took up
+                chosen_at, chosen_by = r["labeled_size"], r["acquisition_mode"]
+    return out
+
+
+def premise_row(rounds: list[dict]) -> str:
+    if not rounds:
+        return "| 0 |" + " - |" * (len(PREMISE_TOP) + 1)
+    cells = [f"{statistics.fmean(r['ups_premise'][str(k)] for r in rounds):.2f}" for k in PREMISE_TOP]
+    chance = statistics.fmean(r["ups_subset_share"] for r in rounds)
+    return f"| {len(rounds)} | " + " | ".join(cells) + f" | {chance:.2f} |"
+
+
+def served_rows(full: list[dict], ups: list[dict], every: int = 20) -> list[str]:
+    """Per label count (every `every`): the served model's macro F1 with the fine-tune's pass over the
+    whole pool and over the UPS subset, and that background pass's seconds (mean over seeds)."""
+
+    def at(rows: list[dict], n: int) -> float | None:
+        picked = [r["acquisition_score"] for r in rows if r["labeled_size"] == n]
+        return statistics.fmean(picked) if picked else None
+
+    def pass_s(rows: list[dict]) -> str:
+        seconds = [r["finetune_timings"]["inference_s"] for r in rows if r.get("finetune_timings")]
+        return f"{statistics.fmean(seconds):.1f}" if seconds else "-"
+
+    out = []
+    counts = sorted({r["labeled_size"] for r in full if r["labeled_size"] % every == 0})
+    for n in counts:
+        a, b = at(full, n), at(ups, n)
+        if a is not None and b is not None:
+            out.append(f"| {n} | {a:.3f} | {b:.3f} | {a - b:+.3f} |")
+    out.append(f"| fine-tune's pass, s | {pass_s(full)} | {pass_s(ups)} | |")
+    return out
+
+
+def section(results: dict[str, list[dict]], ups: dict[str, list[dict]], args) -> str:
+    tops = " | ".join(f"top {k}" for k in PREMISE_TOP)
+    head = f"| rounds | {tops} | chance |"
+    rule = "|---" * (len(PREMISE_TOP) + 3) + "|"
+    lines = [
+        "## UPS's premise at the live cadence",
+        "",
+        machine_line(),
+        f"{Path(args.model).name}, the backend's defaults (auto, the fine-tune beside the retrains every 20 labels from 40, "
+        f"refresh rounds between; UPS gamma 0.1, T 0.01), {args.seeds} seeds, pool {args.pool}, "
+        f"{args.start} first labels then a retrain every {args.step} label(s). Every round scored the whole pool to "
+        "measure: per refresh round, the share of the full pass's k most uncertain tasks that the UPS subset "
+        "(chosen from the scores cached when its encoder was fine-tuned) held; chance: the subset's share of the "
+        "pool. Mean over rounds.",
+        "",
+    ]
+    for name, rows in results.items():
+        rounds = measured_rounds(rows)
+        lines += [f"**{name}**, by the labels since the subset was chosen and the model whose scores chose it", ""]
+        lines += [f"| labels since | chosen by {head}", "|---" + rule]
+        for chooser in ("frozen", "refresh"):
+            for low, high in AGE_BUCKETS:
+                picked = [r for r in rounds if r["chosen_by"] == chooser and low <= r["age"] <= high]
+                lines.append(f"| {low}-{high} | {chooser} {premise_row(picked)}")
+        lines += ["", f"**{name}**, by label range (all refresh rounds)", "", f"| labels {head}", rule]
+        counts = sorted({r["labeled_size"] for r in rounds})
+        for low in range(min(counts, default=0) // 20 * 20, max(counts, default=-1) + 1, 20):
+            picked = [r for r in rounds if low <= r["labeled_size"] < low + 20]
+            if picked:
+                lines.append(f"| {low}-{low + 19} {premise_row(picked)}")
+        lines += [
+            "",
+            f"**{name}**, served macro F1 (mean over seeds) with the fine-tune's vectors of the whole pool "
+            "against those of the UPS subset (the default), and the seconds of that background pass",
+            "",
+            "| labels | whole pool | UPS subset | difference |",
+            "|---|---|---|---|",
+            *served_rows(rows, ups[name]),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default="sst2,agnews")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--start", type=int, default=20)
+    parser.add_argument("--stop", type=int, default=120)
+    parser.add_argument("--step", type=int, default=1, help="labels between two retrains (1: one annotator)")
+    parser.add_argument("--pool", type=int, default=2000)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
+    parser.add_argument("--out", help="keep the simulations here (default: a temporary folder)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    results: dict[str, list[dict]] = {}
+    ups: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.out or scratch)
+        for name in args.sets.split(","):
+            results[name] = run_set(name, "full", args, folder)
+            print(name, len(measured_rounds(results[name])), "refresh rounds measured", flush=True)
+        for name in args.sets.split(","):
+            ups[name] = run_set(name, "ups", args, folder)
+    markdown = section(results, ups, args)
+    print(markdown)
+    if not args.no_write:
+        write_section("ups-premise", markdown)
+
+
+if __name__ == "__main__":
+    main()
