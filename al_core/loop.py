@@ -205,7 +205,10 @@ def finetune_encoder(
         ranking = _ranking(reader, labeled, pool, strategy)
         premise = ups_premise(ranking, set(subsampler.subset(pool_ids, cached, iteration)))
         timings["premise_s"] = time.perf_counter() - start
-    return FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise)
+    verdict = FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise)
+    if not verdict.accepted:  # nothing will read its vectors (a whole pool's, often)
+        reader.forget(subset + labeled)
+    return verdict
 
 
 def _ranking(model: Predictor, labeled: list[Example], pool: list[Example], strategy: QueryStrategy) -> list[str]:

@@ -22,6 +22,8 @@ class EmbeddingCache(Protocol):
         """The keys that have a vector (without reading the vectors)."""
         ...
 
+    def delete_many(self, keys: Iterable[str]) -> None: ...
+
 
 class MemoryEmbeddingCache:
     """An EmbeddingCache in a dict (the simulator, tests)."""
@@ -37,6 +39,10 @@ class MemoryEmbeddingCache:
 
     def present(self, keys):
         return {k for k in keys if k in self._vectors}
+
+    def delete_many(self, keys):
+        for k in keys:
+            self._vectors.pop(k, None)
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -76,6 +82,13 @@ class SqliteEmbeddingCache:
 
     def present(self, keys):
         return {key for (key,) in self._select("key", keys)}
+
+    def delete_many(self, keys):
+        keys = list(keys)
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                db.execute(f"DELETE FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
     def set_many(self, entries):
         rows = [

@@ -113,6 +113,10 @@ class FrozenEncoderModel:
         for the head over its encoder (they are the vectors this model would compute)."""
         self.cache.set_many({self._key(e): np.asarray(v, dtype=np.float32) for e, v in zip(examples, vectors, strict=True)})
 
+    def forget(self, examples: list[Example]) -> None:
+        """Drops this model's cached vectors of `examples` (a fine-tune's hand-over not taken up)."""
+        self.cache.delete_many(dict.fromkeys(self._key(e) for e in examples))
+
     def needs_forward(self, examples: list[Example]) -> list[Example]:
         """The examples the encoder has not embedded yet (one per distinct content)."""
         keys: dict[str, Example] = {}

@@ -197,6 +197,10 @@ def test_a_fine_tune_not_taken_up_leaves_the_served_encoder_and_asks_for_no_retr
     assert len(store.versions(13)) == 1 and store.encoders(13) == []
     finetune = state.status("13")["last_finetune"]
     assert finetune["status"] == "rejected" and finetune["encoder"] is None and finetune["incumbent"] == "pretrained"
+    # its vectors of the 40 tasks are dropped: the cache holds the pretrained encoder's alone (at most 40)
+    from ml_backend.storage.store import embedding_cache
+
+    assert finetune["full_pass"] and 0 < len(embedding_cache(settings, 13)) <= 40
 
 
 def test_a_fine_tune_cut_short_by_a_stop_is_asked_for_again_after_the_restart(tmp_path):
