@@ -110,6 +110,56 @@ def test_the_frozen_head_fits_on_the_audit_labels_and_its_estimate_is_out_of_fol
     assert estimate.value == 1.0 and estimate.n == 60
 
 
+class _Recording:
+    """A fine-tuned model that records what it trains on and what it is asked to predict."""
+
+    mode = "finetune"
+
+    def __init__(self, kind: str, labels: list[str], answers: dict):
+        self.task_kind, self.labels, self.answers = kind_of(kind), labels, answers
+        self.trained: set[str] = set()
+        self.asked: set[str] = set()
+
+    def fit(self, examples):
+        self.trained = {e.id for e in examples}
+
+    def predict(self, examples):
+        assert all(not e.is_labeled for e in examples)  # predicted without their gold
+        self.asked |= {e.id for e in examples}
+        return [self.answers[e.id] for e in examples]
+
+
+def test_a_fine_tuned_model_never_trains_on_the_audit_tasks_and_is_audited_on_them():
+    labeled = [Example(id=str(i), text=f"t{i}", label="pos" if i % 3 else "neg") for i in range(80)]
+    config = AcquisitionConfig(audit_share=0.3, holdout_share=0.1)
+    audit = {e.id for e in labeled if is_audit_task(e.id, 2, 0.3)}
+    wrong = sorted(audit)[:3]  # three audit tasks predicted wrong, every other task right
+    answers = {e.id: ("neg" if e.label == "pos" else "pos") if e.id in wrong else e.label for e in labeled}
+    model = _Recording("classification", ["neg", "pos"], answers)
+    estimate = fit_with_estimate(model, labeled, config, seed=2)
+    assert len(audit) >= 10 and not model.trained & audit and audit <= model.asked
+    assert model.trained | model.asked == {e.id for e in labeled} and not model.trained & model.asked
+    assert estimate.audit["n"] == len(audit) and estimate.audit["accuracy"] == pytest.approx(1 - 3 / len(audit), abs=1e-4)
+    assert estimate.audit["low"] <= estimate.audit["value"] < 1.0 and estimate.n == len(model.asked)
+
+
+def test_a_tagger_is_audited_by_span_f1_on_the_audit_sentences_it_never_trained_on():
+    words = ["john", "smith", "said", "in", "paris"]
+    gold = ["B-PER", "I-PER", "O", "O", "B-LOC"]
+    labeled = [Example(id=str(i), text=" ".join(words), words=words, tags=gold) for i in range(80)]
+    audit = {e.id for e in labeled if is_audit_task(e.id, 5, 0.3)}
+    missed = sorted(audit)[0]  # one audit sentence loses its LOC span: 2 of 3 spans found there
+    answers = {e.id: gold[:4] + ["O"] if e.id == missed else gold for e in labeled}
+    model = _Recording("tagging", ["PER", "LOC"], answers)
+    estimate = fit_with_estimate(model, labeled, AcquisitionConfig(audit_share=0.3, holdout_share=0.0), seed=5)
+    assert not model.trained & audit and model.asked == audit
+    spans = 2 * len(audit)  # PER and LOC per sentence
+    precision, recall = 1.0, (spans - 1) / spans
+    assert estimate.audit["n"] == len(audit)
+    assert estimate.audit["value"] == pytest.approx(2 * precision * recall / (precision + recall), abs=1e-4)  # rounded
+    assert estimate.value is None  # no held-out share: only the audit sample measures it
+
+
 def test_too_few_labeled_audit_tasks_give_no_audit_estimate():
     kind = kind_of("classification")
     gold = [Example(id=str(i), text="x", label="a") for i in range(9)]
