@@ -32,7 +32,7 @@ from ml_backend.jobs.retrain_steps import (
     strategy_name,
 )
 from ml_backend.jobs.split_pass import configure_torch
-from ml_backend.jobs.status import pending_ttl
+from ml_backend.jobs.status import pending_ttl, submit_once, submit_retrain_once
 from ml_backend.labelstudio.gateway import LSGateway
 from ml_backend.labelstudio.label_set import promoted_label_set_changed
 from ml_backend.settings import Settings
@@ -44,14 +44,7 @@ log = logging.getLogger(__name__)
 
 def request_finetune(state, project: str, submit, ttl: int) -> bool:
     """Asks for the project's fine-tune unless one is queued or running; True when asked."""
-    if not state.claim_finetune(project, ttl=ttl):
-        return False
-    try:
-        submit()
-    except Exception:
-        state.finish_finetune(project, None)
-        raise
-    return True
+    return submit_once(lambda: state.claim_finetune(project, ttl=ttl), lambda: state.finish_finetune(project, None), submit)
 
 
 def run_finetune(project_id: int, settings: Settings, state, runner, redis=None, gateway: LSGateway | None = None) -> dict:
@@ -63,12 +56,8 @@ def run_finetune(project_id: int, settings: Settings, state, runner, redis=None,
     try:
         summary = finetune_and_judge(int(project), settings, redis, gateway or LSGateway(settings))
         if summary.get("accepted"):
-            if state.claim_pending(project, ttl=pending_ttl(settings.job_timeout, settings.retrain_delay)):
-                try:
-                    runner.submit_retrain(project)
-                except Exception:
-                    state.release_pending(project)
-                    raise
+            ttl = pending_ttl(settings.job_timeout, settings.retrain_delay)
+            submit_retrain_once(state, project, ttl, lambda: runner.submit_retrain(project))
         log.info("project %s: fine-tune %s", project, summary)
         return summary
     except Exception as error:

@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from ml_backend.jobs.status import RedisState, pending_ttl, rq_job_alive
+from ml_backend.jobs.status import RedisState, pending_ttl, rq_job_alive, submit_retrain_once
 from ml_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -203,12 +203,7 @@ def requeue_lost_run(state, project: str, job_id: str, ttl: int, submit) -> bool
     pending already, submits one again; False when the run was not that job's any more."""
     if not state.end_lost_run(project, job_id, LOST_RUN):
         return False
-    if state.claim_pending(project, ttl=ttl):
-        try:
-            submit()
-        except Exception:
-            state.release_pending(project)
-            raise
+    submit_retrain_once(state, project, ttl, submit)
     return True
 
 
@@ -229,13 +224,9 @@ class Retrainer:
             if self.settings.retrain_trigger != "annotation" or events < self.settings.retrain_every:
                 return "recorded"
         # the flag outlives a lost job only until the job timeout: then a new event re-queues
-        if not self.state.claim_pending(project, ttl=pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)):
+        ttl = pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)
+        if not submit_retrain_once(self.state, project, ttl, lambda: self.runner.submit_retrain(project)):
             return "merged"
-        try:
-            self.runner.submit_retrain(project)
-        except Exception:
-            self.state.release_pending(project)
-            raise
         return "queued"
 
     def recover_lost_run(self, project: str) -> bool:

@@ -26,6 +26,25 @@ def pending_ttl(job_timeout: float, retrain_delay: float) -> int:
     return int(job_timeout + retrain_delay) + 60
 
 
+def submit_once(claim: Callable[[], bool], release: Callable[[], None], submit: Callable[[], None]) -> bool:
+    """Submits a job unless its flag is taken already (`claim()` False: one pending retrain, one
+    fine-tune per project); the flag is released when the submit fails. True when submitted."""
+    if not claim():
+        return False
+    try:
+        submit()
+    except Exception:
+        release()
+        raise
+    return True
+
+
+def submit_retrain_once(state, project: str, ttl: int, submit: Callable[[], None]) -> bool:
+    """Submits a retrain unless one is pending already; the pending flag outlives a lost job by `ttl`
+    at most (pending_ttl)."""
+    return submit_once(lambda: state.claim_pending(project, ttl=ttl), lambda: state.release_pending(project), submit)
+
+
 class RunLockTimeout(RuntimeError):
     """Another retrain of the project held the run lock for longer than a job may run."""
 

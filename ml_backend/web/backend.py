@@ -12,7 +12,7 @@ from al_core.ls_format import LabelConfig
 from ml_backend.campaign.project_warnings import round_warnings
 from ml_backend.jobs.embedded_state import FileState
 from ml_backend.jobs.queue import Retrainer, RQRunner
-from ml_backend.jobs.status import RedisState, pending_ttl
+from ml_backend.jobs.status import RedisState, pending_ttl, submit_retrain_once
 from ml_backend.labelstudio.label_set import check_config, label_set_changed, promoted_label_set_changed
 from ml_backend.labelstudio.mirror import task_mirror
 from ml_backend.predictor import PredictorCache, untrained_answer
@@ -74,10 +74,10 @@ class Backend:
 
     def _requeue_interrupted(self) -> None:
         """Queues again the retrains a stop of the last process interrupted (or left pending)."""
+        ttl = pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)
         for project in self.state.interrupted():
-            if self.state.claim_pending(project, ttl=pending_ttl(self.settings.job_timeout, self.settings.retrain_delay)):
-                log.warning("project %s: queuing again the retrain the last stop interrupted or left queued", project)
-                self.runner.submit_retrain(project)
+            if submit_retrain_once(self.state, project, ttl, lambda p=project: self.runner.submit_retrain(p)):
+                log.warning("project %s: queued again the retrain the last stop interrupted or left queued", project)
 
     # --- helpers ---
     def check_config(self, label_config: str) -> LabelConfig:
