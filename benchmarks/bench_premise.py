@@ -2,7 +2,7 @@
 full pass would serve? Measured through the simulator (the backend's round and its auto default,
 the fine-tune in the background lane), written into BENCHMARKS.md (section ups-premise).
 
-  python -m benchmarks.bench_premise [--sets sst2,agnews] [--seeds 2] [--start 20] [--stop 120]
+  python -m benchmarks.bench_premise [--sets sst2,agnews] [--seeds 2] [--start 20] [--stop 100]
       [--step 1] [--pool 2000] [--test 500]
 
 A first run scores the whole pool on every round (scoring mode full) so that each round's ranking is a
@@ -12,9 +12,10 @@ frozen head's at the first fine-tune, the last refresh head's after), and record
 share of the full pass's k most uncertain tasks inside it (`ups_premise`; k = 1 is the task the
 annotator gets next). Chance is the subset's share of the pool. Reported per label range and by the
 labels made since the fine-tune that chose the subset, split by the model whose scores chose it.
-A second run on the same seeds keeps the default (UPS): the served model's macro F1 of both, and the
-seconds of the fine-tune's pass (embedding the whole pool against the subset), say what the premise
-costs.
+Two more runs on the same seeds: the fine-tune embedding the UPS subset on the iteration schedule
+(the earlier default) and the default (the whole pool until a pass finds the premise held): the
+served model's macro F1 of the three, and the seconds of the fine-tune's pass, say what the premise
+costs and what following it buys.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from al_core.ups import PREMISE_TOP
+from al_core.ups import PREMISE_RULE_TOP, PREMISE_TOP
 from benchmarks.report import machine_line, write_section
 from simulate.config import parse_config
 from simulate.runner import Simulation
@@ -35,8 +36,18 @@ SPLITS = {"agnews": {"pool_split": "test", "test_split": None, "test_size": 1600
 AGE_BUCKETS = ((1, 5), (6, 10), (11, 20))
 
 
-def simulation_config(name: str, scoring: str, args, folder: Path) -> dict:
-    suffix = "" if scoring == "full" else f"-{scoring}"
+# the fine-tune's pass in each run: "full" scores the whole pool on every round (the measurement);
+# "ups-subset" embeds the UPS subset on the iteration schedule (min_premise 0, the earlier default);
+# "default" follows the premise (min_premise 0.8: the whole pool until a pass found it held)
+VARIANTS = {
+    "full": ("", {"mode": "full"}),
+    "ups-subset": ("-ups", {"mode": "ups", "min_premise": 0.0}),
+    "default": ("-default", {"mode": "ups"}),
+}
+
+
+def simulation_config(name: str, variant: str, args, folder: Path) -> dict:
+    suffix, scoring = VARIANTS[variant]
     return {
         "name": f"premise-{name}{suffix}",
         "output_dir": str(folder / f"{name}{suffix}"),
@@ -44,7 +55,7 @@ def simulation_config(name: str, scoring: str, args, folder: Path) -> dict:
         "acquisition": {"name": "minilm-l6", "model": args.model},
         "successors": [{"name": "tfidf-lr", "kind": "tfidf_lr"}],
         "strategy": "auto",
-        "scoring": {"mode": scoring},
+        "scoring": scoring,
         "seed_set": {"count": args.start},
         "batch": {"count": args.step},
         "iterations": (args.stop - args.start) // args.step,
@@ -52,8 +63,8 @@ def simulation_config(name: str, scoring: str, args, folder: Path) -> dict:
     }
 
 
-def run_set(name: str, scoring: str, args, folder: Path) -> list[dict]:
-    out = Simulation(parse_config(simulation_config(name, scoring, args, folder)), progress=False).run()
+def run_set(name: str, variant: str, args, folder: Path) -> list[dict]:
+    out = Simulation(parse_config(simulation_config(name, variant, args, folder)), progress=False).run()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return [r for r in rows if r["successor"] == "tfidf-lr"]
 
@@ -80,29 +91,40 @@ def premise_row(rounds: list[dict]) -> str:
     return f"| {len(rounds)} | " + " | ".join(cells) + f" | {chance:.2f} |"
 
 
-def served_rows(full: list[dict], ups: list[dict], every: int = 20) -> list[str]:
-    """Per label count (every `every`): the served model's macro F1 with the fine-tune's pass over the
-    whole pool and over the UPS subset, and that background pass's seconds (mean over seeds)."""
+def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
+    """Per label count (every `every`): the served model's macro F1 in each run (mean over seeds),
+    then each run's seconds of the fine-tune's pass and the passes it made over the whole pool."""
 
-    def at(rows: list[dict], n: int) -> float | None:
+    def at(rows: list[dict], n: int) -> str:
         picked = [r["acquisition_score"] for r in rows if r["labeled_size"] == n]
-        return statistics.fmean(picked) if picked else None
+        return f"{statistics.fmean(picked):.3f}" if picked else "-"
 
-    def pass_s(rows: list[dict]) -> str:
-        seconds = [r["finetune_timings"]["inference_s"] for r in rows if r.get("finetune_timings")]
-        return f"{statistics.fmean(seconds):.1f}" if seconds else "-"
+    def passes(rows: list[dict]) -> str:
+        tunes = [r for r in rows if r.get("finetune_timings")]
+        if not tunes:
+            return "-"
+        seconds = statistics.fmean(r["finetune_timings"]["inference_s"] for r in tunes)
+        fits = statistics.fmean(r["finetune_timings"]["fit_s"] for r in tunes)
+        return f"{seconds:.1f} s beside a {fits:.0f} s fit"
 
-    out = []
-    counts = sorted({r["labeled_size"] for r in full if r["labeled_size"] % every == 0})
-    for n in counts:
-        a, b = at(full, n), at(ups, n)
-        if a is not None and b is not None:
-            out.append(f"| {n} | {a:.3f} | {b:.3f} | {a - b:+.3f} |")
-    out.append(f"| fine-tune's pass, s | {pass_s(full)} | {pass_s(ups)} | |")
+    counts = sorted({r["labeled_size"] for rows in runs.values() for r in rows if r["labeled_size"] % every == 0})
+    out = ["| " + " | ".join([str(n)] + [at(rows, n) for rows in runs.values()]) + " |" for n in counts]
+    out.append("| fine-tune's pass | " + " | ".join(passes(rows) for rows in runs.values()) + " |")
     return out
 
 
-def section(results: dict[str, list[dict]], ups: dict[str, list[dict]], args) -> str:
+def default_passes(rows: list[dict]) -> str:
+    """The default run's fine-tunes: the premise each whole-pool pass measured (share of the top 10)."""
+    tunes = [r for r in rows if r.get("finetune_timings")]
+    measured = [f"{r['labeled_size']}: {r['finetune_premise'][str(PREMISE_RULE_TOP)]:.2f}" for r in tunes if r.get("finetune_premise")]
+    subset = sum(1 for r in tunes if not r.get("finetune_premise"))
+    return (
+        f"{len(tunes)} fine-tunes, {subset} of them over the UPS subset; the premise their whole-pool passes "
+        f"measured at the fine-tune (labels: share of the new head's top {PREMISE_RULE_TOP}): " + (", ".join(measured) or "none")
+    )
+
+
+def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
     tops = " | ".join(f"top {k}" for k in PREMISE_TOP)
     head = f"| rounds | {tops} | chance |"
     rule = "|---" * (len(PREMISE_TOP) + 3) + "|"
@@ -110,16 +132,16 @@ def section(results: dict[str, list[dict]], ups: dict[str, list[dict]], args) ->
         "## UPS's premise at the live cadence",
         "",
         machine_line(),
-        f"{Path(args.model).name}, the backend's defaults (auto, the fine-tune beside the retrains every 20 labels from 40, "
-        f"refresh rounds between; UPS gamma 0.1, T 0.01), {args.seeds} seeds, pool {args.pool}, "
-        f"{args.start} first labels then a retrain every {args.step} label(s). Every round scored the whole pool to "
-        "measure: per refresh round, the share of the full pass's k most uncertain tasks that the UPS subset "
-        "(chosen from the scores cached when its encoder was fine-tuned) held; chance: the subset's share of the "
-        "pool. Mean over rounds.",
+        f"{Path(args.model).name}, the backend's defaults (auto, the fine-tune beside the retrains every 20 labels from "
+        f"40, refresh rounds between; UPS gamma 0.1, T 0.01), {args.seeds} seeds, pool {args.pool}, {args.test} held-out "
+        f"texts, {args.start} first labels then a retrain every {args.step} label(s). The run `full` scored the whole "
+        "pool on every round to measure: per refresh round, the share of the full pass's k most uncertain tasks that "
+        "the UPS subset (chosen from the scores cached when its encoder was fine-tuned) held; chance: the subset's "
+        "share of the pool. Mean over rounds.",
         "",
     ]
-    for name, rows in results.items():
-        rounds = measured_rounds(rows)
+    for name, variants in runs.items():
+        rounds = measured_rounds(variants["full"])
         lines += [f"**{name}**, by the labels since the subset was chosen and the model whose scores chose it", ""]
         lines += [f"| labels since | chosen by {head}", "|---" + rule]
         for chooser in ("frozen", "refresh"):
@@ -134,40 +156,45 @@ def section(results: dict[str, list[dict]], ups: dict[str, list[dict]], args) ->
                 lines.append(f"| {low}-{low + 19} {premise_row(picked)}")
         lines += [
             "",
-            f"**{name}**, served macro F1 (mean over seeds) with the fine-tune's vectors of the whole pool "
-            "against those of the UPS subset (the default), and the seconds of that background pass",
+            f"**{name}**, the served model's macro F1 on the held-out texts (mean over seeds) with the fine-tune's "
+            "vectors of the whole pool on every round (`full`), of the UPS subset on the iteration schedule "
+            "(`ups-subset`, the earlier default) and as the premise rule says (`default`, AL_UPS_MIN_PREMISE 0.8)",
             "",
-            "| labels | whole pool | UPS subset | difference |",
-            "|---|---|---|---|",
-            *served_rows(rows, ups[name]),
+            "| labels | " + " | ".join(variants) + " |",
+            "|---" * (len(variants) + 1) + "|",
+            *served_rows(variants),
             "",
         ]
+        if "default" in variants:
+            lines += [f"`default`: {default_passes(variants['default'])}.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="sst2,agnews")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which runs (the section needs full)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--start", type=int, default=20)
-    parser.add_argument("--stop", type=int, default=120)
+    parser.add_argument("--stop", type=int, default=100)
     parser.add_argument("--step", type=int, default=1, help="labels between two retrains (1: one annotator)")
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
-    parser.add_argument("--out", help="keep the simulations here (default: a temporary folder)")
+    parser.add_argument("--out", help="keep the simulations here, and resume them (default: a temporary folder)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    results: dict[str, list[dict]] = {}
-    ups: dict[str, list[dict]] = {}
+    variants = args.variants.split(",")
+    runs: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or scratch)
-        for name in args.sets.split(","):
-            results[name] = run_set(name, "full", args, folder)
-            print(name, len(measured_rounds(results[name])), "refresh rounds measured", flush=True)
-        for name in args.sets.split(","):
-            ups[name] = run_set(name, "ups", args, folder)
-    markdown = section(results, ups, args)
+        for variant in variants:
+            for name in args.sets.split(","):
+                runs.setdefault(name, {})[variant] = run_set(name, variant, args, folder)
+                print(name, variant, "done", flush=True)
+    if "full" not in variants:  # the premise is measured there
+        return
+    markdown = section(runs, args)
     print(markdown)
     if not args.no_write:
         write_section("ups-premise", markdown)

@@ -515,7 +515,7 @@ class Simulation:
             "metric": data.task_kind.metric,
             "labeled_ids_before": list(labeled_ids),
         }
-        base["finetune_accepted"] = base["finetune_timings"] = None
+        base["finetune_accepted"] = base["finetune_timings"] = base["finetune_premise"] = None
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
             if chosen.hand_over is not None:  # a run resumed after a kill fine-tunes again first
@@ -524,6 +524,7 @@ class Simulation:
                 verdict = self._background_finetune(seed, t, labeled, pool, cache, iteration_seed)
                 base["finetune_accepted"] = verdict.accepted
                 base["finetune_timings"] = verdict.timings
+                base["finetune_premise"] = verdict.premise  # measured by a whole-pool pass
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -798,7 +799,8 @@ class Simulation:
 
 
 CSV_SKIP = {
-    "labeled_ids_before", "query_ids", "overlap", "ups_premise", "finetune_timings", "acquisition_recall",
+    "labeled_ids_before", "query_ids", "overlap", "ups_premise", "finetune_timings", "finetune_premise",
+    "acquisition_recall",
     "successor_recall",
 }
 

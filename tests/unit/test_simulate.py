@@ -274,6 +274,8 @@ def test_a_full_scoring_run_measures_the_ups_premise_on_the_rounds_that_read_a_f
             assert 0.0 < r["ups_subset_share"] < 1.0
     assert any(records[t]["acquisition_mode"] == "refresh" for t in range(4)) == bool(records[1]["finetune_accepted"])
     assert records[4]["ups_premise"] is None  # the last iteration queries nothing
+    # the background fine-tune embedded the whole pool (its cached scores are another model's) and measured it
+    assert set(records[1]["finetune_premise"]) == {"1", "10", "50"} and records[0]["finetune_premise"] is None
 
 
 def test_plasm_every_zero_runs_only_at_the_last_iteration(tiny_config, tmp_path):
