@@ -65,8 +65,18 @@ def simulation_config(name: str, variant: str, args, folder: Path) -> dict:
 
 def run_set(name: str, variant: str, args, folder: Path) -> list[dict]:
     out = Simulation(parse_config(simulation_config(name, variant, args, folder)), progress=False).run()
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["successor"] == "tfidf-lr"]
+    return read_rows(out)
+
+
+def read_rows(out: Path, stop: int | None = None) -> list[dict]:
+    """A run's records of the acquisition model (one successor's); with `stop`, of the seeds that reached it."""
+    path = out / "results.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = [r for r in rows if r["successor"] == "tfidf-lr"]
+    if stop is not None:
+        done = {r["seed"] for r in rows if r["labeled_size"] >= stop}
+        rows = [r for r in rows if r["seed"] in done]
+    return rows
 
 
 def measured_rounds(rows: list[dict]) -> list[dict]:
@@ -93,7 +103,7 @@ def premise_row(rounds: list[dict]) -> str:
 
 def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
     """Per label count (every `every`): the served model's macro F1 in each run (mean over seeds),
-    then each run's seconds of the fine-tune's pass and the passes it made over the whole pool."""
+    then each run's seconds of the fine-tune's pass beside its fit (medians: the runs shared the cores)."""
 
     def at(rows: list[dict], n: int) -> str:
         picked = [r["acquisition_score"] for r in rows if r["labeled_size"] == n]
@@ -103,9 +113,9 @@ def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
         tunes = [r for r in rows if r.get("finetune_timings")]
         if not tunes:
             return "-"
-        seconds = statistics.fmean(r["finetune_timings"]["inference_s"] for r in tunes)
-        fits = statistics.fmean(r["finetune_timings"]["fit_s"] for r in tunes)
-        return f"{seconds:.1f} s beside a {fits:.0f} s fit"
+        seconds = statistics.median(r["finetune_timings"]["inference_s"] for r in tunes)
+        fits = statistics.median(r["finetune_timings"]["fit_s"] for r in tunes)
+        return f"{seconds:.1f} s beside a {fits:.0f} s fit (median of {len(tunes)})"
 
     counts = sorted({r["labeled_size"] for rows in runs.values() for r in rows if r["labeled_size"] % every == 0})
     out = ["| " + " | ".join([str(n)] + [at(rows, n) for rows in runs.values()]) + " |" for n in counts]
@@ -141,7 +151,7 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
         "",
     ]
     for name, variants in runs.items():
-        rounds = measured_rounds(variants["full"])
+        rounds = measured_rounds(variants.get("full", []))
         lines += [f"**{name}**, by the labels since the subset was chosen and the model whose scores chose it", ""]
         lines += [f"| labels since | chosen by {head}", "|---" + rule]
         for chooser in ("frozen", "refresh"):
@@ -160,7 +170,7 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
             "vectors of the whole pool on every round (`full`), of the UPS subset on the iteration schedule "
             "(`ups-subset`, the earlier default) and as the premise rule says (`default`, AL_UPS_MIN_PREMISE 0.8)",
             "",
-            "| labels | " + " | ".join(variants) + " |",
+            "| labels | " + " | ".join(f"{v} ({len({r['seed'] for r in rows})} seeds)" for v, rows in variants.items()) + " |",
             "|---" * (len(variants) + 1) + "|",
             *served_rows(variants),
             "",
@@ -183,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
     parser.add_argument("--out", help="keep the simulations here, and resume them (default: a temporary folder)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="run nothing: the section from the seeds the runs under --out finished (a column per run found)",
+    )
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     runs: dict[str, dict[str, list[dict]]] = {}
@@ -190,9 +204,14 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(args.out or scratch)
         for variant in variants:
             for name in args.sets.split(","):
+                if args.report_only:
+                    rows = read_rows(folder / f"{name}{VARIANTS[variant][0]}", args.stop)
+                    if rows:
+                        runs.setdefault(name, {})[variant] = rows
+                    continue
                 runs.setdefault(name, {})[variant] = run_set(name, variant, args, folder)
                 print(name, variant, "done", flush=True)
-    if "full" not in variants:  # the premise is measured there
+    if not all("full" in by_variant for by_variant in runs.values()):  # the premise is measured there
         return
     markdown = section(runs, args)
     print(markdown)
