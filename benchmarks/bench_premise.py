@@ -102,7 +102,8 @@ def premise_row(rounds: list[dict]) -> str:
 
 
 def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
-    """Per label count (every `every`): the served model's macro F1 in each run (mean over seeds),
+    """Per label count (every `every`): the served model's macro F1 in each run (mean over the seeds
+    every run finished),
     then each run's seconds of the fine-tune's pass beside its fit (medians: the runs shared the cores)."""
 
     def at(rows: list[dict], n: int) -> str:
@@ -117,6 +118,8 @@ def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
         fits = statistics.median(r["finetune_timings"]["fit_s"] for r in tunes)
         return f"{seconds:.1f} s beside a {fits:.0f} s fit (median of {len(tunes)})"
 
+    common = set.intersection(*({r["seed"] for r in rows} for rows in runs.values()))  # compared on the same seeds
+    runs = {v: [r for r in rows if r["seed"] in common] for v, rows in runs.items()}
     counts = sorted({r["labeled_size"] for rows in runs.values() for r in rows if r["labeled_size"] % every == 0})
     out = ["| " + " | ".join([str(n)] + [at(rows, n) for rows in runs.values()]) + " |" for n in counts]
     out.append("| fine-tune's pass | " + " | ".join(passes(rows) for rows in runs.values()) + " |")
@@ -170,7 +173,9 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
             "vectors of the whole pool on every round (`full`), of the UPS subset on the iteration schedule "
             "(`ups-subset`, the earlier default) and as the premise rule says (`default`, AL_UPS_MIN_PREMISE 0.8)",
             "",
-            "| labels | " + " | ".join(f"{v} ({len({r['seed'] for r in rows})} seeds)" for v, rows in variants.items()) + " |",
+            f"Seeds every run finished: {sorted(set.intersection(*({r['seed'] for r in rows} for rows in variants.values())))}.",
+            "",
+            "| labels | " + " | ".join(variants) + " |",
             "|---" * (len(variants) + 1) + "|",
             *served_rows(variants),
             "",
