@@ -150,7 +150,10 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
         f"texts, {args.start} first labels then a retrain every {args.step} label(s). The run `full` scored the whole "
         "pool on every round to measure: per refresh round, the share of the full pass's k most uncertain tasks that "
         "the UPS subset (chosen from the scores cached when its encoder was fine-tuned) held; chance: the subset's "
-        "share of the pool. Mean over rounds.",
+        "share of the pool. Mean over rounds."
+        + (" Summarised (--report-only) from the runs that `python -m benchmarks.bench_premise --out DIR` made in "
+           "that folder; a run missing from a table did not finish." if args.report_only else "")
+        + " Seconds: the runs may share the cores; read a pass against its own run's fit.",
         "",
     ]
     for name, variants in runs.items():
