@@ -216,7 +216,7 @@ def _ranking(model: Predictor, labeled: list[Example], pool: list[Example], stra
     strategy.prepare(model, labeled)
     outputs = model.infer(pool, probs=strategy.needs_probs, embeddings=strategy.needs_embeddings)
     scores = strategy.score_outputs(probs=outputs.probs, embeddings=outputs.embeddings, n=len(pool))
-    return [pool[i].id for i in np.argsort(-np.asarray(scores), kind="stable")]
+    return select_batch([e.id for e in pool], scores, count=len(pool))  # a round's ranking rule
 
 
 def adopt_encoder(verdict: FinetuneVerdict, previous: tuple[str, int] | None) -> tuple[str, int] | None:

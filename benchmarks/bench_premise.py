@@ -27,12 +27,11 @@ import tempfile
 from pathlib import Path
 
 from al_core.ups import PREMISE_RULE_TOP, PREMISE_TOP
+from benchmarks.bench_refresh import SPLITS
 from benchmarks.report import machine_line, write_section
 from simulate.config import parse_config
 from simulate.runner import Simulation
 
-# sets stored with one labeled split: the held-out texts are drawn from it
-SPLITS = {"agnews": {"pool_split": "test", "test_split": None, "test_size": 1600}}
 AGE_BUCKETS = ((1, 5), (6, 10), (11, 20))
 
 

@@ -381,8 +381,7 @@ class Simulation:
         return names
 
     def _subsampling(self) -> SubsamplingConfig:
-        s = self.config.scoring
-        return SubsamplingConfig(s.mode, s.gamma, s.temperature, s.full_first, s.full_every, s.min_premise)
+        return self.config.scoring  # the engine's own config: every field, min_premise included
 
     def _check_fits_the_data(self) -> None:
         from al_core.strategies import available_strategies
@@ -800,8 +799,7 @@ class Simulation:
 
 CSV_SKIP = {
     "labeled_ids_before", "query_ids", "overlap", "ups_premise", "finetune_timings", "finetune_premise",
-    "acquisition_recall",
-    "successor_recall",
+    "acquisition_recall", "successor_recall",
 }
 
 
