@@ -24,13 +24,14 @@ import argparse
 import json
 import statistics
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from al_core.ups import PREMISE_RULE_TOP, PREMISE_TOP
 from benchmarks.bench_refresh import SPLITS
 from benchmarks.report import machine_line, write_section
 from simulate.config import parse_config
-from simulate.runner import Simulation
+from simulate.runner import Simulation, load_data
 
 AGE_BUCKETS = ((1, 5), (6, 10), (11, 20))
 
@@ -100,14 +101,18 @@ def premise_row(rounds: list[dict]) -> str:
     return f"| {len(rounds)} | " + " | ".join(cells) + f" | {chance:.2f} |"
 
 
-def served_rows(runs: dict[str, list[dict]], every: int = 20) -> list[str]:
-    """Per label count (every `every`): the served model's macro F1 in each run (mean over the seeds
-    every run finished),
-    then each run's seconds of the fine-tune's pass beside its fit (medians: the runs shared the cores)."""
+def served_rows(runs: dict[str, list[dict]], rarest: str, every: int = 20) -> list[str]:
+    """Per label count (every `every`): the served model's macro F1 / accuracy / recall of the `rarest`
+    held-out class in each run (mean over the seeds every run finished), then each run's seconds of the
+    fine-tune's pass beside its fit (medians: the runs shared the cores)."""
 
     def at(rows: list[dict], n: int) -> str:
-        picked = [r["acquisition_score"] for r in rows if r["labeled_size"] == n]
-        return f"{statistics.fmean(picked):.3f}" if picked else "-"
+        picked = [r for r in rows if r["labeled_size"] == n]
+        if not picked:
+            return "-"
+        figures = [[r["acquisition_score"] for r in picked], [r["acquisition_accuracy"] for r in picked]]
+        figures.append([r["acquisition_recall"][rarest] for r in picked])
+        return " / ".join(f"{statistics.fmean(f):.3f}" for f in figures)
 
     def passes(rows: list[dict]) -> str:
         tunes = [r for r in rows if r.get("finetune_timings")]
@@ -136,7 +141,13 @@ def default_passes(rows: list[dict]) -> str:
     )
 
 
-def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
+def rarest_label(name: str, args, folder: Path) -> str:
+    """The least frequent class of a set's held-out texts."""
+    data = load_data(parse_config(simulation_config(name, "full", args, folder)))
+    return Counter(e.label for e in data.test).most_common()[-1][0]
+
+
+def section(runs: dict[str, dict[str, list[dict]]], rarest: dict[str, str], args) -> str:
     tops = " | ".join(f"top {k}" for k in PREMISE_TOP)
     head = f"| rounds | {tops} | chance |"
     rule = "|---" * (len(PREMISE_TOP) + 3) + "|"
@@ -171,7 +182,8 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
                 lines.append(f"| {low}-{low + 19} {premise_row(picked)}")
         lines += [
             "",
-            f"**{name}**, the served model's macro F1 on the held-out texts (mean over seeds) with the fine-tune's "
+            f"**{name}**, the served model's macro F1 / accuracy / recall of the rarest held-out class "
+            f"({rarest[name]}) on the held-out texts (mean over seeds) with the fine-tune's "
             "vectors of the whole pool on every round (`full`), of the UPS subset on the iteration schedule "
             "(`ups-subset`, the earlier default) and as the premise rule says (`default`, AL_UPS_MIN_PREMISE 0.8)",
             "",
@@ -179,7 +191,7 @@ def section(runs: dict[str, dict[str, list[dict]]], args) -> str:
             "",
             "| labels | " + " | ".join(variants) + " |",
             "|---" * (len(variants) + 1) + "|",
-            *served_rows(variants),
+            *served_rows(variants, rarest[name]),
             "",
         ]
         if "default" in variants:
@@ -220,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(name, variant, "done", flush=True)
     if not all("full" in by_variant for by_variant in runs.values()):  # the premise is measured there
         return
-    markdown = section(runs, args)
+    rarest = {name: rarest_label(name, args, folder) for name in runs}
+    markdown = section(runs, rarest, args)
     print(markdown)
     if not args.no_write:
         write_section("ups-premise", markdown)
