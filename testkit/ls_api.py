@@ -60,6 +60,15 @@ class LabelStudioAPI:
             json=body,
         )
 
+    def create_view(self, project_id: int, title: str, task_ids: list[int]) -> int:
+        """A Data Manager tab holding only `task_ids`; its "Label All Tasks" streams them alone."""
+        items = [
+            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": task_id}
+            for task_id in task_ids
+        ]
+        data = {"title": title, "filters": {"conjunction": "or", "items": items}}
+        return self.request("POST", "/api/dm/views/", json={"project": project_id, "data": data})["id"]
+
     # --- tasks ---
     def tasks(self, project_id: int) -> list[dict]:
         """Every task with its annotations and predictions (all versions)."""

@@ -65,23 +65,35 @@ def log_in(driver, base_url: str, email: str, password: str, timeout: float = 30
     WebDriverWait(driver, timeout).until(lambda d: "/user/login" not in d.current_url)
 
 
-def open_labeling_stream(driver, base_url: str, project_id: int, timeout: float = 60) -> int:
+def open_labeling_stream(driver, base_url: str, project_id: int, timeout: float = 60, tab: int | None = None) -> int:
     """Clicks "Label All Tasks" in the project's Data Manager (the stream the project's sampling
-    orders, as a person starts labeling); returns the id of the task the labeling page shows."""
+    orders, as a person starts labeling), or with `tab` "Label Tasks As Displayed" in that tab (the
+    stream of its tasks: Label Studio 1.23.2's "Label All Tasks" ignores a tab's filters); returns
+    the id of the task the labeling page shows."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(f"{base_url}/projects/{project_id}/data")
+    driver.get(f"{base_url}/projects/{project_id}/data" + (f"?tab={tab}" if tab is not None else ""))
+    label_all = "//button[normalize-space()='Label All Tasks']"
+    steps = (
+        [label_all]
+        if tab is None
+        else [f"{label_all}/following::button[@aria-label='Toggle open'][1]", "//*[normalize-space(text())='Label Tasks As Displayed']"]
+    )
 
-    def click_label_all(d) -> bool:
-        buttons = [b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Label All Tasks"]
-        if not buttons or not buttons[0].is_enabled():
-            return False
-        buttons[0].click()
-        return True
+    def click(xpath):
+        def clicked(d) -> bool:
+            found = d.find_elements(By.XPATH, xpath)
+            if not found or not found[0].is_enabled():
+                return False
+            found[0].click()
+            return True
 
-    WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(click_label_all)
+        return clicked
+
+    for xpath in steps:
+        WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(click(xpath))
 
     def shown_task(d):
         # the element holds "<id>" and a child "<n> of <m>": the id is its own first text node

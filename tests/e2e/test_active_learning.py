@@ -88,25 +88,15 @@ class _Steps:
 
     def test_labeling_page_shows_the_pre_annotation(self, scenario: Scenario, chromium_paths, screenshot_dir):
         version = scenario.versions[0]
-        task_id = version.next_task
-        prediction = version.predictions[task_id]
-        path = screenshot_dir / f"{scenario.gold.kind}-task-{task_id}.png"
-        if scenario.gold.kind == "choices":
-            expected, read = prediction["result"][0]["value"]["choices"], browser.checked_choices
-        else:
-            expected = sorted((r["value"]["text"], r["value"]["labels"][0]) for r in prediction["result"])
-            read = browser.highlighted_spans
-            assert expected, "the next task's prediction holds no entity span"
-        with browser.chromium(*chromium_paths) as driver:
-            browser.log_in(driver, scenario.ls.url, *scenario.ls.credentials)
-            shown = browser.open_labeling_stream(driver, scenario.ls.url, scenario.project_id)
-            on_page = browser.wait_for_value(driver, read, expected) if shown == task_id else None
-            driver.save_screenshot(str(path))
-        assert shown == task_id, (
-            f"the labeling page shows task {shown}, the next task is {task_id} (see {path})"
+        path = screenshot_dir / f"{scenario.gold.kind}-task-{version.next_task}.png"
+        shown, on_page, expected = stream_page(scenario, version, chromium_paths, path)
+        assert shown == version.next_task, (
+            f"the labeling page shows task {shown}, the next task is {version.next_task} (see {path})"
         )
+        if scenario.gold.kind != "choices":
+            assert expected, "the next task's prediction holds no entity span"
         assert on_page == expected, f"the page shows {on_page}, the backend predicted {expected} (see {path})"
-        scenario.seen["page"] = {"task": task_id, "shows": on_page, "screenshot": str(path)}
+        scenario.seen["page"] = {"task": shown, "shows": on_page, "screenshot": str(path)}
 
     def test_annotation_count_trigger_trains_on_a_subset(self, scenario: Scenario):
         first = scenario.versions[0]
@@ -224,6 +214,40 @@ class _Steps:
         assert sum(split["by_worker"].values()) == split["chunks"], split
         scenario.seen["split"] = split
 
+    def test_stream_after_a_ups_round_pre_annotates_fresh_and_cached_tasks(
+        self, scenario: Scenario, chromium_paths, screenshot_dir
+    ):
+        """The stream after a round that re-scored a subset: its next task is a fresh one, and a task
+        outside the subset, served from a tab that holds it alone, opens pre-annotated by the version.
+        Last of the steps: the tab's stream locks its task for this user, which Label Studio would
+        serve again before any other."""
+        version = scenario.versions[-1]
+        unlabeled = scenario.ls.unlabeled_ids(scenario.project_id)
+        cache = RedisScoreCache(redis.Redis.from_url(scenario.backend.redis_url), scenario.project_id).all()
+        fresh = {t for t in unlabeled if cache[str(t)].model_version == version.name}
+        assert 0 < len(fresh) < len(unlabeled), f"{version.name} re-scored {len(fresh)}/{len(unlabeled)} tasks"
+        # the window is larger than the pool here: the version holds every unlabeled task, fresh or cached
+        assert unlabeled <= set(version.predictions), sorted(unlabeled - set(version.predictions))
+        # the cached task the stream would reach first, one whose prediction holds a region where there is one
+        outside = min(
+            unlabeled - fresh,
+            key=lambda t: (not version.predictions[t]["result"], version.predictions[t]["score"]),
+        )
+        checks = {}
+        for name, tab, want in (
+            ("fresh", None, version.next_task),
+            ("cached", scenario.ls.create_view(scenario.project_id, "outside the re-scored subset", [outside]), outside),
+        ):
+            path = screenshot_dir / f"{scenario.gold.kind}-after-ups-{name}-task-{want}.png"
+            shown, on_page, expected = stream_page(scenario, version, chromium_paths, path, tab)
+            assert shown == want, f"the {name} stream shows task {shown}, expected {want} (see {path})"
+            assert on_page == expected, (
+                f"the page of {name} task {shown} shows {on_page}, {version.name} predicted {expected} (see {path})"
+            )
+            checks[name] = {"task": shown, "shows": on_page, "screenshot": str(path)}
+        assert checks["fresh"]["task"] in fresh and checks["cached"]["task"] not in fresh
+        scenario.seen["page_after_ups"] = checks
+
 
 class TestChoicesProject(_Steps):
     title = "AG News topics"
@@ -239,3 +263,25 @@ class TestLabelsProject(_Steps):
     @staticmethod
     def gold(data_dir):
         return conll_sentences(data_dir, 30)
+
+
+def stream_page(scenario: Scenario, version, chromium_paths, path, tab: int | None = None):
+    """Opens the labeling stream in Chromium as a person would (in `tab` when given) and reads the
+    pre-annotation the page shows; returns (task shown, what the page shows, what `version`
+    predicted for that task). Saves a screenshot to `path`."""
+    read = browser.checked_choices if scenario.gold.kind == "choices" else browser.highlighted_spans
+    with browser.chromium(*chromium_paths) as driver:
+        browser.log_in(driver, scenario.ls.url, *scenario.ls.credentials)
+        shown = browser.open_labeling_stream(driver, scenario.ls.url, scenario.project_id, tab=tab)
+        prediction = version.predictions.get(shown)
+        expected = None if prediction is None else expected_on_page(scenario.gold.kind, prediction)
+        on_page = browser.wait_for_value(driver, read, expected) if prediction is not None else None
+        driver.save_screenshot(str(path))
+    return shown, on_page, expected
+
+
+def expected_on_page(kind: str, prediction: dict):
+    """What the labeling page shows of a prediction: its ticked choices, or its (text, label) spans."""
+    if kind == "choices":
+        return prediction["result"][0]["value"]["choices"]
+    return sorted((r["value"]["text"], r["value"]["labels"][0]) for r in prediction["result"])
