@@ -1,6 +1,7 @@
 """Labels saved against annotating in random order: the engine's round (al_core.loop.run_round, the
 kind's default strategy, the frozen head the auto default trains below its fine-tuning threshold)
-replayed on real sets with gold labels, written into BENCHMARKS.md (section labels-saved).
+replayed on real sets with gold labels, written into BENCHMARKS.md (section labels-saved; with
+--mode auto or finetune labels-saved-<mode>; with --warnings unlearned-warning).
 
   python -m benchmarks.bench_saving [--sets sst2,agnews,trec,goemotions-ekman,agnews-cut,conll2003,wnut17]
       [--orderings random,default] [--steps 1,10] [--seeds 10] [--start 20] [--stop 200]
@@ -344,27 +345,46 @@ def main(argv=None) -> None:
                     if args.rows:  # after each campaign, so that a long run's finished ones are kept
                         Path(args.rows).write_text(json.dumps({"machine": machine_line(), "rows": rows}))
             print(table(summarise([r for r in rows if r["set"] == name])), flush=True)
+    section, body = report(rows, sources, args)
+    print(body)
+    if not args.no_write:
+        write_section(section, body)
+
+
+def section_name(args) -> str:
+    """Each kind of run has its own BENCHMARKS.md section: the frozen head's saving, the saving in
+    another acquisition mode, and the warning run."""
+    if args.warnings:
+        return "unlearned-warning"
+    return "labels-saved" if args.mode == "frozen" else f"labels-saved-{args.mode}"
+
+
+def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
+    """(section name, markdown) of the rows measured."""
     defaults = acquisition_config(args)
     measured = "".join(f"Rows measured by: {line}\n" for line in sources) if sources else ""
-    body = (
-        "## Labels saved against random order\n\n" + machine_line() + measured + "\n"
+    setting = (
         f"{Path(args.model).name}, acquisition mode {args.mode} ({MODE_NOTES[args.mode].format(every=defaults.finetune_every)}), strategy "
         f"{args.strategy or 'the kind default (dlc-rare; mnlp for NER)'}, team_size {defaults.team_size}, "
         f"cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, {args.test} held-out tasks (fewer where "
-        f"the test split is smaller), {args.start} -> {args.stop} labels. 'saved at N': the labels the ordering needs "
+        f"the test split is smaller), {args.start} -> {args.stop} labels."
+    )
+    if args.warnings:
+        body = (
+            "## The unlearned-class warning against held-out recall\n\n" + machine_line() + measured + "\n"
+            + setting + " Every 20 labels, the round's quality estimate and pool predictions through the backend's "
+            "rule (ml_backend.campaign.project_warnings), each label's held-out recall beside whether the warning "
+            "named it:\n\n" + warning_table(rows) + "\n"
+        )
+        return section_name(args), body
+    title = "## Labels saved against random order" + ("" if args.mode == "frozen" else f" ({args.mode} mode)")
+    body = (
+        title + "\n\n" + machine_line() + measured + "\n" + setting + " 'saved at N': the labels the ordering needs "
         "(mean curve over seeds, linear between the counts measured) to reach random order's mean headline at N, as "
         "a share of N saved; 'worst gap': the lowest difference to random's mean curve at any count.\n\n"
         + table(summarise(rows)) + "\n"
     )
-    if any("warnings" in r for r in rows):
-        body += (
-            "\nThe unlearned-class warning (the backend's rule, on each round's estimate and pool predictions, every 20 "
-            "labels) against the held-out recall of each label:\n\n" + warning_table(rows) + "\n"
-        )
-    print(body)
-    if not args.no_write:
-        write_section("labels-saved", body)
-
+    return section_name(args), body
 
 if __name__ == "__main__":
     main()

@@ -31,3 +31,20 @@ def test_saving_is_the_share_of_labels_random_needs_more():
     worse = {100: 0.50, 150: 0.55, 200: 0.60}
     summary = {s["ordering"]: s for s in summarise(_rows("random", random) + _rows("default", worse))}
     assert summary["default"]["saved_200"] is None and summary["default"]["worst_gap"] == pytest.approx(-0.10)
+
+
+def test_each_kind_of_run_writes_its_own_section():
+    from argparse import Namespace
+
+    from benchmarks.bench_saving import report
+
+    args = Namespace(model="minilm-l6", mode="frozen", strategy=None, team=None, cold_start=None, finetune_every=None,
+                     pool=100, test=50, start=20, stop=200, warnings=False)
+    rows = _rows("random", {100: 0.6, 200: 0.7}) + _rows("default", {100: 0.7, 200: 0.75})
+    assert report(rows, [], args)[0] == "labels-saved"
+    section, body = report(rows, [], Namespace(**{**vars(args), "mode": "auto"}))
+    assert section == "labels-saved-auto" and "(auto mode)" in body and "| toy (r; macro_f1) | 10 | default |" in body
+    rows[-1]["warnings"] = {"r": [12, 0.05, True], "s": [30, 0.9, False]}
+    section, body = report(rows, [], Namespace(**{**vars(args), "warnings": True}))
+    # one label-round with recall < 0.1 and >= 10 labels, warned; none warned wrongly
+    assert section == "unlearned-warning" and "| toy | default | 2 | 1 | 1 | 0 | 1 |" in body
