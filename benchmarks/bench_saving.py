@@ -160,8 +160,9 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             for e in labeled:
                 for label in kind.label_mentions(e):
                     counts[label] = counts.get(label, 0) + 1
+            # [its labels, held-out recall, warned, estimated recall, predicted share of the pool]
             rows[-1]["warnings"] = {
-                t: [counts[t], report["per_label"][t]["recall"], t in rows_warned] for t in types if t in report["per_label"]
+                t: [counts[t], report["per_label"][t]["recall"], *rows_warned[t]] for t in types if t in report["per_label"]
             }
         if len(labeled) >= args.stop:
             scratch.cleanup()
@@ -182,9 +183,11 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
         iteration += 1
 
 
-def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[str], quality) -> set[str]:
-    """The labels the backend's unlearned-class warning names for this round (its own rule, fed as
-    a retrain feeds it: label counts, what the round predicts over the unlabeled pool, the estimate)."""
+def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[str], quality) -> dict[str, tuple]:
+    """Per label, whether the backend's unlearned-class warning names it this round (its own rule,
+    fed as a retrain feeds it: label counts, what the round predicts over the unlabeled pool, the
+    estimate), with the evidence the rule reads: the estimated recall and the share of the scored
+    pool predicted as the label."""
     from ml_backend.campaign.project_warnings import unlearned_warnings
 
     types = kind.config_labels(model_labels)
@@ -193,8 +196,17 @@ def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[
         for label in kind.label_mentions(example):
             counts[label] = counts.get(label, 0) + 1
     predicted = predicted_counts(kind, list(probs.values()), model_labels)
-    warnings = unlearned_warnings(counts, predicted, len(probs), quality.as_dict(), kind.name)
-    return {label for label in types for w in warnings if f" {label!r} has " in w["message"]}
+    estimate = quality.as_dict()
+    warnings = unlearned_warnings(counts, predicted, len(probs), estimate, kind.name, len(labeled))
+    per_label = estimate.get("per_label") or {}
+    return {
+        label: (
+            any(f" {label!r} has " in w["message"] for w in warnings),
+            (per_label.get(label) or {}).get("recall"),
+            predicted.get(label, 0) / max(len(probs), 1),
+        )
+        for label in types
+    }
 
 
 def warning_table(rows: list[dict]) -> str:

@@ -513,6 +513,20 @@ def test_unlearned_warnings_name_a_class_never_predicted_or_of_near_zero_recall(
     (low,) = pw.unlearned_warnings({"A": 40, "C": 30}, None, None, quality)
     assert "'A' has 40 labeled tasks" in low["message"] and "recall is 0.05" in low["message"]
     assert pw.unlearned_warnings({"A": 9}, None, None, {"per_label": {"A": {"recall": 0.0, "support": 3}}}) == []
+    # a class per task predicted for under a fifth of its share of the labels (10% of 200 labels, 1.9%
+    # of the pool) is warned with both shares; at 2.0%, or with fewer than 10 labels, it is not
+    counts = {"A": 180, "B": 20}
+    (under,) = pw.unlearned_warnings(counts, {"A": 981, "B": 19}, 1000, None, "classification", 200)
+    assert "'B' has 20 labeled tasks" in under["message"] and "1.9% of the 1000" in under["message"]
+    assert "10% of the labeled tasks" in under["message"]
+    assert pw.unlearned_warnings(counts, {"A": 980, "B": 20}, 1000, None, "classification", 200) == []
+    assert pw.unlearned_warnings({"A": 91, "B": 9}, {"A": 995, "B": 5}, 1000, None, "classification", 100) == []
+    # spans are counted per mention, not per task: no share rule for NER
+    assert pw.unlearned_warnings({"PER": 180, "LOC": 20}, {"PER": 981, "LOC": 19}, 1000, None, "tagging", 200) == []
+    assert [w["code"] for w in pw.round_warnings(
+        {"kind": "classification", "label_counts": counts, "predicted_counts": {"A": 990, "B": 10},
+         "n_predicted": 1000, "n_labeled": 200}
+    )] == ["unlearned_class"]
     # a summary written before the counts and the per-class estimate: no such warning
     assert pw.round_warnings({"kind": "classification", "label_counts": {"A": 40, "B": 6}, "quality": {"metric": "accuracy", "value": 0.9}}) == []
     assert [w["code"] for w in pw.round_warnings(
