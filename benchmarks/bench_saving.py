@@ -155,14 +155,10 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             "rare_recall": report["per_label"][data.rarest]["recall"], "rarest": data.rarest,
             "rare_labels": sum(kind.label_mentions(e).count(data.rarest) for e in labeled),
         })
-        if check:  # per label: its labels, held-out recall, and whether the backend's warning names it
-            counts = {t: 0 for t in types}
-            for e in labeled:
-                for label in kind.label_mentions(e):
-                    counts[label] = counts.get(label, 0) + 1
-            # [its labels, held-out recall, warned, estimated recall, predicted share of the pool]
+        if check:  # per label: [its labels, held-out recall, warned, estimated recall, predicted share of the pool]
             rows[-1]["warnings"] = {
-                t: [counts[t], report["per_label"][t]["recall"], *rows_warned[t]] for t in types if t in report["per_label"]
+                t: [rows_warned[t][0], report["per_label"][t]["recall"], *rows_warned[t][1:]]
+                for t in types if t in report["per_label"]
             }
         if len(labeled) >= args.stop:
             scratch.cleanup()
@@ -184,10 +180,10 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
 
 
 def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[str], quality) -> dict[str, tuple]:
-    """Per label, whether the backend's unlearned-class warning names it this round (its own rule,
-    fed as a retrain feeds it: label counts, what the round predicts over the unlabeled pool, the
-    estimate), with the evidence the rule reads: the estimated recall and the share of the scored
-    pool predicted as the label."""
+    """Per label, (its labels, whether the backend's unlearned-class warning names it this round,
+    the estimated recall, the share of the scored pool predicted as it): the rule's own verdict,
+    fed as a retrain feeds it (label counts, what the round predicts over the unlabeled pool, the
+    estimate), beside the evidence it reads."""
     from ml_backend.campaign.project_warnings import unlearned_warnings
 
     types = kind.config_labels(model_labels)
@@ -201,6 +197,7 @@ def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[
     per_label = estimate.get("per_label") or {}
     return {
         label: (
+            counts[label],
             any(f" {label!r} has " in w["message"] for w in warnings),
             (per_label.get(label) or {}).get("recall"),
             predicted.get(label, 0) / max(len(probs), 1),
@@ -397,6 +394,7 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
         + table(summarise(rows)) + "\n"
     )
     return section_name(args), body
+
 
 if __name__ == "__main__":
     main()

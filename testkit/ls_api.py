@@ -61,7 +61,8 @@ class LabelStudioAPI:
         )
 
     def create_view(self, project_id: int, title: str, task_ids: list[int]) -> int:
-        """A Data Manager tab holding only `task_ids`; its "Label All Tasks" streams them alone."""
+        """A Data Manager tab holding only `task_ids`; its "Label Tasks As Displayed" streams them alone
+        (Label Studio 1.23.2's "Label All Tasks" ignores a tab's filters)."""
         items = [
             {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": task_id}
             for task_id in task_ids
