@@ -286,6 +286,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 at_rows = [r for r in mine if r["labels"] == at]
                 line[f"f1_{at}"] = statistics.mean(r["headline"] for r in at_rows)
                 line[f"f1_{at}_sd"] = statistics.stdev([r["headline"] for r in at_rows]) if len(at_rows) > 1 else 0.0
+                line[f"accuracy_{at}"] = statistics.mean(r["accuracy"] for r in at_rows)
                 line[f"rare_{at}"] = statistics.mean(r["rare_recall"] for r in at_rows)
                 line[f"rare_labels_{at}"] = statistics.mean(r["rare_labels"] for r in at_rows)
             # the largest shortfall against random at any label count (negative: below random)
@@ -300,14 +301,15 @@ def table(summary: list[dict]) -> str:
 
     lines = [
         "| set (rarest label) | labels per retrain | ordering | seeds | saved at 100 | saved at 200 | headline at 100 | "
-        "headline at 200 | area (sd) | worst gap to random | rarest recall 100 | rarest recall 200 (its labels) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "headline at 200 | accuracy at 100 / 200 | area (sd) | worst gap to random | rarest recall 100 | rarest recall 200 (its labels) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         lines.append(
             f"| {s['set']} ({s['rarest']}; {s['metric']}) | {s['step']} | {s['ordering']} | {s['seeds']} | {pct(s.get('saved_100', '-'))} | "
             f"{pct(s.get('saved_200', '-'))} | {s.get('f1_100', 0):.3f} ± {s.get('f1_100_sd', 0):.3f} | "
-            f"{s.get('f1_200', 0):.3f} ± {s.get('f1_200_sd', 0):.3f} | {s['area']:.3f} ({s['area_sd']:.3f}) | "
+            f"{s.get('f1_200', 0):.3f} ± {s.get('f1_200_sd', 0):.3f} | {s.get('accuracy_100', 0):.3f} / "
+            f"{s.get('accuracy_200', 0):.3f} | {s['area']:.3f} ({s['area_sd']:.3f}) | "
             f"{s['worst_gap']:+.3f} | {s.get('rare_100', 0):.2f} | {s.get('rare_200', 0):.2f} "
             f"({s.get('rare_labels_200', 0):.1f}) |"
         )

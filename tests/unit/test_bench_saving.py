@@ -44,6 +44,7 @@ def test_each_kind_of_run_writes_its_own_section():
     assert report(rows, [], args)[0] == "labels-saved"
     section, body = report(rows, [], Namespace(**{**vars(args), "mode": "auto"}))
     assert section == "labels-saved-auto" and "(auto mode)" in body and "| toy (r; macro_f1) | 10 | default |" in body
+    assert "| 0.700 / 0.750 |" in body  # the default order's accuracy at 100 / 200 beside its macro F1
     rows[-1]["warnings"] = {"r": [12, 0.05, True], "s": [30, 0.9, False]}
     section, body = report(rows, [], Namespace(**{**vars(args), "warnings": True}))
     # one label-round with recall < 0.1 and >= 10 labels, warned; none warned wrongly
