@@ -1,7 +1,12 @@
-"""Where a frozen encoder's vectors are kept between retrains, by a key of encoder, length limit and text."""
+"""Where a frozen encoder's vectors are kept between retrains, by a key of encoder, length limit and text.
+
+Every key starts with its encoder's prefix (`encoder_prefix`), so that the vectors of an encoder
+that is deleted (a pruned fine-tune) can be deleted with it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -9,6 +14,16 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+
+def encoder_prefix(model_name_or_path: str | Path) -> str:
+    """The start of every key of one encoder's vectors (its folder or id as the model names it)."""
+    return hashlib.sha1(str(model_name_or_path).encode("utf-8", "surrogatepass")).hexdigest()[:16] + ":"
+
+
+def _after(prefix: str) -> str:
+    """The smallest string above every key that starts with `prefix` (which ends with ':')."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 class EmbeddingCache(Protocol):
@@ -23,6 +38,10 @@ class EmbeddingCache(Protocol):
         ...
 
     def delete_many(self, keys: Iterable[str]) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Deletes every vector whose key starts with `prefix` (an encoder's); how many there were."""
+        ...
 
 
 class MemoryEmbeddingCache:
@@ -43,6 +62,11 @@ class MemoryEmbeddingCache:
     def delete_many(self, keys):
         for k in keys:
             self._vectors.pop(k, None)
+
+    def delete_prefix(self, prefix):
+        doomed = [k for k in self._vectors if k.startswith(prefix)]
+        self.delete_many(doomed)
+        return len(doomed)
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -89,6 +113,10 @@ class SqliteEmbeddingCache:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 db.execute(f"DELETE FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+
+    def delete_prefix(self, prefix):
+        with self._connect() as db:  # a range over the primary key's index
+            return db.execute("DELETE FROM vectors WHERE key >= ? AND key < ?", (prefix, _after(prefix))).rowcount
 
     def set_many(self, entries):
         rows = [

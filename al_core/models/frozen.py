@@ -29,7 +29,7 @@ from al_core.data import Example
 from al_core.exceptions import ModelLoadError, NotFittedError
 from al_core.inference import run_batched
 from al_core.models.base import ModelOutputs, read_model_meta
-from al_core.models.embedding_cache import EmbeddingCache, MemoryEmbeddingCache
+from al_core.models.embedding_cache import EmbeddingCache, MemoryEmbeddingCache, encoder_prefix
 from al_core.models.finetuned import mean_pool
 from al_core.models.heads import HEAD_C, BinaryHeads, LinearHead
 
@@ -79,7 +79,7 @@ class FrozenEncoderModel:
 
     def _key(self, example: Example) -> str:
         identity = f"{self.model_name_or_path}\x00{self.config.max_length}\x00{self.kind}\x00{self._content(example)}"
-        return hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()
+        return encoder_prefix(self.model_name_or_path) + hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
     def vectors(self, examples: list[Example]) -> list[np.ndarray]:
         """Each example's vector(s): from the cache, else embedded now and cached."""

@@ -135,23 +135,33 @@ class VersionStore:
         """Delete all but the last `keep` versions (never the promoted one, nor the fine-tuned version
         whose encoder a kept one reads: its `encoder`, al_core.models.refresh_model), and the encoders
         of the background lane that no kept version reads but the two newest (the newest is the one
-        the next retrain reads; the one before, what a retrain that started before it reads)."""
+        the next retrain reads; the one before, what a retrain that started before it reads). The
+        vectors a deleted folder's encoder handed over to the embedding cache go with it."""
         current = self.current_version(project)
         names = self.versions(project)
         kept = names[max(0, len(names) - self.keep) :] + [current]
         encoders = [self._meta_or_empty(project, name).get("encoder") or {} for name in kept if name]
         needed = {e.get("version") for e in encoders}
-        removed = []
+        removed, folders = [], []
         for name in names[: max(0, len(names) - self.keep)]:
             if name != current and name not in needed:
-                shutil.rmtree(self.version_dir(project, name), ignore_errors=True)
+                folders.append(self.version_dir(project, name))
                 removed.append(name)
         tuned = self.encoders(project)
         read = {e.get("encoder") for e in encoders} | set(tuned[-2:])
         for name in tuned:
             if name not in read:
-                shutil.rmtree(self.layout.encoder_dir(project, name), ignore_errors=True)
+                folders.append(self.layout.encoder_dir(project, name))
                 removed.append(name)
+        cache_file, cache = self.layout.embeddings_file(project), None
+        if folders and cache_file.exists():
+            from al_core.models.embedding_cache import SqliteEmbeddingCache, encoder_prefix
+
+            cache = SqliteEmbeddingCache(cache_file)
+        for folder in folders:
+            if cache is not None:  # keyed by the absolute folder, as retrain_steps.encoder_folder names it
+                cache.delete_prefix(encoder_prefix(folder.resolve()))
+            shutil.rmtree(folder, ignore_errors=True)
         return removed
 
     # --- the background lane's encoders ---

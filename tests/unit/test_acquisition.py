@@ -21,6 +21,7 @@ from al_core.models import (
     build_model,
     load_model,
 )
+from al_core.models.embedding_cache import encoder_prefix
 from al_core.training import total_steps
 from tests.unit.engine_fixtures import NER_SENTENCES, TAGS, ner_examples
 
@@ -239,6 +240,9 @@ def test_the_file_cache_is_shared_between_models_and_processes(tiny_model_dir, t
     second = frozen(tiny_model_dir, SqliteEmbeddingCache(tmp_path / "e.sqlite")).fit(labeled)
     assert first.rows_embedded_ == 12 and second.rows_embedded_ == 0
     np.testing.assert_allclose(first.predict_proba(labeled), second.predict_proba(labeled), atol=2e-3)
+    # every vector sits under its encoder's prefix: deleting the prefix drops them all
+    cache = SqliteEmbeddingCache(tmp_path / "e.sqlite")
+    assert cache.delete_prefix(encoder_prefix(first.model_name_or_path)) == 12 and len(cache) == 0
 
 
 def test_save_and_load_give_identical_probabilities(tiny_model_dir, tmp_path):

@@ -26,6 +26,37 @@ def test_versions_are_promoted_and_only_the_last_k_kept(tmp_path):
     assert not list((tmp_path / "5").glob(".staging-*"))
 
 
+def test_pruning_a_version_drops_the_vectors_its_encoder_handed_over(tmp_path):
+    import numpy as np
+
+    from al_core.models.embedding_cache import SqliteEmbeddingCache, encoder_prefix
+
+    store = VersionStore(tmp_path, keep=1)
+    first, second = version_name(5, 1), version_name(5, 2)
+    store.save_version(5, first, 0, write_marker, {})
+    cache = SqliteEmbeddingCache(store.layout.embeddings_file(5))
+    vector = np.ones(4, dtype=np.float32)
+    owned = {encoder_prefix(store.version_dir(5, first).resolve()) + f"t{i}": vector for i in range(3)}
+    pretrained = {encoder_prefix("/models/minilm-l6") + f"t{i}": vector for i in range(3)}
+    cache.set_many(owned | pretrained)
+    store.save_version(5, second, 1, write_marker, {})  # keep=1: the first version is pruned
+    assert store.versions(5) == [second]
+    assert cache.present(owned) == set() and cache.present(pretrained) == set(pretrained)
+
+
+def test_delete_prefix_drops_one_encoders_vectors_only(tmp_path):
+    import numpy as np
+
+    from al_core.models.embedding_cache import MemoryEmbeddingCache, SqliteEmbeddingCache, encoder_prefix
+
+    a, b = encoder_prefix("/enc/a"), encoder_prefix("/enc/b")
+    assert a != b and a.endswith(":")
+    for cache in (MemoryEmbeddingCache(), SqliteEmbeddingCache(tmp_path / "e.sqlite")):
+        cache.set_many({f"{p}{i}": np.zeros(2, dtype=np.float32) for p in (a, b) for i in range(700)})
+        assert cache.delete_prefix(a) == 700
+        assert len(cache) == 700 and cache.present([f"{b}0", f"{a}0"]) == {f"{b}0"}
+
+
 def test_a_failed_write_leaves_the_promoted_version_alone(tmp_path):
     store = VersionStore(tmp_path)
     good = version_name(5, 1)
