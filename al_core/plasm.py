@@ -431,3 +431,62 @@ def label_pool(
     filtered = filter_pseudo_labels(pool, pseudo, teacher.kind, label_filter, fraction)
     timings["filter_s"] = time.perf_counter() - start
     return filtered, timings
+
+
+def check_successor(
+    successor: str,
+    kind: str,
+    labels: list[str],
+    train: list[Example],
+    heldout: list[Example],
+    pseudo: list[Example],
+    training,
+    *,
+    frozen: bool = False,
+    margin: float = 0.0,
+    say: Callable[[str], None] | None = None,
+    fit: Callable[[object, list[Example]], None] | None = None,
+) -> dict:
+    """Trains the successor on gold alone and on gold + pseudo-labels; scores both on held-out gold.
+
+    `frozen`: the successor is a logistic regression on the frozen, mean-pooled vectors of the
+    `successor` encoder (a frozen tagger for NER), cheap enough to run by default. The verdict
+    ("better") is with_pseudo only when it beats gold alone by more than `margin`. `say` hears a
+    line per fit; `fit(model, examples)` fits a fine-tuned successor (default: model.fit).
+    """
+    import time
+
+    from al_core.models import MemoryEmbeddingCache, build_model
+
+    mode = "frozen" if frozen else "finetune"
+    cache = MemoryEmbeddingCache() if frozen else None  # the two fits embed the gold once
+    results: dict = {}
+    runs = (("gold_only", train), ("with_pseudo", train + pseudo)) if pseudo else (("gold_only", train),)
+    for name, examples in runs:
+        if say is not None:
+            say(f"successor check: training {successor} ({mode}) on {len(examples)} tasks ({name.replace('_', ' ')})")
+        start = time.perf_counter()
+        model = build_model(kind, successor, labels, training, mode, cache)
+        if frozen or fit is None:
+            model.fit(examples)
+        else:
+            fit(model, examples)
+        fit_s = time.perf_counter() - start
+        report = teacher_report(model, heldout)
+        results[name] = {"score": report["value"], "quality": report, "n_train": len(examples), "fit_s": fit_s}
+        del model
+    if pseudo:
+        wins = results["with_pseudo"]["score"] > results["gold_only"]["score"] + margin
+    else:
+        results["with_pseudo"] = None
+        wins = False
+    return {
+        "model": successor,
+        "mode": mode,
+        "metric": kind_of(kind).metric,
+        "n_heldout": len(heldout),
+        "n_pseudo": len(pseudo),
+        "margin": margin,
+        **results,
+        "better": "with_pseudo" if wins else "gold_only",
+    }

@@ -27,7 +27,7 @@ import numpy as np
 
 from al_core import plasm
 from al_core.data import Example
-from al_core.kinds import TaskKind, kind_of
+from al_core.kinds import TaskKind
 from al_core.plasm import (
     CheckpointRecorder,
     FilteredPseudoLabels,
@@ -374,50 +374,17 @@ def check_successor(
     frozen: bool = False,
     margin: float = 0.0,
 ) -> dict:
-    """Trains the successor on gold alone and on gold + pseudo-labels; scores both on held-out gold.
+    """al_core.plasm.check_successor with plasm-export's progress lines and epoch bars."""
 
-    `frozen`: the successor is a logistic regression on the frozen, mean-pooled vectors of the
-    `successor` encoder (a frozen tagger for NER), cheap enough to run by default. The verdict
-    ("better") is with_pseudo only when it beats gold alone by more than `margin`.
-    """
-    from al_core.models import MemoryEmbeddingCache, build_model
+    def fit(model, examples: list[Example]) -> None:
+        epochs = EpochProgress(len(examples), training, "successor", progress)
+        model.fit(examples, on_checkpoint=epochs)
+        epochs.close()
 
-    mode = "frozen" if frozen else "finetune"
-    cache = MemoryEmbeddingCache() if frozen else None  # the two fits embed the gold once
-    results = {}
-    runs = (("gold_only", train), ("with_pseudo", train + pseudo)) if pseudo else (("gold_only", train),)
-    for name, examples in runs:
-        _say(
-            f"successor check: training {successor} ({mode}) on {len(examples)} tasks ({name.replace('_', ' ')})",
-            progress,
-        )
-        start = time.perf_counter()
-        model = build_model(kind, successor, labels, training, mode, cache)
-        if frozen:
-            model.fit(examples)
-        else:
-            epochs = EpochProgress(len(examples), training, "successor", progress)
-            model.fit(examples, on_checkpoint=epochs)
-            epochs.close()
-        fit_s = time.perf_counter() - start
-        report = teacher_report(model, heldout)
-        results[name] = {"score": report["value"], "quality": report, "n_train": len(examples), "fit_s": fit_s}
-        del model
-    if pseudo:
-        wins = results["with_pseudo"]["score"] > results["gold_only"]["score"] + margin
-    else:
-        results["with_pseudo"] = None
-        wins = False
-    return {
-        "model": successor,
-        "mode": mode,
-        "metric": kind_of(kind).metric,
-        "n_heldout": len(heldout),
-        "n_pseudo": len(pseudo),
-        "margin": margin,
-        **results,
-        "better": "with_pseudo" if wins else "gold_only",
-    }
+    return plasm.check_successor(
+        successor, kind, labels, train, heldout, pseudo, training, frozen=frozen, margin=margin,
+        say=lambda message: _say(message, progress), fit=fit,
+    )
 
 
 def check_summary(check: dict | None, n_pseudo: int) -> str:

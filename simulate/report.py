@@ -367,21 +367,31 @@ def plasm_table(records: list[dict]) -> str | None:
     rows = [r for r in records if r.get("pseudo_labels")]
     if not rows:
         return None
-    grouped = defaultdict(list)
+    grouped = defaultdict(dict)  # one record per seed: the PLASM step is shared by the successors
     for r in rows:
-        grouped[(r["config"], r["iteration"])].append(r)
+        grouped[(r["config"], r["iteration"])][r["seed"]] = r
     lines = [
         "| config | iteration | teacher held-out score | dropped share | pseudo-labels kept | "
-        "accuracy of kept pseudo-labels | teacher train (s) |",
-        "|---|---|---|---|---|---|---|",
+        "accuracy of kept pseudo-labels | check on held-out gold: gold alone / with pseudo | "
+        "seeds using pseudo-labels | teacher train + refit (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for (config, t), rs in sorted(grouped.items()):
+    for (config, t), by_seed in sorted(grouped.items()):
+        rs = list(by_seed.values())
+        checked = [r for r in rs if r.get("check_better")]
+        check = (
+            f"{_fmt(*_mean_std([r['check_gold_only'] for r in checked]))} / "
+            f"{_fmt(*_mean_std([r['check_with_pseudo'] for r in checked]))}"
+            if checked else "not run"
+        )
+        used = sum(1 for r in rs if r.get("n_pseudo_used", r["n_pseudo_kept"]) > 0)
+        fit = [r["teacher_fit_s"] + r.get("teacher_refit_s", 0.0) for r in rs]
         lines.append(
             f"| {config} | {t} | {_fmt(*_mean_std([r['teacher_holdout_score'] for r in rs]))} | "
             f"{_fmt(*_mean_std([r['drop_fraction'] for r in rs]))} | "
             f"{_fmt(*_mean_std([r['n_pseudo_kept'] for r in rs]), digits=0)} | "
-            f"{_fmt(*_mean_std([r['pseudo_accuracy_kept'] for r in rs]))} | "
-            f"{_fmt(*_mean_std([r['teacher_fit_s'] for r in rs]), digits=1)} |"
+            f"{_fmt(*_mean_std([r['pseudo_accuracy_kept'] for r in rs]))} | {check} | "
+            f"{used} of {len(rs)} | {_fmt(*_mean_std(fit), digits=1)} |"
         )
     return "\n".join(lines)
 

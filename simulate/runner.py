@@ -757,44 +757,64 @@ class Simulation:
         }
 
     def _plasm_training_set(self, labeled: list[Example], pool: list[Example], seed: int, t: int):
-        """Gold + the teacher's filtered pseudo-labels for the rest of the pool.
-
-        The teacher trains on the gold labels minus a held-out part, whose score sets how many
-        pseudo-labels to drop (1 - score), unless plasm.drop_fraction is given.
+        """Gold + the teacher's filtered pseudo-labels for the rest of the pool, as plasm-export
+        builds it: the teacher is scored on a held-out part of the gold (its score sets how many
+        pseudo-labels to drop, 1 - score, unless plasm.drop_fraction is given), refit on all the
+        gold to label and filter the pool, and with plasm.check a frozen successor decides on the
+        held-out gold whether the kept pseudo-labels go in at all.
         """
         from al_core import plasm
 
-        pcfg, data = self.config.plasm, self.data
+        pcfg, data, iteration_seed = self.config.plasm, self.data, _iteration_seed(seed, t)
+        kind = data.task_kind
         timings = {}
         # the same hold-out split as plasm-export's (stratified by class where the classes allow it)
-        train, held_out = plasm.split_gold(labeled, data.kind, pcfg.holdout_fraction, _iteration_seed(seed, t))
-        teacher = model_factory.build(
-            pcfg.teacher, data.kind, data.labels, self.config.training, _iteration_seed(seed, t)
-        )
+        train, held_out = plasm.split_gold(labeled, data.kind, pcfg.holdout_fraction, iteration_seed)
+        scored = model_factory.build(pcfg.teacher, data.kind, data.labels, self.config.training, iteration_seed)
+        start = time.perf_counter()
+        scored.fit(train)
+        timings["teacher_fit_s"] = time.perf_counter() - start
+        teacher_score = plasm.score_teacher(scored, held_out)
+        teacher = model_factory.build(pcfg.teacher, data.kind, data.labels, self.config.training, iteration_seed)
         with tempfile.TemporaryDirectory(prefix="plasm-ckpt-") as folder:
             recorder = plasm.CheckpointRecorder(folder) if pcfg.filter == "tracin" else None
             start = time.perf_counter()
-            teacher.fit(train, on_checkpoint=recorder)
-            timings["teacher_fit_s"] = time.perf_counter() - start
-            teacher_score = plasm.score_teacher(teacher, held_out)
+            teacher.fit(labeled, on_checkpoint=recorder)
+            timings["teacher_refit_s"] = time.perf_counter() - start
             options = {"checkpoints": recorder.checkpoints} if recorder is not None else {}
             label_filter = plasm.get_filter(pcfg.filter, **options)
             filtered, steps = plasm.label_pool(teacher, pool, label_filter, teacher_score, pcfg.drop_fraction)
             timings.update(steps)
-            fraction = filtered.drop_fraction
+        del teacher
         kept = filtered.kept_examples
-        kind = data.task_kind
+        check = None
+        if pcfg.check and kept:
+            # the check's pseudo-labels are the scored teacher's, which never saw the held-out gold
+            start = time.perf_counter()
+            unseen = plasm.with_labels(kept, plasm.pseudo_label(scored, kept).labels, kind)
+            check = plasm.check_successor(
+                pcfg.teacher.model, data.kind, data.labels, train, held_out, unseen,
+                model_factory.training_config(pcfg.teacher, self.config.training, iteration_seed),
+                frozen=True, margin=pcfg.check_margin,
+            )
+            timings["successor_check_s"] = time.perf_counter() - start
+        del scored
+        used = kept if check is None or check["better"] == "with_pseudo" else []
         correct = [kind.agrees(kind.gold(e), kind.gold(data.gold[e.id])) for e in kept]
         info = {
             "teacher": pcfg.teacher.name,
             "teacher_holdout_score": teacher_score,
-            "drop_fraction": fraction,
+            "drop_fraction": filtered.drop_fraction,
             "n_pseudo": len(pool),
             "n_pseudo_kept": len(kept),
+            "n_pseudo_used": len(used),
             "pseudo_accuracy_kept": (sum(correct) / len(correct)) if correct else None,
+            "check_gold_only": check["gold_only"]["score"] if check else None,
+            "check_with_pseudo": (check["with_pseudo"] or {}).get("score") if check else None,
+            "check_better": check["better"] if check else None,
             **timings,
         }
-        return labeled + kept, info
+        return labeled + used, info
 
 
 CSV_SKIP = {

@@ -380,10 +380,44 @@ def test_plasm_trains_each_successor_with_and_without_pseudo_labels(tiny_config,
         assert r["drop_fraction"] == pytest.approx(1 - r["teacher_holdout_score"])
         assert r["n_pseudo_kept"] == r["n_pseudo"] - round(r["drop_fraction"] * r["n_pseudo"])
         assert 0.0 <= r["pseudo_accuracy_kept"] <= 1.0
+        # plasm-export's check decides whether the kept pseudo-labels go in: all of them or none
+        assert r["check_better"] in ("gold_only", "with_pseudo")
+        wins = r["check_with_pseudo"] > r["check_gold_only"] + 0.005
+        assert (r["check_better"] == "with_pseudo") == wins
+        assert r["n_pseudo_used"] == (r["n_pseudo_kept"] if wins else 0)
+        gold_row = next(g for g in records if g["iteration"] == r["iteration"] and not g["pseudo_labels"])
+        assert r["successor_n_train"] == gold_row["successor_n_train"] + r["n_pseudo_used"]
     # the PLASM steps are timed in the records with pseudo-labels only, within the run's wall time
-    plasm_steps = ("teacher_fit_s", "pseudo_label_s", "filter_s")
+    plasm_steps = ("teacher_fit_s", "teacher_refit_s", "pseudo_label_s", "filter_s", "successor_check_s")
     assert all(all(step in r for step in plasm_steps) == r["pseudo_labels"] for r in records)
     assert sum(r[step] for r in records if r["pseudo_labels"] for step in plasm_steps) <= wall_s
+
+
+def test_plasm_without_the_check_uses_every_kept_pseudo_label(tiny_config):
+    tiny_config.update(
+        seeds=[0],
+        iterations=1,
+        successors=[{"name": "tfidf", "kind": "tfidf_lr"}],
+        plasm={
+            "teacher": {"name": "teacher", "model": tiny_config["acquisition"]["model"]},
+            "holdout_fraction": 0.25,
+            "check": False,
+        },
+    )
+    records = _read(Simulation(parse_config(tiny_config), progress=False).run())
+    plasm_rows = [r for r in records if r["pseudo_labels"]]
+    assert plasm_rows
+    for r in plasm_rows:
+        assert r["check_better"] is None and "successor_check_s" not in r
+        assert r["n_pseudo_used"] == r["n_pseudo_kept"] > 0
+
+
+def test_plasm_check_needs_a_transformer_teacher(tiny_config):
+    tiny_config.update(plasm={"teacher": {"name": "tfidf", "kind": "tfidf_lr"}})
+    with pytest.raises(ConfigError, match="plasm.check .* needs a transformer teacher"):
+        parse_config(tiny_config)
+    tiny_config["plasm"]["check"] = False
+    assert parse_config(tiny_config).plasm.check is False
 
 
 @pytest.mark.parametrize(
