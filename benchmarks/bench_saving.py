@@ -198,7 +198,7 @@ def warned_labels(kind, labeled: list[Example], probs: dict, model_labels: list[
     return {
         label: (
             counts[label],
-            any(f" {label!r} has " in w["message"] for w in warnings),
+            any(w.get("label") == label for w in warnings),
             (per_label.get(label) or {}).get("recall"),
             predicted.get(label, 0) / max(len(probs), 1),
         )

@@ -1,6 +1,7 @@
 """The per-project warnings of /status: what a person should know about the loop, and fix.
 
-Each is {"code": str, "message": str}; the campaign page shows them verbatim. They are derived
+Each is {"code": str, "message": str} (an unlearned_class warning also names its "label"); the
+campaign page shows the messages verbatim. They are derived
 from the last retrain's summary (`last_round`) and the backend's check of its Label Studio key.
 
 | code                  | when |
@@ -33,8 +34,8 @@ LOW_RECALL_MIN_LABELS = 10
 UNDERPREDICTED_RATIO = 0.2
 
 
-def warning(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+def warning(code: str, message: str, **fields: str) -> dict[str, str]:
+    return {"code": code, "message": message, **fields}
 
 
 def unlearned_warnings(
@@ -81,6 +82,7 @@ def unlearned_warnings(
                     "unlearned_class",
                     f"the {what} {label!r} has {given} labeled {unit} but is not learned: {'; '.join(reasons)}. "
                     f"Label more tasks of it (search Label Studio for likely ones), or check that its labels agree",
+                    label=label,
                 )
             )
     return out

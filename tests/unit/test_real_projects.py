@@ -503,7 +503,7 @@ def test_unlearned_warnings_name_a_class_never_predicted_or_of_near_zero_recall(
     counts = {"A": 40, "B": 6, "C": 3}
     # B has 6 labels and is predicted for none of 1000 scored tasks; C has too few labels to expect it
     (warned,) = pw.unlearned_warnings(counts, {"A": 1000, "B": 0, "C": 0}, 1000, None)
-    assert warned["code"] == "unlearned_class"
+    assert warned["code"] == "unlearned_class" and warned["label"] == "B"
     assert "'B' has 6 labeled tasks" in warned["message"] and "0 of the 1000 unlabeled tasks" in warned["message"]
     # a share at the threshold is not warned; just below it is
     assert pw.unlearned_warnings(counts, {"A": 995, "B": 5, "C": 0}, 1000, None) == []
