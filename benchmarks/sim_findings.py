@@ -8,7 +8,7 @@ seed by seed (the same seeds give both runs the same seed set and test split) an
 (curves, timing tables) there.
 
 Scores are the successor's headline score at the last iteration both runs reached (macro F1 for
-AG News, strict span F1 for CoNLL-2003) and the mean over all iterations (the area under the
+AG News and TREC, strict span F1 for CoNLL-2003) and the mean over all iterations (the area under the
 learning curve divided by its length). With d the per-seed differences and se their standard
 error (std / sqrt(seeds)): a difference "holds" when mean(d) > se and at least two thirds of the
 seeds agree, is "unclear" when |mean(d)| <= se, and goes "the other way" below -se; "no quality
@@ -54,6 +54,10 @@ COMPARISONS = [
      ("agnews-random", "matched"), ("agnews-asm", "matched"), "lower"),
     ("AL", "AL beats random: TF-IDF on random vs on MiniLM-L3's queries", "AG News",
      ("agnews-random", "tfidf-lr"), ("agnews-asm", "tfidf-lr"), "lower"),
+    ("F3", "UPS costs no quality: MiniLM-L3 with UPS vs full scoring", "TREC",
+     ("trec-ups", "matched"), ("trec-full", "matched"), "same"),
+    ("F4", "UPS beats random subsampling of its size", "TREC",
+     ("trec-subsample", "matched"), ("trec-ups", "matched"), "lower"),
     ("F1", "ASM: GloVe BiLSTM on MiniLM-L3's queries vs on its own", "CoNLL-2003",
      ("conll-asm", "glove-bilstm"), ("conll-matched-bilstm", "matched"), "lower"),
     ("F2", "PLASM closes ASM: BiLSTM + pseudo-labels vs matched BiLSTM", "CoNLL-2003",
