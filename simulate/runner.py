@@ -793,7 +793,7 @@ class Simulation:
             start = time.perf_counter()
             unseen = plasm.with_labels(kept, plasm.pseudo_label(scored, kept).labels, kind)
             check = plasm.check_successor(
-                pcfg.teacher.model, data.kind, data.labels, train, held_out, unseen,
+                expand_path(pcfg.teacher.model), data.kind, data.labels, train, held_out, unseen,
                 model_factory.training_config(pcfg.teacher, self.config.training, iteration_seed),
                 frozen=True, margin=pcfg.check_margin,
             )

@@ -354,13 +354,16 @@ def test_ready_configs_are_valid():
 
 
 @pytest.mark.parametrize("label_filter", ["uncertainty", "tracin"])
-def test_plasm_trains_each_successor_with_and_without_pseudo_labels(tiny_config, label_filter):
+def test_plasm_trains_each_successor_with_and_without_pseudo_labels(tiny_config, label_filter, monkeypatch):
+    # the teacher named as the ready configs name it, through an environment variable
+    teacher = Path(tiny_config["acquisition"]["model"])
+    monkeypatch.setenv("AL_TEST_MODELS", str(teacher.parent))
     tiny_config.update(
         seeds=[0],
         iterations=1,
         successors=[{"name": "tfidf", "kind": "tfidf_lr"}],
         plasm={
-            "teacher": {"name": "teacher", "model": tiny_config["acquisition"]["model"]},
+            "teacher": {"name": "teacher", "model": "${AL_TEST_MODELS}/" + teacher.name},
             "filter": label_filter,
             "holdout_fraction": 0.25,
         },
