@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from al_core.config import TrainingConfig
 from al_core.data import Example
 from al_core.exceptions import ALError
 from al_core.kinds import TaskKind, kind_of
@@ -440,7 +441,7 @@ def check_successor(
     train: list[Example],
     heldout: list[Example],
     pseudo: list[Example],
-    training,
+    training: TrainingConfig,
     *,
     frozen: bool = False,
     margin: float = 0.0,
