@@ -1,7 +1,7 @@
 """The findings table: verdicts per comparison, the label count a verdict holds from, UPS's premise."""
 
 from benchmarks import sim_findings
-from benchmarks.sim_findings import docs_table, holds_from, premise_row, verdict
+from benchmarks.sim_findings import docs_table, holds_from, premise_rows, verdict
 
 
 def _record(config, successor, seed, iteration, score, overlap=None):
@@ -45,8 +45,9 @@ def test_docs_table_names_each_finding_and_what_was_not_run():
     ups = next(line for line in table.splitlines() if "UPS costs no quality" in line and "AG News" in line)
     assert "| F3 |" in ups and "holds (no quality cost)" in ups and "3 seeds" in ups
     assert "ASM is worse with MD" in table and "not run on this code" in table
-    # the premise: 0.4 / 0.7 / 1.0 at iterations 0 / 1 / 2; held (>= 0.9) from 80 labels only
-    premise = premise_row(records)
-    assert "0.70 at iteration 1 (50 labels)" in premise and "| partly | from 80 labels |" in premise
-    assert premise_row([]).endswith("not run | | |")
+    # the premise: 0.4 / 0.7 / 1.0 at 20 / 50 / 80 labels; held (>= 0.9) from 80 labels only
+    premise = premise_rows(records)[0]
+    assert "0.70 at 50 labels" in premise and "| partly | from 80 labels on |" in premise
+    assert [row.endswith("not run on this code | | |") for row in premise_rows(records)[1:]] == [True, True]
+    assert all(row.endswith("not run on this code | | |") for row in premise_rows([]))
     assert len({c[0] for c in sim_findings.COMPARISONS} - set(sim_findings.PAPER)) == 0
