@@ -199,7 +199,7 @@ def _run_line(records: list[dict], config: str, successor: str, iteration: int) 
     n = len({r["seed"] for r in rs})
     seeds = f"{n} seed" + ("s" if n > 1 else "")
     return (
-        f"`{config}`: {successor} on {first['acquisition']} ({first['strategy']}, {first['scoring']} scoring), "
+        f"`{config}` {successor}: {first['acquisition']} {first['strategy']}, {first['scoring']} scoring, "
         f"pool {first['pool_size'] + first['labeled_size']:,}, {labels:.0f} labels, {seeds}"
     )
 
@@ -259,7 +259,7 @@ def docs_table(records: list[dict]) -> str:
             diffs = [b[s][last[s]] - a[s][last[s]] for s in seeds]
             at = min(last.values())
             here = (
-                f"{dataset}: {finding}; {_fmt([a[s][last[s]] for s in seeds])} vs "
+                f"{dataset}: {finding}: {_fmt([a[s][last[s]] for s in seeds])} vs "
                 f"{_fmt([b[s][last[s]] for s in seeds])} ({_run_line(records, *first, at)}; "
                 f"{_run_line(records, *reference, at)})"
             )
