@@ -28,8 +28,11 @@ Both estimates are measured on tasks active learning chose (the uncertain ones, 
 its own making), so they are biased. The audit sample is not: a task is an audit task when a hash
 of (seed, task id) falls below `audit_share` (`is_audit_task`), a uniform random sample of the pool
 that stays the same across versions. The backend serves the unlabeled ones among its queried tasks
-(ml_backend.jobs.retrain_steps.served_order); each version is then also measured on the labeled
-audit tasks, out of sample, with a 95% interval (`AuditEstimate`).
+(ml_backend.jobs.retrain_steps.served_order), in their own order at their own places only: neither
+the strategy's ranking nor the cold-start order may pick one (`without_audit`), or the labeled audit
+tasks would hold the hard (or the typical) ones those pick and the estimate would carry their bias.
+Each version is then also measured on the labeled audit tasks, out of sample, with a 95% interval
+(`AuditEstimate`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -213,6 +216,18 @@ def audit_ids(ids: Iterable[str], seed: int, share: float) -> list[str]:
     return sorted(chosen, key=lambda i: audit_rank(i, seed))
 
 
+def without_audit(tasks: Iterable, seed: int, share: float, keep: Collection[str] = ()) -> list:
+    """The tasks (ids, or Examples) outside the audit sample, and those of `keep` (labeled ones, which
+    the cold-start order reads as covered): what a ranking or the cold-start order may choose from
+    (an audit task is served only at its audit place, in the audit sample's order)."""
+    out = []
+    for t in tasks:
+        key = str(getattr(t, "id", t))
+        if key in keep or not is_audit_task(key, seed, share):
+            out.append(t)
+    return out
+
+
 def audit_step(share: float) -> int:
     """One audit task every this many served tasks."""
     return max(1, round(1 / share))
@@ -248,11 +263,13 @@ def interleave_audit(ordered: list[str], audit: list[str], share: float, first: 
 
 
 def audited_query(selected: list[str], pool_ids: list[str], n_labeled: int, labeled_audit: int, seed: int, share: float) -> list[str]:
-    """A batch query of len(selected) tasks with the unlabeled audit tasks of `pool_ids` in their
-    places (`interleave_audit`): the simulator's counterpart of the backend's window."""
+    """A batch query of len(selected) tasks: the non-audit tasks of `selected` with the unlabeled
+    audit tasks of `pool_ids` in their places (`interleave_audit`): the simulator's counterpart of
+    the backend's window. `selected` should hold no audit task (`without_audit`); one that does
+    is dropped, so the query may then be shorter."""
     size = len(selected)
     queue = audit_ids(pool_ids, seed, share)[: audit_slots(size, share)]
-    regular = [i for i in selected if i not in set(queue)]
+    regular = without_audit(selected, seed, share)
     return interleave_audit(regular, queue, share, first_audit_place(n_labeled, labeled_audit, share))[:size]
 
 

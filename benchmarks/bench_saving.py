@@ -36,6 +36,7 @@ from al_core.acquisition import (
     fit_with_estimate,
     is_audit_task,
     predicted_counts,
+    without_audit,
 )
 from al_core.config import TrainingConfig
 from al_core.data import Example
@@ -103,7 +104,8 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
     frozen = build_model(data.kind, args.model, data.labels, training, "frozen", cache)
     vectors_of = encoder_vectors(data.kind, args.model, data.labels, training, cache)  # the orders' vectors
     by_id = {e.id: e for e in data.pool}
-    first = cold_start_tasks(data.pool, set(), cold, vectors_of, seed)[: args.start]
+    share = acquisition.audit_share if ordering != "random" else 0.0  # random order serves no audit place
+    first = cold_start_tasks(without_audit(data.pool, seed, share), set(), cold, vectors_of, seed)[: args.start]
     rest = [e.id for e in random.Random(seed).sample(data.pool, len(data.pool)) if e.id not in set(first)]
     labeled = [by_id[i] for i in first + rest[: args.start - len(first)]]
     strategy = get_strategy("random" if ordering == "random" else args.strategy or kind.default_strategy, seed=seed)
@@ -163,16 +165,15 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
         if len(labeled) >= args.stop:
             scratch.cleanup()
             return rows
-        ranking = result.selected_ids
+        ranking = without_audit(result.selected_ids, seed, share)  # audit tasks come at their places only
         window = max(step, QUERY_WINDOW)
         ordered = [e.id for e in serving_order([by_id[i] for i in ranking[:window]], vectors_of, team, seed)]
         ordered += ranking[window:]
         if len(labeled) < cold:
-            covered = cold_start_tasks(data.pool, chosen, cold, vectors_of, seed)
+            covered = cold_start_tasks(without_audit(data.pool, seed, share, keep=chosen), chosen, cold, vectors_of, seed)
             ordered = covered + [i for i in ordered if i not in set(covered)]
         take = min(step, args.stop - len(labeled))
         if ordering != "random":  # the audit tasks take their places, as the backend serves them
-            share = acquisition.audit_share
             labeled_audit = sum(is_audit_task(e.id, seed, share) for e in labeled)
             ordered = audited_query(ordered[:take], [e.id for e in remaining], len(labeled), labeled_audit, seed, share)
         labeled += [by_id[i] for i in ordered[:take]]

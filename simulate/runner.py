@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task
+from al_core.acquisition import audited_query, fit_with_estimate, is_audit_task, without_audit
 from al_core.data import Example
 from al_core.kinds import TaskKind, kind_of
 from al_core.loop import keep_encoder
@@ -198,7 +198,8 @@ def draw_seed_set(config: SimulationConfig, data: SimulationData, seed: int, vec
     if cold > 0:
         vectors_of = vectors_of or order_vectors(config, data, MemoryEmbeddingCache())
         if vectors_of is not None:
-            ordered = cold_start_tasks(data.pool, set(), cold, vectors_of, seed)
+            choosable = without_audit(data.pool, seed, config.acquisition_mode.audit_share)
+            ordered = cold_start_tasks(choosable, set(), cold, vectors_of, seed)
             first = take_amount(ordered, amount, config.seed_set.in_words, n_words)  # at most `cold` tasks
     taken = set(first)
     rest = [data.pool[i].id for i in np.random.default_rng([seed, 0]).permutation(len(data.pool))]
@@ -621,9 +622,9 @@ class Simulation:
             top_up=self._query_size(),  # a refresh round's fresh tasks: at least a query's worth
         )
         start = time.perf_counter()
-        batch, order = self._served_batch(list(result.selected_ids), labeled, pool, seed)
-        order_s = time.perf_counter() - start
         share = config.acquisition_mode.audit_share
+        batch, order = self._served_batch(without_audit(result.selected_ids, seed, share), labeled, pool, seed)
+        order_s = time.perf_counter() - start
         labeled_audit = sum(is_audit_task(e.id, seed, share) for e in labeled)
         query = audited_query(batch, [e.id for e in pool], len(labeled), labeled_audit, seed, share)
         return {
@@ -672,7 +673,9 @@ class Simulation:
         ordered = [e.id for e in served] + ranking[window:]
         order = "ranking"
         if vectors_of is not None and len(labeled) < modes.cold_start_labels:
-            cold = cold_start_tasks(self.data.pool, {e.id for e in labeled}, modes.cold_start_labels, vectors_of, seed)
+            done = {e.id for e in labeled}
+            choosable = without_audit(self.data.pool, seed, modes.audit_share, keep=done)
+            cold = cold_start_tasks(choosable, done, modes.cold_start_labels, vectors_of, seed)
             if cold:
                 first = set(cold)
                 ordered = cold + [i for i in ordered if i not in first]

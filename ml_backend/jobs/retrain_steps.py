@@ -32,6 +32,7 @@ from al_core.acquisition import (
     interleave_audit,
     is_audit_task,
     predicted_counts,
+    without_audit,
 )
 from al_core.data import Example
 from al_core.exceptions import UnsupportedConfigError
@@ -218,8 +219,8 @@ def publish_cold_start(
     with timer.step("cold_start_s"):
         vectors_of = order_vectors(settings, project_id, read.config.kind, labels)
         cold = cold_start_tasks(
-            [*read.labeled, *read.pool], {e.id for e in read.labeled}, acquisition.cold_start_labels, vectors_of,
-            settings.seed,
+            [*read.labeled, *without_audit(read.pool, settings.seed, acquisition.audit_share)], {e.id for e in read.labeled},
+            acquisition.cold_start_labels, vectors_of, settings.seed,
         )
     if not cold:
         raise NotReadyError(waiting, read.reading)
@@ -395,8 +396,8 @@ def train_round(
         if 0 < len(labeled) < acquisition.cold_start_labels:
             with timer.step("cold_start_s"):
                 trained.cold_start = cold_start_tasks(
-                    [*labeled, *pool], {e.id for e in labeled}, acquisition.cold_start_labels, trained.vectors_of,
-                    settings.seed,
+                    [*labeled, *without_audit(pool, settings.seed, share)], {e.id for e in labeled},
+                    acquisition.cold_start_labels, trained.vectors_of, settings.seed,
                 )
 
     # A frozen head scores every task, and its pass (split over the workers in an rq worker) embeds
@@ -494,7 +495,7 @@ def publish(
         if window:  # the cold-start and the audit tasks take their places, the most informative tasks the rest
             by_id = {e.id: e for e in read.pool}
             taken = serving | set(cold)
-            rest = [e for e in read.pool if e.id not in taken]
+            rest = [e for e in without_audit(read.pool, settings.seed, share) if e.id not in taken]
             ranked = query_window(
                 rest, trained.scores, trained.probs, trained.strategy.name, outcomes, max(0, window - len(taken))
             )
@@ -520,6 +521,7 @@ def publish(
             audit=trained.audit_served,
             share=share,
             first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
+            held_back=[e.id for e in read.pool if is_audit_task(e.id, settings.seed, share)],
             team_order=team_order(read.pool, trained.vectors_of, acquisition.team_size, settings.seed),
             head=window or settings.publish_first,
         )
@@ -637,6 +639,7 @@ def served_order(
     audit: Sequence[str] = (),
     share: float = 0.0,
     first_audit: int | None = None,
+    held_back: Sequence[str] = (),
     team_order: Callable[[list[str]], list[str]] | None = None,
     head: int | None = None,
 ) -> list[dict]:
@@ -650,7 +653,9 @@ def served_order(
        then the tasks of `stale` (scores from the cache, not this version's), by their score, so
        that no stale score undercuts a fresh one;
     4. audit places: the unlabeled audit tasks `audit` (in their serving order) at one place every
-       round(1/share) from `first_audit` (al_core.acquisition.interleave_audit);
+       round(1/share) from `first_audit` (al_core.acquisition.interleave_audit); the other tasks of
+       `held_back` (the audit sample's, whose turn has not come) after every other task, so that the
+       strategy's ranking never serves an audit task (al_core.acquisition.without_audit);
     5. published scores, strictly increasing along that order (Label Studio sorts by them): the
        published scores of the tasks of steps 1 to 3, sorted, are handed out along their order, a
        tie raised by SCORE_STEP; each audit task's score is set between its neighbours'. A task's
@@ -661,12 +666,13 @@ def served_order(
     cold = [i for i in dict.fromkeys(str(c) for c in cold_start) if i in by_task]
     queued = [i for i in audit if i in by_task and i not in set(cold)] if share > 0 else []
     placed = set(cold) | set(queued)
-    old = {str(s) for s in stale} - placed
+    waiting = {str(i) for i in held_back} - placed
+    old = {str(s) for s in stale} - placed - waiting
     by_score = [str(p["task"]) for p in sorted(predictions, key=lambda p: p["score"]) if str(p["task"]) not in placed]
-    ranking = [i for i in by_score if i not in old]
+    ranking = [i for i in by_score if i not in old and i not in waiting]
     cut = len(ranking) if head is None else head
     ordered = ranking[:cut] if team_order is None else list(team_order(ranking[:cut]))
-    regular = cold + ordered + ranking[cut:] + [i for i in by_score if i in old]
+    regular = cold + ordered + ranking[cut:] + [i for i in by_score if i in old] + [i for i in by_score if i in waiting]
     for task, score in zip(regular, _strictly_increasing(sorted(by_task[i]["score"] for i in regular)), strict=True):
         by_task[task]["score"] = score
     out = [by_task[i] for i in interleave_audit(regular, queued, share, first_audit)]

@@ -11,6 +11,8 @@ import pytest
 from al_core.acquisition import (
     AcquisitionConfig,
     audit_estimate,
+    audit_ids,
+    audit_slots,
     audit_step,
     audited_query,
     bootstrap_interval,
@@ -18,6 +20,7 @@ from al_core.acquisition import (
     interleave_audit,
     is_audit_task,
     wilson_interval,
+    without_audit,
 )
 from al_core.data import Example
 from al_core.kinds import kind_of
@@ -58,8 +61,25 @@ def test_interleaving_puts_an_audit_task_every_step_and_keeps_the_rest_in_order(
     assert interleave_audit(regular, audit, 0.1, first=2).index("a0") == 2
     # the simulator's query: the same rule over a batch, its size kept
     pool = [str(i) for i in range(2000)]
-    query = audited_query(pool[:50], pool, n_labeled=20, labeled_audit=0, seed=3, share=0.1)
+    query = audited_query(without_audit(pool, 3, 0.1)[:50], pool, n_labeled=20, labeled_audit=0, seed=3, share=0.1)
     assert len(query) == 50 and sum(is_audit_task(i, 3, 0.1) for i in query) >= 5
+
+
+def test_a_ranking_never_serves_an_audit_task_before_its_audit_place():
+    # the ranking puts the audit sample's hardest tasks first: the query serves the audit tasks of
+    # their own order (by rank) at their places and none of those the ranking chose, so that the
+    # labeled audit tasks stay a uniform sample and not the uncertain ones
+    pool = [str(i) for i in range(2000)]
+    audit = audit_ids(pool, 3, 0.1)
+    late = audit[-20:]  # far from their turn
+    others = [i for i in pool if i not in set(audit)]
+    query = audited_query(late + others[:30], pool, n_labeled=20, labeled_audit=0, seed=3, share=0.1)
+    assert not set(late) & set(query)
+    assert [i for i in query if is_audit_task(i, 3, 0.1)] == audit[: audit_slots(50, 0.1)]
+    assert [i for i in query if not is_audit_task(i, 3, 0.1)] == others[:30]
+    assert without_audit(late + others[:3], 3, 0.1) == others[:3]
+    assert without_audit(late[:2] + others[:1], 3, 0.1, keep={late[0]}) == [late[0], others[0]]
+    assert without_audit(late, 3, 0.0) == late  # no audit: every task may be chosen
 
 
 def test_the_window_order_places_audit_tasks_by_their_published_score():

@@ -65,6 +65,18 @@ def test_scores_strictly_increase_along_the_served_order_and_audit_tasks_keep_th
     assert regular_scores[0] == 0.0 and max(regular_scores) < 0.45 + 1e-4
 
 
+def test_audit_tasks_whose_turn_has_not_come_are_served_after_every_other_task():
+    # tasks 0 and 1 are the most uncertain, but audit tasks: the ranking may not serve them; task 2
+    # is the audit task due now, served at its place
+    predictions = [{"task": i, "result": [], "score": round(0.01 * i, 6)} for i in range(30)]
+    out = served_order(predictions, audit=["2"], share=0.1, first_audit=4, held_back=["0", "1", "2"])
+    order = [str(p["task"]) for p in out]
+    assert order[4] == "2" and order[-2:] == ["0", "1"]
+    assert order[:4] + order[5:-2] == [str(i) for i in range(3, 30)]
+    scores = [p["score"] for p in out]
+    assert all(a < b for a, b in zip(scores, scores[1:], strict=False)), scores
+
+
 def test_team_size_one_and_no_cold_start_give_the_ranking_with_its_own_scores():
     predictions = [{"task": i, "result": [], "score": round(0.01 * ((i * 7) % 40), 6)} for i in range(40)]
     assert team_order([], lambda examples: [], team=1, seed=0) is None

@@ -234,12 +234,16 @@ def test_tagging_with_word_budget_and_bilstm(tmp_path, tiny_model_dir):
     records = _read(Simulation(config, progress=False).run())
     assert [r["iteration"] for r in records] == [0, 1]
     assert records[0]["labeled_words"] >= budget  # the seed set reaches the word budget
-    # it opens with the cold-start order (over the sentences sorted by id), each while it fits
+    # it opens with the cold-start order (over the sentences sorted by id, but the audit sample's,
+    # which are served at their audit places only), each while it fits
+    from al_core.acquisition import AcquisitionConfig, without_audit
     from al_core.config import TrainingConfig
     from al_core.models import encoder_vectors
     from al_core.ordering import cold_start_order
 
-    by_id = sorted(train, key=lambda e: (len(e.id), e.id))  # numeric order of digit ids
+    choosable = without_audit(train, 3, AcquisitionConfig().audit_share)
+    assert len(choosable) < len(train)  # the audit sample holds some of them
+    by_id = sorted(choosable, key=lambda e: (len(e.id), e.id))  # numeric order of digit ids
     vectors_of = encoder_vectors("tagging", str(tiny_model_dir), ["PER", "LOC"], TrainingConfig().replace(**config.training))
     cold, used = [], 0
     for i in cold_start_order(np.stack(vectors_of(by_id)), 20, seed=3):
