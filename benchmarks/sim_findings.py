@@ -146,8 +146,10 @@ def _compared(scores, first, reference):
     a, b = scores.get(first), scores.get(reference)
     if not a or not b:
         return None
-    seeds = sorted(set(a) & set(b))
-    return a, b, seeds, {s: min(max(a[s]), max(b[s])) for s in seeds}
+    seeds = sorted(s for s in set(a) & set(b) if set(a[s]) & set(b[s]))
+    if not seeds:
+        return None
+    return a, b, seeds, {s: max(set(a[s]) & set(b[s])) for s in seeds}
 
 
 def holds_from(kind: str, a, b, seeds: list[int], labels: dict, config: str) -> str:
