@@ -88,9 +88,9 @@ def main(argv=None) -> None:
         "coverage: share of the audit's 95% bootstrap intervals holding the truth; audit cost: share of the "
         "last labeled set that were audit tasks (random seed set included).",
         "",
-        "| set | MAE, CV estimate (actively chosen tasks) | MAE, audit estimate | audit interval coverage "
-        "| audit cost | versions (CV / audit) | s |",
-        "|---|---|---|---|---|---|---|",
+        "| set | MAE, CV estimate (actively chosen tasks) | MAE, audit estimate | audit estimate's bias "
+        "| audit interval coverage | audit cost | versions (CV / audit) | s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value: float, digits: int = 3) -> str:
@@ -98,7 +98,7 @@ def main(argv=None) -> None:
 
     for name, e, seconds in rows:
         lines.append(
-            f"| {name} | {fmt(e['cv_mae'])} | {fmt(e['audit_mae'])} | {fmt(e['coverage'], 2)} "
+            f"| {name} | {fmt(e['cv_mae'])} | {fmt(e['audit_mae'])} | {e['audit_bias']:+.3f} | {fmt(e['coverage'], 2)} "
             f"| {fmt(e['audit_cost'])} | {e['n_cv']} / {e['n_audit']} | {seconds:.0f} |"
         )
     report = "\n".join(lines) + "\n"

@@ -256,17 +256,19 @@ def estimate_errors(records: list[dict], min_labels: int = 0) -> dict[str, dict]
     """Per configuration, how far each version's estimates fall from its true test score
     (acquisition_score) over the versions with at least `min_labels` labels: mean absolute error of
     the cross-validated / held-out estimate (on actively chosen tasks) and of the audit estimate,
-    the share of audit intervals that hold the truth, and the share of the last labeled set that
-    were audit tasks (the labels the audit cost). Records written before the audit lack it: nan."""
+    the audit estimate's mean signed error (its bias), the share of audit intervals that hold the
+    truth, and the share of the last labeled set that were audit tasks (the labels the audit cost). Records written before the audit lack it: nan."""
     out = {}
     for config, per_seed in _acquisition_rows(records).items():
         rows = [r for seed_rows in per_seed.values() for r in seed_rows.values() if r["labeled_size"] >= min_labels]
         cv = [abs(r["quality_estimate"] - r["acquisition_score"]) for r in rows if r.get("quality_estimate") is not None]
         audited = [r for r in rows if r.get("audit_estimate") is not None]
         last = [seed_rows[max(seed_rows)] for seed_rows in per_seed.values()]
+        audit_errors = [r["audit_estimate"] - r["acquisition_score"] for r in audited]
         out[config] = {
             "cv_mae": _mean_std(cv)[0],
-            "audit_mae": _mean_std([abs(r["audit_estimate"] - r["acquisition_score"]) for r in audited])[0],
+            "audit_mae": _mean_std([abs(e) for e in audit_errors])[0],
+            "audit_bias": _mean_std(audit_errors)[0],  # the mean signed error: below 0, the audit reads low
             "coverage": _mean_std([r["audit_low"] <= r["acquisition_score"] <= r["audit_high"] for r in audited])[0],
             "n_cv": len(cv),
             "n_audit": len(audited),
