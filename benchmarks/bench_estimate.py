@@ -93,12 +93,12 @@ def main(argv=None) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
 
-    def fmt(value: float, digits: int = 3) -> str:
-        return "-" if value != value else f"{value:.{digits}f}"
+    def fmt(value: float, digits: int = 3, sign: str = "") -> str:
+        return "-" if value != value else f"{value:{sign}.{digits}f}"
 
     for name, e, seconds in rows:
         lines.append(
-            f"| {name} | {fmt(e['cv_mae'])} | {fmt(e['audit_mae'])} | {e['audit_bias']:+.3f} | {fmt(e['coverage'], 2)} "
+            f"| {name} | {fmt(e['cv_mae'])} | {fmt(e['audit_mae'])} | {fmt(e['audit_bias'], sign='+')} | {fmt(e['coverage'], 2)} "
             f"| {fmt(e['audit_cost'])} | {e['n_cv']} / {e['n_audit']} | {seconds:.0f} |"
         )
     report = "\n".join(lines) + "\n"

@@ -257,7 +257,8 @@ def estimate_errors(records: list[dict], min_labels: int = 0) -> dict[str, dict]
     (acquisition_score) over the versions with at least `min_labels` labels: mean absolute error of
     the cross-validated / held-out estimate (on actively chosen tasks) and of the audit estimate,
     the audit estimate's mean signed error (its bias), the share of audit intervals that hold the
-    truth, and the share of the last labeled set that were audit tasks (the labels the audit cost). Records written before the audit lack it: nan."""
+    truth, and the share of the last labeled set that were audit tasks (the labels the audit cost).
+    Records written before the audit lack it: nan."""
     out = {}
     for config, per_seed in _acquisition_rows(records).items():
         rows = [r for seed_rows in per_seed.values() for r in seed_rows.values() if r["labeled_size"] >= min_labels]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,6 +486,8 @@ def publish(
     acquisition = settings.acquisition_config()
     share = acquisition.audit_share
     with timer.step("predictions_s"):
+        # the audit sample's unlabeled tasks: served at their audit places only, never by the ranking
+        audit_sample = set(audit_ids([e.id for e in read.pool], settings.seed, share))
         previous = {} if trained.config_changed or window else read.mirror.published_results()
         # with a window, regions are made for the window alone (a frozen head scores the whole pool)
         outcomes = read.config.task_kind.outcomes(len(trained.labels))
@@ -495,7 +497,7 @@ def publish(
         if window:  # the cold-start and the audit tasks take their places, the most informative tasks the rest
             by_id = {e.id: e for e in read.pool}
             taken = serving | set(cold)
-            rest = [e for e in without_audit(read.pool, settings.seed, share) if e.id not in taken]
+            rest = [e for e in read.pool if e.id not in taken and e.id not in audit_sample]
             ranked = query_window(
                 rest, trained.scores, trained.probs, trained.strategy.name, outcomes, max(0, window - len(taken))
             )
@@ -521,7 +523,7 @@ def publish(
             audit=trained.audit_served,
             share=share,
             first_audit=first_audit_place(len(read.labeled), labeled_audit, share),
-            held_back=[e.id for e in read.pool if is_audit_task(e.id, settings.seed, share)],
+            held_back=audit_sample,
             team_order=team_order(read.pool, trained.vectors_of, acquisition.team_size, settings.seed),
             head=window or settings.publish_first,
         )
@@ -639,7 +641,7 @@ def served_order(
     audit: Sequence[str] = (),
     share: float = 0.0,
     first_audit: int | None = None,
-    held_back: Sequence[str] = (),
+    held_back: Collection[str] = (),
     team_order: Callable[[list[str]], list[str]] | None = None,
     head: int | None = None,
 ) -> list[dict]:
