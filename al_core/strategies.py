@@ -22,12 +22,14 @@ published score is a bounded, strictly decreasing function of u, always in [0, 1
 | margin   | 1 - (P(best) - P(second))              | [0, 1]       | 1 - u  (= the margin)     |
 | entropy  | -sum_y P(y|x) log P(y|x)               | [0, log K]   | 1 - u / log K             |
 | mnlp     | -(1/n) sum_i max_y log P(y_i|x)        | [0, inf)     | exp(-u) (geometric mean of the best tag probabilities) |
+| mnlp-task | -sum_i max_y log P(y_i|x) / (n + C)   | [0, inf)     | exp(-u)                   |
 | md       | min_c Mahalanobis distance to class c  | [0, inf)     | 1 / (1 + u)               |
 | random   | uniform draw                           | [0, 1)       | 1 - u                     |
 
-K is the number of outcomes of one decision (`TaskKind.outcomes`): the classes (tags for mnlp; 2
+K is the number of outcomes of one decision (`TaskKind.outcomes`): the classes (tags for mnlp and mnlp-task; 2
 for the per-class yes/no decisions of multi-label classification, whose u is the mean over the
-classes). Results are clipped to [0, 1] against rounding. A new strategy is one subclass of
+classes; C for mnlp-task, a task's fixed annotation cost in words). Results are clipped to [0, 1]
+against rounding. A new strategy is one subclass of
 `QueryStrategy` (its scores and its published score) plus its line in `STRATEGIES`.
 """
 
@@ -47,6 +49,11 @@ if TYPE_CHECKING:  # the models' module loads torch; the settings' strategy chec
     from al_core.models.base import AcquisitionModel
 
 _EPS = 1e-12
+
+# mnlp-task's fixed cost of a task, in words: 20 saved the most sentences on CoNLL-2003 and WNUT-17
+# without costing words against random order (0, 5, 10, 20 and unbounded measured, BENCHMARKS.md
+# "Labels saved against random order: NER")
+TASK_COST_WORDS = 20.0
 
 
 # -- scores from probabilities (pure functions) ------------------------------------------
@@ -105,17 +112,31 @@ def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), _EPS)
 
 
+def _word_surprises(word_probs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per sentence, -log max_y P(y_i = y | x) of each word (with a per-word softmax the best tag
+    sequence is the per-word argmax)."""
+    return [-np.log(np.asarray(probs).max(axis=1) + _EPS) if len(probs) else np.zeros(0) for probs in word_probs]
+
+
 def mnlp(word_probs: Sequence[np.ndarray]) -> np.ndarray:
     """Maximum normalised log-probability, negated: -(1/n) sum_i max_y log P(y_i = y | x).
 
-    With a per-word softmax the best tag sequence is the per-word argmax. A sentence with
-    no words scores 0 (nothing to ask about).
+    A sentence with no words scores 0 (nothing to ask about).
     """
-    scores = np.zeros(len(word_probs))
-    for i, probs in enumerate(word_probs):
-        if len(probs):
-            scores[i] = -np.log(np.asarray(probs).max(axis=1) + _EPS).mean()
-    return scores
+    return np.array([s.mean() if len(s) else 0.0 for s in _word_surprises(word_probs)])
+
+
+def task_nlp(word_probs: Sequence[np.ndarray], task_cost_words: float = TASK_COST_WORDS) -> np.ndarray:
+    """The best tag sequence's negative log-probability per word of annotation cost:
+    -sum_i max_y log P(y_i = y | x) / (n + task_cost_words).
+
+    mnlp (task_cost_words 0) divides by the words alone, as if a sentence cost only its words: it
+    asks for fragments ("*", "EL MUNDO"; on CoNLL-2003 its first 180 averaged 5 words against
+    random's 15), which cost a task each in Label Studio. The sum alone (an infinite task cost)
+    asks for the longest uncertain sentences, twice random's words per task. The fixed cost
+    charges each task for being opened, read and submitted, as a number of words.
+    """
+    return np.array([s.sum() / (len(s) + task_cost_words) if len(s) else 0.0 for s in _word_surprises(word_probs)])
 
 
 # -- the contract ------------------------------------------------------------------------
@@ -306,6 +327,12 @@ class MNLP(_ProbabilityStrategy):
         return np.exp(-np.maximum(u, 0.0))
 
 
+class TaskNLP(MNLP):
+    """mnlp charged per task as well as per word (`task_nlp`); the default for NER."""
+
+    name, function = "mnlp-task", staticmethod(task_nlp)
+
+
 class MahalanobisDistance(QueryStrategy):
     """Distance of a task's vector (a classifier's mean-pooled last layer, what its head reads) to the
     nearest class centroid of the labeled set.
@@ -361,7 +388,7 @@ class MahalanobisDistance(QueryStrategy):
 STRATEGIES: dict[str, type[QueryStrategy]] = {
     cls.name: cls
     for cls in (
-        RandomStrategy, LeastConfidence, DensityWeightedLeastConfidence, RareClassDLC, Margin, Entropy, MNLP,
+        RandomStrategy, LeastConfidence, DensityWeightedLeastConfidence, RareClassDLC, Margin, Entropy, MNLP, TaskNLP,
         MahalanobisDistance,
     )
 }

@@ -40,7 +40,7 @@ from al_core.acquisition import (
 )
 from al_core.config import TrainingConfig
 from al_core.data import Example
-from al_core.kinds import kind_of
+from al_core.kinds import KINDS, kind_of
 from al_core.loop import adopt_encoder, finetune_encoder, keep_encoder, round_model, run_round
 from al_core.models import MemoryEmbeddingCache, build_model, encoder_vectors
 from al_core.ordering import QUERY_WINDOW, cold_start_tasks, serving_order
@@ -156,6 +156,7 @@ def replay(data: Campaign, ordering: str, step: int, seed: int, args, cache) -> 
             "accuracy": report["figures"].get("accuracy", report["value"]),
             "rare_recall": report["per_label"][data.rarest]["recall"], "rarest": data.rarest,
             "rare_labels": sum(kind.label_mentions(e).count(data.rarest) for e in labeled),
+            "strategy": strategy.name, "words": sum(len(e.words or ()) for e in labeled),
         })
         if check:  # per label: [its labels, held-out recall, warned, estimated recall, predicted share of the pool]
             rows[-1]["warnings"] = {
@@ -260,20 +261,32 @@ def labels_to_reach(curve: dict[int, float], target: float) -> float | None:
     return None
 
 
+def ordering_name(row: dict) -> str:
+    """The ordering with the strategy that ranked it ('default (tnlp)'; random alone)."""
+    if row["ordering"] == "random" or "strategy" not in row:
+        return row["ordering"]
+    return f"{row['ordering']} ({row['strategy']})"
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name, step in sorted({(r["set"], r["step"]) for r in rows}):
         group = [r for r in rows if r["set"] == name and r["step"] == step]
-        curves = {}
-        for ordering in sorted({r["ordering"] for r in group}):
+        curves, word_curves = {}, {}
+        for ordering in sorted({ordering_name(r) for r in group}):
             by_n: dict[int, list[float]] = {}
+            words_by_n: dict[int, list[int]] = {}
             for r in group:
-                if r["ordering"] == ordering:
+                if ordering_name(r) == ordering:
                     by_n.setdefault(r["labels"], []).append(r["headline"])
+                    words_by_n.setdefault(r["labels"], []).append(r.get("words", 0))
             curves[ordering] = {n: statistics.mean(v) for n, v in by_n.items()}
+            word_curves[ordering] = {n: statistics.mean(v) for n, v in words_by_n.items()}
         random_curve = curves.get("random", {})
         for ordering, curve in curves.items():
-            mine = [r for r in group if r["ordering"] == ordering]
+            mine = [r for r in group if ordering_name(r) == ordering]
+            # the same curve against the words labeled (NER: what an annotator reads)
+            by_words = {word_curves[ordering][n]: f1 for n, f1 in curve.items()}
             seeds = sorted({r["seed"] for r in mine})
             areas = [statistics.mean(r["headline"] for r in mine if r["seed"] == s) for s in seeds]
             line = {"set": name, "step": step, "ordering": ordering, "seeds": len(seeds), "rarest": mine[0]["rarest"],
@@ -284,6 +297,11 @@ def summarise(rows: list[dict]) -> list[dict]:
                     continue
                 need = labels_to_reach(curve, random_curve[at])
                 line[f"saved_{at}"] = None if need is None else 1 - need / at
+                random_words = word_curves["random"].get(at, 0)
+                if random_words:
+                    need_words = labels_to_reach(by_words, random_curve[at])
+                    line[f"saved_words_{at}"] = None if need_words is None else 1 - need_words / random_words
+                    line[f"words_{at}"] = word_curves[ordering][at]
                 at_rows = [r for r in mine if r["labels"] == at]
                 line[f"f1_{at}"] = statistics.mean(r["headline"] for r in at_rows)
                 line[f"f1_{at}_sd"] = statistics.stdev([r["headline"] for r in at_rows]) if len(at_rows) > 1 else 0.0
@@ -296,14 +314,23 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def table(summary: list[dict]) -> str:
-    def pct(v):
-        return "never" if v is None else "-" if v == "-" else f"{100 * v:+.0f}%"
+def pct(v) -> str:
+    return "never" if v is None else "-" if v == "-" else f"{100 * v:+.0f}%"
 
+
+def words_cell(line: dict) -> str:
+    """Tagging: the saving counted in words labeled instead of sentences (what an annotator reads)."""
+    if "words_200" not in line:
+        return "-"
+    return f"{pct(line.get('saved_words_100', '-'))} / {pct(line['saved_words_200'])} ({line['words_200']:.0f})"
+
+
+def table(summary: list[dict]) -> str:
     lines = [
         "| set (rarest label) | labels per retrain | ordering | seeds | saved at 100 | saved at 200 | headline at 100 | "
-        "headline at 200 | accuracy at 100 / 200 | area (sd) | worst gap to random | rarest recall 100 | rarest recall 200 (its labels) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "headline at 200 | accuracy at 100 / 200 | area (sd) | worst gap to random | rarest recall 100 | rarest recall 200 (its labels) | "
+        "NER: saved in words at 100 / 200 (words at 200) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         lines.append(
@@ -312,7 +339,7 @@ def table(summary: list[dict]) -> str:
             f"{s.get('f1_200', 0):.3f} ± {s.get('f1_200_sd', 0):.3f} | {s.get('accuracy_100', 0):.3f} / "
             f"{s.get('accuracy_200', 0):.3f} | {s['area']:.3f} ({s['area_sd']:.3f}) | "
             f"{s['worst_gap']:+.3f} | {s.get('rare_100', 0):.2f} | {s.get('rare_200', 0):.2f} "
-            f"({s.get('rare_labels_200', 0):.1f}) |"
+            f"({s.get('rare_labels_200', 0):.1f}) | {words_cell(s)} |"
         )
     return "\n".join(lines)
 
@@ -363,12 +390,21 @@ def main(argv=None) -> None:
         write_section(section, body)
 
 
-def section_name(args) -> str:
+def kind_defaults() -> str:
+    return f"the kind default ({KINDS['classification'].default_strategy}; {KINDS['tagging'].default_strategy} for NER)"
+
+
+def only_ner(rows: list[dict]) -> bool:
+    return bool(rows) and all(r["metric"] == "span_f1" for r in rows)
+
+
+def section_name(args, rows: list[dict]) -> str:
     """Each kind of run has its own BENCHMARKS.md section: the frozen head's saving, the saving in
-    another acquisition mode, and the warning run."""
+    another acquisition mode, NER's saving run alone, and the warning run."""
     if args.warnings:
         return "unlearned-warning"
-    return "labels-saved" if args.mode == "frozen" else f"labels-saved-{args.mode}"
+    name = "labels-saved" if args.mode == "frozen" else f"labels-saved-{args.mode}"
+    return name + ("-ner" if only_ner(rows) else "")
 
 
 def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
@@ -377,7 +413,7 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
     measured = "".join(f"Rows measured by: {line}\n" for line in sources) if sources else ""
     setting = (
         f"{Path(args.model).name}, acquisition mode {args.mode} ({MODE_NOTES[args.mode].format(every=defaults.finetune_every)}), strategy "
-        f"{args.strategy or 'the kind default (dlc-rare; mnlp for NER)'}, team_size {defaults.team_size}, "
+        f"{args.strategy or kind_defaults()}, team_size {defaults.team_size}, "
         f"cold_start_labels {defaults.cold_start_labels}; pool {args.pool}, {args.test} held-out tasks (fewer where "
         f"the test split is smaller), {args.start} -> {args.stop} labels."
     )
@@ -388,15 +424,16 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
             "rule (ml_backend.campaign.project_warnings), each label's held-out recall beside whether the warning "
             "named it:\n\n" + warning_table(rows) + "\n"
         )
-        return section_name(args), body
+        return section_name(args, rows), body
     title = "## Labels saved against random order" + ("" if args.mode == "frozen" else f" ({args.mode} mode)")
+    title += ": NER" if only_ner(rows) else ""
     body = (
         title + "\n\n" + machine_line() + measured + "\n" + setting + " 'saved at N': the labels the ordering needs "
         "(mean curve over seeds, linear between the counts measured) to reach random order's mean headline at N, as "
         "a share of N saved; 'worst gap': the lowest difference to random's mean curve at any count.\n\n"
         + table(summarise(rows)) + "\n"
     )
-    return section_name(args), body
+    return section_name(args, rows), body
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class Tagging(TaskKind):
     metric = "span_f1"
     metrics = ("span_f1",)
     drop_metric = "span_f1"
-    default_strategy = "mnlp"
+    default_strategy = "mnlp-task"
     label_noun = "entity type"
     mention_unit = "spans"
     unit = "sentence (task); per-class counts are entity spans"

@@ -45,7 +45,34 @@ def test_each_kind_of_run_writes_its_own_section():
     section, body = report(rows, [], Namespace(**{**vars(args), "mode": "auto"}))
     assert section == "labels-saved-auto" and "(auto mode)" in body and "| toy (r; macro_f1) | 10 | default |" in body
     assert "| 0.700 / 0.750 |" in body  # the default order's accuracy at 100 / 200 beside its macro F1
+    ner = [{**r, "metric": "span_f1"} for r in rows]
+    section, body = report(ner, [], args)
+    assert section == "labels-saved-ner" and body.startswith("## Labels saved against random order: NER")
     rows[-1]["warnings"] = {"r": [12, 0.05, True], "s": [30, 0.9, False]}
     section, body = report(rows, [], Namespace(**{**vars(args), "warnings": True}))
     # one label-round with recall < 0.1 and >= 10 labels, warned; none warned wrongly
     assert section == "unlearned-warning" and "| toy | default | 2 | 1 | 1 | 0 | 1 |" in body
+
+
+def test_tagging_saving_is_also_counted_in_words_and_each_strategy_is_its_own_row():
+    def tagged(ordering, values, words_per_label, strategy=None):
+        rows = _rows(ordering, values)
+        for row in rows:
+            row["words"] = row["labels"] * words_per_label
+            if strategy:
+                row["strategy"] = strategy
+        return rows
+
+    random = {100: 0.60, 200: 0.70}
+    long_sentences = {100: 0.70, 200: 0.75}  # reaches random's 200-sentence figure at 100 sentences...
+    summary = {
+        s["ordering"]: s
+        for s in summarise(tagged("random", random, 15) + tagged("default", long_sentences, 40, "mnlp-task")
+                           + tagged("default", random, 15, "mnlp"))
+    }
+    assert set(summary) == {"random", "default (mnlp-task)", "default (mnlp)"}
+    tagging = summary["default (mnlp-task)"]
+    assert tagging["saved_200"] == pytest.approx(0.5)
+    # ...but with 4,000 words where random read 3,000 for it: a third more words, not a saving
+    assert tagging["words_200"] == 8000 and tagging["saved_words_200"] == pytest.approx(1 - 4000 / 3000)
+    assert summary["default (mnlp)"]["saved_words_200"] == pytest.approx(0.0)

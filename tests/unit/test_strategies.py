@@ -25,6 +25,7 @@ from al_core.strategies import (
     margin,
     mnlp,
     select_batch,
+    task_nlp,
 )
 from tests.unit.engine_fixtures import FAST, TAGS, ner_examples, sentiment_examples
 
@@ -132,6 +133,7 @@ def test_scores_do_not_depend_on_row_order(raw, rnd):
         np.testing.assert_allclose(function(probs)[perm], function(probs[perm]))
     words = [probs[: i + 1] for i in range(len(probs))]
     np.testing.assert_allclose(mnlp(words)[perm], mnlp([words[i] for i in perm]))
+    np.testing.assert_allclose(task_nlp(words)[perm], task_nlp([words[i] for i in perm]))
 
 
 def test_mnlp_values():
@@ -139,6 +141,18 @@ def test_mnlp_values():
     unsure = np.array([[0.5, 0.5], [0.5, 0.5]])
     scores = mnlp([certain, unsure, np.zeros((0, 2))])
     np.testing.assert_allclose(scores, [0.0, np.log(2), 0.0], atol=1e-6)
+
+
+def test_mnlp_task_charges_each_sentence_a_fixed_cost_so_a_fragment_no_longer_goes_first():
+    unsure, sure = np.array([[0.6, 0.4]]), np.array([[0.99, 0.01]])
+    fragment, sentence = unsure, np.vstack([unsure, unsure, sure, unsure])
+    assert mnlp([fragment, sentence])[0] > mnlp([fragment, sentence])[1]  # the mean asks for the fragment
+    u = task_nlp([fragment, sentence, np.zeros((0, 2))], task_cost_words=10)
+    np.testing.assert_allclose(u, [-np.log(0.6) / 11, (-3 * np.log(0.6) - np.log(0.99)) / 14, 0.0])
+    assert u[1] > u[0]
+    # no fixed cost is mnlp itself
+    np.testing.assert_allclose(task_nlp([fragment, sentence], task_cost_words=0), mnlp([fragment, sentence]))
+    assert _published("mnlp-task", u, 2)[1] == pytest.approx(np.exp(-u[1]), rel=1e-9)
 
 
 def test_mahalanobis_prefers_points_far_from_every_class():
@@ -292,7 +306,7 @@ def test_each_kind_s_default_strategy_applies_to_it():
     assert {name: kind.default_strategy for name, kind in KINDS.items()} == {
         "classification": "dlc-rare",
         "multilabel": "lc",
-        "tagging": "mnlp",
+        "tagging": "mnlp-task",
     }
     for name, kind in KINDS.items():
         assert name in STRATEGIES[kind.default_strategy].kinds
