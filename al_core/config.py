@@ -138,8 +138,8 @@ class StrategyConfig:
     # the validator is part of the type, so it travels with the field wherever it is embedded
     strategy: Annotated[str, AfterValidator(known_strategy)] = Field(
         "auto",
-        description="Query strategy: auto (dlc-rare for classification, lc for multi-label, mnlp for NER), lc, dlc, dlc-rare, "
-        "margin, entropy, md, random (classification), mnlp, tnlp, random (NER).",
+        description="Query strategy: auto (dlc-rare for classification, lc for multi-label, mnlp-task for NER), lc, dlc, dlc-rare, "
+        "margin, entropy, md, random (classification), mnlp, mnlp-task, random (NER).",
     )
     stability_sample: int = Field(
         200,

@@ -112,18 +112,13 @@ def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), _EPS)
 
 
-def _word_surprises(word_probs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Per sentence, -log max_y P(y_i = y | x) of each word (with a per-word softmax the best tag
-    sequence is the per-word argmax)."""
-    return [-np.log(np.asarray(probs).max(axis=1) + _EPS) if len(probs) else np.zeros(0) for probs in word_probs]
-
-
 def mnlp(word_probs: Sequence[np.ndarray]) -> np.ndarray:
-    """Maximum normalised log-probability, negated: -(1/n) sum_i max_y log P(y_i = y | x).
+    """Maximum normalised log-probability, negated: -(1/n) sum_i max_y log P(y_i = y | x) (with a
+    per-word softmax the best tag sequence is the per-word argmax): `task_nlp` with no task cost.
 
     A sentence with no words scores 0 (nothing to ask about).
     """
-    return np.array([s.mean() if len(s) else 0.0 for s in _word_surprises(word_probs)])
+    return task_nlp(word_probs, task_cost_words=0.0)
 
 
 def task_nlp(word_probs: Sequence[np.ndarray], task_cost_words: float = TASK_COST_WORDS) -> np.ndarray:
@@ -136,7 +131,12 @@ def task_nlp(word_probs: Sequence[np.ndarray], task_cost_words: float = TASK_COS
     asks for the longest uncertain sentences, twice random's words per task. The fixed cost
     charges each task for being opened, read and submitted, as a number of words.
     """
-    return np.array([s.sum() / (len(s) + task_cost_words) if len(s) else 0.0 for s in _word_surprises(word_probs)])
+    scores = np.zeros(len(word_probs))
+    for i, probs in enumerate(word_probs):
+        if len(probs):
+            surprise = -np.log(np.asarray(probs).max(axis=1) + _EPS)
+            scores[i] = surprise.sum() / (len(surprise) + task_cost_words)
+    return scores
 
 
 # -- the contract ------------------------------------------------------------------------

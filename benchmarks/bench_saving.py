@@ -262,7 +262,7 @@ def labels_to_reach(curve: dict[int, float], target: float) -> float | None:
 
 
 def ordering_name(row: dict) -> str:
-    """The ordering with the strategy that ranked it ('default (tnlp)'; random alone)."""
+    """The ordering with the strategy that ranked it ('default (mnlp-task)'; random alone)."""
     if row["ordering"] == "random" or "strategy" not in row:
         return row["ordering"]
     return f"{row['ordering']} ({row['strategy']})"
@@ -272,19 +272,21 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name, step in sorted({(r["set"], r["step"]) for r in rows}):
         group = [r for r in rows if r["set"] == name and r["step"] == step]
+        by_ordering: dict[str, list[dict]] = {}
+        for r in sorted(group, key=ordering_name):
+            by_ordering.setdefault(ordering_name(r), []).append(r)
         curves, word_curves = {}, {}
-        for ordering in sorted({ordering_name(r) for r in group}):
+        for ordering, mine in by_ordering.items():
             by_n: dict[int, list[float]] = {}
             words_by_n: dict[int, list[int]] = {}
-            for r in group:
-                if ordering_name(r) == ordering:
-                    by_n.setdefault(r["labels"], []).append(r["headline"])
-                    words_by_n.setdefault(r["labels"], []).append(r.get("words", 0))
+            for r in mine:
+                by_n.setdefault(r["labels"], []).append(r["headline"])
+                words_by_n.setdefault(r["labels"], []).append(r.get("words", 0))
             curves[ordering] = {n: statistics.mean(v) for n, v in by_n.items()}
             word_curves[ordering] = {n: statistics.mean(v) for n, v in words_by_n.items()}
         random_curve = curves.get("random", {})
         for ordering, curve in curves.items():
-            mine = [r for r in group if ordering_name(r) == ordering]
+            mine = by_ordering[ordering]
             # the same curve against the words labeled (NER: what an annotator reads)
             by_words = {word_curves[ordering][n]: f1 for n, f1 in curve.items()}
             seeds = sorted({r["seed"] for r in mine})
