@@ -258,19 +258,20 @@ def estimate_errors(records: list[dict], min_labels: int = 0) -> dict[str, dict]
     the cross-validated / held-out estimate (on actively chosen tasks) and of the audit estimate,
     the audit estimate's mean signed error (its bias), the share of audit intervals that hold the
     truth, and the share of the last labeled set that were audit tasks (the labels the audit cost).
-    Records written before the audit lack it: nan."""
+    The audit's figures again (`*_pool`) against the version's score on the rest of the pool
+    (pool_score, where the round scored all of it): what a uniform sample of the pool estimates,
+    which the test split measures only where it mixes classes as the pool does. Records written
+    before the audit or the pool score lack them: nan."""
     out = {}
     for config, per_seed in _acquisition_rows(records).items():
         rows = [r for seed_rows in per_seed.values() for r in seed_rows.values() if r["labeled_size"] >= min_labels]
         cv = [abs(r["quality_estimate"] - r["acquisition_score"]) for r in rows if r.get("quality_estimate") is not None]
         audited = [r for r in rows if r.get("audit_estimate") is not None]
         last = [seed_rows[max(seed_rows)] for seed_rows in per_seed.values()]
-        audit_errors = [r["audit_estimate"] - r["acquisition_score"] for r in audited]
         out[config] = {
             "cv_mae": _mean_std(cv)[0],
-            "audit_mae": _mean_std([abs(e) for e in audit_errors])[0],
-            "audit_bias": _mean_std(audit_errors)[0],  # the mean signed error: below 0, the audit reads low
-            "coverage": _mean_std([r["audit_low"] <= r["acquisition_score"] <= r["audit_high"] for r in audited])[0],
+            **_audit_errors(audited, "acquisition_score", ""),
+            **_audit_errors([r for r in audited if r.get("pool_score") is not None], "pool_score", "_pool"),
             "n_cv": len(cv),
             "n_audit": len(audited),
             "audit_cost": _mean_std([r.get("audit_n", math.nan) / r["labeled_size"] for r in last])[0],
@@ -278,15 +279,27 @@ def estimate_errors(records: list[dict], min_labels: int = 0) -> dict[str, dict]
     return out
 
 
+def _audit_errors(rows: list[dict], truth: str, suffix: str) -> dict:
+    """The audit estimate against the `truth` column of `rows`: MAE, bias (the mean signed error:
+    below 0, the audit reads low) and the share of intervals holding the truth."""
+    errors = [r["audit_estimate"] - r[truth] for r in rows]
+    return {
+        f"audit_mae{suffix}": _mean_std([abs(e) for e in errors])[0],
+        f"audit_bias{suffix}": _mean_std(errors)[0],
+        f"coverage{suffix}": _mean_std([r["audit_low"] <= r[truth] <= r["audit_high"] for r in rows])[0],
+    }
+
+
 def estimate_table(records: list[dict], min_labels: int = 0) -> str:
     lines = [
         "| config | MAE, estimate on actively chosen tasks | MAE, audit estimate | audit 95% interval coverage "
-        "| labels that were audit tasks | versions (CV / audit) |",
-        "|---|---|---|---|---|---|",
+        "| the same against the rest of the pool: MAE, coverage | labels that were audit tasks | versions (CV / audit) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for config, e in sorted(estimate_errors(records, min_labels).items()):
         lines.append(
             f"| {config} | {_fmt(e['cv_mae'])} | {_fmt(e['audit_mae'])} | {_fmt(e['coverage'], digits=2)} "
+            f"| {_fmt(e['audit_mae_pool'])}, {_fmt(e['coverage_pool'], digits=2)} "
             f"| {_fmt(e['audit_cost'], digits=3)} | {e['n_cv']} / {e['n_audit']} |"
         )
     return "\n".join(lines)

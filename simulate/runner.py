@@ -644,8 +644,20 @@ class Simulation:
             "query_order": order,
             "team_size": self._team_size(),
             "audit_queried": sum(is_audit_task(i, seed, share) for i in query),
+            # what the audit sample (a uniform share of the pool) estimates: the version on the rest
+            # of the pool, where the round scored all of it; the test split may mix classes otherwise
+            "pool_score": self._pool_score(acquisition, result.probs, pool)
+            if len(result.probs) == len(pool) else None,
             **_estimates(result.quality),
         }
+
+    def _pool_score(self, model, probs: dict, pool) -> float:
+        """The headline of the version's predictions (decoded from the round's probabilities) over
+        the unlabeled pool, against the pool's gold labels."""
+        kind, labels = model.task_kind, list(model.labels)
+        gold = [kind.gold(self.data.gold[e.id]) for e in pool]
+        predicted = [kind.decode(probs[e.id], labels) for e in pool]
+        return kind.report(gold, predicted, kind.config_labels(labels))["value"]
 
     def _query_size(self) -> int:
         """The tasks a query serves from the ranking: its batch, or the window of a word budget."""
@@ -699,6 +711,7 @@ class Simulation:
             "query_order": None,
             "team_size": self._team_size(),
             "audit_queried": 0,
+            "pool_score": None,
             **_estimates(quality),
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -504,6 +505,9 @@ def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_it
     records = [r for r in _read(folder) if r["successor"] == "tfidf"]
     assert [r["acquisition_mode"] for r in records] == ["frozen", "frozen"]
     assert records[0]["n_scored"] == records[0]["pool_size"]  # a UPS config, yet every task is scored
+    # what the audit sample estimates: the version's headline over the rest of the pool, where the
+    # round scored all of it (the last iteration scores nothing)
+    assert 0.0 <= records[0]["pool_score"] <= 1.0 and records[-1]["pool_score"] is None
     assert all(r["quality_estimate"] is not None for r in records)
     # a frozen head is fit on every label after its cross-validation: the matched successor is it
     for r in (r for r in _read(folder) if r["successor"] == "matched"):
@@ -625,3 +629,25 @@ def test_the_cold_start_order_takes_one_task_per_cluster_first(tmp_path, tiny_mo
     plain_records = _read(Simulation(parse_config(plain), progress=False).run())
     drawn = [r["labeled_ids_before"] for r in plain_records if r["iteration"] == 0 and r["successor"] == "tfidf"]
     assert all(len({group_of[i] for i in ids}) < 8 for ids in drawn)
+
+
+def test_the_audit_is_measured_against_the_test_split_and_against_the_rest_of_the_pool():
+    from simulate.report import estimate_errors
+
+    def version(seed, iteration, audit, low, high, test, pool):
+        return {
+            "config": "c", "seed": seed, "iteration": iteration, "labeled_size": 100 + 20 * iteration,
+            "quality_estimate": 0.9, "acquisition_score": test, "pool_score": pool,
+            "audit_estimate": audit, "audit_low": low, "audit_high": high, "audit_n": 10,
+        }
+
+    # the test split reads 0.2 above the pool: the audit, right about the pool, misses the test's score
+    records = [version(0, 0, 0.6, 0.5, 0.7, 0.8, 0.62), version(0, 1, 0.7, 0.6, 0.8, 0.9, 0.66),
+               version(1, 0, 0.5, 0.4, 0.6, 0.7, 0.66)]
+    e = estimate_errors(records)["c"]
+    assert e["audit_mae"] == pytest.approx(0.2) and e["audit_bias"] == pytest.approx(-0.2) and e["coverage"] == 0.0
+    assert e["audit_mae_pool"] == pytest.approx((0.02 + 0.04 + 0.16) / 3)
+    assert e["audit_bias_pool"] == pytest.approx((-0.02 + 0.04 - 0.16) / 3)
+    assert e["coverage_pool"] == pytest.approx(2 / 3)
+    # records written before the pool score: nan, not an error
+    assert math.isnan(estimate_errors([{**r, "pool_score": None} for r in records])["c"]["coverage_pool"])
