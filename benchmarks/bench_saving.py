@@ -18,6 +18,8 @@ each round. Orderings:
 Recorded per label count: the held-out headline (macro F1; span F1 for NER), accuracy, the rarest
 label's recall. Reported: the labels each ordering needs to reach random's headline at 100 and at
 200 labels (the saving, %), the area under the curve, rarest recall at 100 / 200, sd over seeds.
+Random's campaigns of every step make one baseline (its labeled sets do not depend on the step);
+with steps 1 and 10 both measured, how much of one annotator's saving a team keeps.
 """
 
 from __future__ import annotations
@@ -268,6 +270,16 @@ def ordering_name(row: dict) -> str:
     return f"{row['ordering']} ({row['strategy']})"
 
 
+def mean_curves(rows: list[dict]) -> tuple[dict[int, float], dict[int, float]]:
+    """The mean headline and the mean words labeled per label count over `rows`."""
+    by_n: dict[int, list[float]] = {}
+    words_by_n: dict[int, list[int]] = {}
+    for r in rows:
+        by_n.setdefault(r["labels"], []).append(r["headline"])
+        words_by_n.setdefault(r["labels"], []).append(r.get("words", 0))
+    return {n: statistics.mean(v) for n, v in by_n.items()}, {n: statistics.mean(v) for n, v in words_by_n.items()}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name, step in sorted({(r["set"], r["step"]) for r in rows}):
@@ -277,14 +289,11 @@ def summarise(rows: list[dict]) -> list[dict]:
             by_ordering.setdefault(ordering_name(r), []).append(r)
         curves, word_curves = {}, {}
         for ordering, mine in by_ordering.items():
-            by_n: dict[int, list[float]] = {}
-            words_by_n: dict[int, list[int]] = {}
-            for r in mine:
-                by_n.setdefault(r["labels"], []).append(r["headline"])
-                words_by_n.setdefault(r["labels"], []).append(r.get("words", 0))
-            curves[ordering] = {n: statistics.mean(v) for n, v in by_n.items()}
-            word_curves[ordering] = {n: statistics.mean(v) for n, v in words_by_n.items()}
-        random_curve = curves.get("random", {})
+            curves[ordering], word_curves[ordering] = mean_curves(mine)
+        # Random order's labeled sets do not depend on how often the head is refit: its campaigns of
+        # every cadence are one baseline, so both cadences are measured against the same curve, of
+        # more seeds (its row of each cadence against it shows the noise of the figures).
+        random_curve, random_words_curve = mean_curves([r for r in rows if r["set"] == name and r["ordering"] == "random"])
         for ordering, curve in curves.items():
             mine = by_ordering[ordering]
             # the same curve against the words labeled (NER: what an annotator reads)
@@ -299,7 +308,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                     continue
                 need = labels_to_reach(curve, random_curve[at])
                 line[f"saved_{at}"] = None if need is None else 1 - need / at
-                random_words = word_curves["random"].get(at, 0)
+                random_words = random_words_curve.get(at, 0)
                 if random_words:
                     need_words = labels_to_reach(by_words, random_curve[at])
                     line[f"saved_words_{at}"] = None if need_words is None else 1 - need_words / random_words
@@ -314,6 +323,40 @@ def summarise(rows: list[dict]) -> list[dict]:
             line["worst_gap"] = min((curve[n] - random_curve[n] for n in curve if n in random_curve), default=0.0)
             out.append(line)
     return out
+
+
+def team_kept(rows: list[dict], summary: list[dict], ordering: str = "default") -> str:
+    """Per set measured at both cadences, how much of one annotator's saving (a retrain every label)
+    a team (every 10) keeps: the savings at 100 and 200 labels and the mean gain over random order's
+    curve at the counts both cadences measure, each cadence's, and the team's as a share of it."""
+    lines = [
+        "| set | saved at 100 / 200, one annotator | saved at 100 / 200, a team | kept at 100 / 200 "
+        "| mean gain over random, one annotator / a team (kept) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted({s["set"] for s in summary}):
+        mine = {s["step"]: s for s in summary if s["set"] == name and s["ordering"].split(" ")[0] == ordering}
+        if 1 not in mine or 10 not in mine:
+            continue
+        baseline = mean_curves([r for r in rows if r["set"] == name and r["ordering"] == "random"])[0]
+        gains = {}
+        for step in (1, 10):
+            curve = mean_curves([r for r in rows if r["set"] == name and r["step"] == step
+                                 and r["ordering"] == ordering])[0]
+            common = [n for n in curve if n % 10 == 0 and n in baseline]
+            gains[step] = statistics.mean(curve[n] - baseline[n] for n in common)
+
+        def kept(one, team) -> str:
+            return "-" if one is None or team is None or one <= 0 else f"{100 * team / one:.0f}%"
+
+        one, team = mine[1], mine[10]
+        lines.append(
+            f"| {name} | {pct(one.get('saved_100'))} / {pct(one.get('saved_200'))} | {pct(team.get('saved_100'))} / "
+            f"{pct(team.get('saved_200'))} | {kept(one.get('saved_100'), team.get('saved_100'))} / "
+            f"{kept(one.get('saved_200'), team.get('saved_200'))} | {gains[1]:+.3f} / {gains[10]:+.3f} "
+            f"({kept(gains[1], gains[10])}) |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def pct(v) -> str:
@@ -435,6 +478,9 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
         "a share of N saved; 'worst gap': the lowest difference to random's mean curve at any count.\n\n"
         + table(summarise(rows)) + "\n"
     )
+    kept = team_kept(rows, summarise(rows))
+    if kept:
+        body += "\nA team (a retrain every 10 labels) against one annotator (every label), the default order:\n\n" + kept + "\n"
     return section_name(args, rows), body
 
 

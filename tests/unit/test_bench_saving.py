@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.bench_saving import labels_to_reach, summarise
+from benchmarks.bench_saving import labels_to_reach, summarise, team_kept
 
 
 def test_labels_to_reach_interpolates_between_counts():
@@ -12,9 +12,9 @@ def test_labels_to_reach_interpolates_between_counts():
     assert labels_to_reach(curve, 0.9) is None
 
 
-def _rows(ordering, values, seed=0):
+def _rows(ordering, values, seed=0, step=10):
     return [
-        {"set": "toy", "ordering": ordering, "step": 10, "seed": seed, "labels": n, "headline": v, "metric": "macro_f1",
+        {"set": "toy", "ordering": ordering, "step": step, "seed": seed, "labels": n, "headline": v, "metric": "macro_f1",
          "accuracy": v, "rare_recall": 0.0, "rarest": "r", "rare_labels": 0}
         for n, v in values.items()
     ]
@@ -76,3 +76,19 @@ def test_tagging_saving_is_also_counted_in_words_and_each_strategy_is_its_own_ro
     # ...but with 4,000 words where random read 3,000 for it: a third more words, not a saving
     assert tagging["words_200"] == 8000 and tagging["saved_words_200"] == pytest.approx(1 - 4000 / 3000)
     assert summary["default (mnlp)"]["saved_words_200"] == pytest.approx(0.0)
+
+
+def test_both_cadences_are_measured_against_every_random_campaign_and_the_team_share_is_reported():
+    # random order does not depend on the cadence: its campaigns at 1 and 10 labels a retrain are
+    # one baseline (here 0.60 / 0.70 at 100 / 200, the mean of the two)
+    rows = (_rows("random", {100: 0.55, 150: 0.60, 200: 0.65}, step=1)
+            + _rows("random", {100: 0.65, 150: 0.70, 200: 0.75}, step=10)
+            + _rows("default", {100: 0.70, 150: 0.72, 200: 0.74}, step=1)
+            + _rows("default", {100: 0.60, 150: 0.65, 200: 0.70}, step=10))
+    summary = {(s["ordering"], s["step"]): s for s in summarise(rows)}
+    assert summary[("default", 1)]["saved_200"] == pytest.approx(0.5)  # 0.70 at 100 labels
+    assert summary[("default", 10)]["saved_200"] == pytest.approx(0.0)
+    assert summary[("random", 10)]["worst_gap"] == pytest.approx(0.05)  # its own cadence's row against the pool
+    # mean gain over the baseline at the counts both measure: +0.07 and 0.0; savings 50% and 0%
+    assert "| toy | +0% / +50% | +0% / +0% | - / 0% | +0.070 / +0.000 (0%) |" in team_kept(rows, summarise(rows))
+    assert team_kept(rows[:6], summarise(rows[:6])) == ""  # one cadence only: no comparison
