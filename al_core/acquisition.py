@@ -32,9 +32,10 @@ that stays the same across versions. The backend serves the unlabeled ones among
 the strategy's ranking nor the cold-start order may pick one (`without_audit`), or the labeled audit
 tasks would hold the hard (or the typical) ones those pick and the estimate would carry their bias.
 Each version is then also measured on the labeled audit tasks, out of sample, with a 95% interval
-(`AuditEstimate`): a frozen head by a head fit on every other label (one fit more; the
-cross-validation's folds, fit on a fifth fewer labels, read 0.10 low on TREC's six classes), a
-fine-tuned version by its own predictions (it never trains on them).
+(`AuditEstimate`): a frozen head by a head fit on every other label (one fit more; on TREC's six
+classes the cross-validation's folds, fit on a fifth fewer labels, read 0.10 below the version's
+score on the rest of the pool, this head 0.06), a fine-tuned version by its own predictions (it
+never trains on them).
 """
 
 from __future__ import annotations
