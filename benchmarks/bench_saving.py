@@ -280,6 +280,13 @@ def mean_curves(rows: list[dict]) -> tuple[dict[int, float], dict[int, float]]:
     return {n: statistics.mean(v) for n, v in by_n.items()}, {n: statistics.mean(v) for n, v in words_by_n.items()}
 
 
+def random_baseline(rows: list[dict], name: str) -> tuple[dict[int, float], dict[int, float]]:
+    """Random order's mean curves for a set. Its labeled sets do not depend on how often the head is
+    refit: its campaigns of every cadence are one baseline, so both cadences are measured against the
+    same curve, of more seeds (its row of each cadence against it shows the noise of the figures)."""
+    return mean_curves([r for r in rows if r["set"] == name and r["ordering"] == "random"])
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name, step in sorted({(r["set"], r["step"]) for r in rows}):
@@ -290,10 +297,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         curves, word_curves = {}, {}
         for ordering, mine in by_ordering.items():
             curves[ordering], word_curves[ordering] = mean_curves(mine)
-        # Random order's labeled sets do not depend on how often the head is refit: its campaigns of
-        # every cadence are one baseline, so both cadences are measured against the same curve, of
-        # more seeds (its row of each cadence against it shows the noise of the figures).
-        random_curve, random_words_curve = mean_curves([r for r in rows if r["set"] == name and r["ordering"] == "random"])
+        random_curve, random_words_curve = random_baseline(rows, name)
         for ordering, curve in curves.items():
             mine = by_ordering[ordering]
             # the same curve against the words labeled (NER: what an annotator reads)
@@ -338,7 +342,7 @@ def team_kept(rows: list[dict], summary: list[dict], ordering: str = "default") 
         mine = {s["step"]: s for s in summary if s["set"] == name and s["ordering"].split(" ")[0] == ordering}
         if 1 not in mine or 10 not in mine:
             continue
-        baseline = mean_curves([r for r in rows if r["set"] == name and r["ordering"] == "random"])[0]
+        baseline = random_baseline(rows, name)[0]
         gains = {}
         for step in (1, 10):
             curve = mean_curves([r for r in rows if r["set"] == name and r["step"] == step
