@@ -32,10 +32,7 @@ that stays the same across versions. The backend serves the unlabeled ones among
 the strategy's ranking nor the cold-start order may pick one (`without_audit`), or the labeled audit
 tasks would hold the hard (or the typical) ones those pick and the estimate would carry their bias.
 Each version is then also measured on the labeled audit tasks, out of sample, with a 95% interval
-(`AuditEstimate`): a frozen head by a head fit on every other label (one fit more; on TREC's six
-classes the cross-validation's folds, fit on a fifth fewer labels, read 0.10 below the version's
-score on the rest of the pool, this head 0.06), a fine-tuned version by its own predictions (it
-never trains on them).
+(`AuditEstimate`).
 """
 
 from __future__ import annotations
@@ -403,18 +400,10 @@ def fit_with_estimate(
     if frozen and not held_out and not getattr(model, "encoder_saw_labels", False):
         folds = min(config.cv_folds, len(labeled))
         predicted = model.cross_validated_predictions(labeled, folds)
-        audit_tasks = [e for e in labeled if e.id in audit]
-        others = [e for e in labeled if e.id not in audit]
-        if len(audit_tasks) >= MIN_AUDIT_LABELS and others:
-            # the audit tasks' out-of-sample predictions from a head that is the version's but for them
-            model.fit(others)
-            audit_record = audited(audit_tasks, model.predict([e.without_labels() for e in audit_tasks]))
-        else:
-            audit_record = audited(labeled, predicted)
         model.fit(labeled)  # the head a version keeps: every label, the audit tasks' too
         report = score_predictions(kind, labeled, predicted, labels)
         estimate = QualityEstimate.measured(report, f"{folds}-fold cross-validation", len(labeled))
-        return dataclasses.replace(estimate, audit=audit_record)
+        return dataclasses.replace(estimate, audit=audited(labeled, predicted))
     # A fine-tuned version is not trained on the labeled audit tasks: they join the held-out share,
     # so that its predictions for them are out of sample (the next frozen head uses them again).
     # A head over a fine-tuned encoder (a refresh round) is measured on the same tasks, which that
