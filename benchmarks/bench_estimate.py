@@ -12,11 +12,13 @@ otherwise), and the share of the labels that were audit tasks. Writes the "estim
 BENCHMARKS.md.
 
     python -m benchmarks.bench_estimate [--seeds 5] [--sets sst2,agnews,trec,goemotions-ekman]
+        [--results FOLDER] [--from-results FOLDER]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test-limit", type=int, default=1000)
     parser.add_argument("--models", default=str(Path.home() / ".cache" / "al-models"))
     parser.add_argument("--results", default=None, help="keep the simulator's results here (default: a temp folder)")
+    parser.add_argument("--from-results", help="summarise FOLDER/<set> of an earlier --results run instead of simulating")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--out", default=None, help="write the section into this file instead of BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -72,10 +75,14 @@ def main(argv=None) -> None:
         root = Path(args.results or scratch)
         for name in args.sets.split(","):
             start = time.perf_counter()
-            folder = run_config(parse_config(simulation(name, args), source=name), root / name, progress=False)
+            if args.from_results:  # its run's time is not known here
+                folder, seconds = Path(args.from_results) / name, math.nan
+            else:
+                folder = run_config(parse_config(simulation(name, args), source=name), root / name, progress=False)
+                seconds = time.perf_counter() - start
             errors = estimate_errors(load_records([folder]), args.from_labels)
             e = next(iter(errors.values()))
-            rows.append((name, e, time.perf_counter() - start))
+            rows.append((name, e, seconds))
             print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in e.items()}, flush=True)
     lines = [
         "## Quality estimates against the truth: actively chosen tasks vs the audit sample",
@@ -104,7 +111,7 @@ def main(argv=None) -> None:
         lines.append(
             f"| {name} | {fmt(e['cv_mae'])} | {fmt(e['audit_mae'])} | {fmt(e['audit_bias'], sign='+')} | {fmt(e['coverage'], 2)} "
             f"| {fmt(e['audit_mae_pool'])}, {fmt(e['audit_bias_pool'], sign='+')}, {fmt(e['coverage_pool'], 2)} "
-            f"| {fmt(e['audit_cost'])} | {e['n_cv']} / {e['n_audit']} | {seconds:.0f} |"
+            f"| {fmt(e['audit_cost'])} | {e['n_cv']} / {e['n_audit']} | {fmt(seconds, 0)} |"
         )
     report = "\n".join(lines) + "\n"
     print(report)
