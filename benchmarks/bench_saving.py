@@ -474,15 +474,16 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
             "named it:\n\n" + warning_table(rows) + "\n"
         )
         return section_name(args, rows), body
+    summary = summarise(rows)
     title = "## Labels saved against random order" + ("" if args.mode == "frozen" else f" ({args.mode} mode)")
     title += ": NER" if only_ner(rows) else ""
     body = (
         title + "\n\n" + machine_line() + measured + "\n" + setting + " 'saved at N': the labels the ordering needs "
         "(mean curve over seeds, linear between the counts measured) to reach random order's mean headline at N, as "
         "a share of N saved; 'worst gap': the lowest difference to random's mean curve at any count.\n\n"
-        + table(summarise(rows)) + "\n"
+        + table(summary) + "\n"
     )
-    kept = team_kept(rows, summarise(rows))
+    kept = team_kept(rows, summary)
     if kept:
         body += "\nA team (a retrain every 10 labels) against one annotator (every label), the default order:\n\n" + kept + "\n"
     return section_name(args, rows), body
