@@ -3,15 +3,16 @@ by active learning) against the one on the audit sample (a uniform share of the 
 
 The simulator (al-simulate's runner, the backend's round and audit rule) in frozen acquisition
 mode for speed (a logistic regression on MiniLM-L6's cached vectors; its estimate is k-fold
-cross-validation), the default ordering, from 20 to 300 labels, on SST-2, AG News, TREC and the
-single-label GoEmotions Ekman comments. Per set, over the versions with at least 100 labels: the
-mean absolute error of each estimate against the version's macro F1 on the held-out test set, the
-audit interval's coverage of it, the audit's error and coverage against the version's macro F1 on
+cross-validation), the default ordering, from 20 to 300 labels, on SST-2, AG News, TREC, the
+single-label GoEmotions Ekman comments and CoNLL-2003 (a frozen tagger; a label is a sentence). Per
+set, over the versions with at least 100 labels: the mean absolute error of each estimate against the
+version's headline (macro F1; span F1 for NER) on the held-out test set, the
+audit interval's coverage of it, the audit's error and coverage against the version's headline on
 the rest of the pool (what a uniform sample of the pool estimates; the test split may mix classes
 otherwise), and the share of the labels that were audit tasks. Writes the "estimate" section of
 BENCHMARKS.md.
 
-    python -m benchmarks.bench_estimate [--seeds 5] [--sets sst2,agnews,trec,goemotions-ekman]
+    python -m benchmarks.bench_estimate [--seeds 5] [--sets sst2,agnews,trec,goemotions-ekman,conll2003]
         [--results FOLDER] [--from-results FOLDER]
 """
 
@@ -31,6 +32,7 @@ DATASETS = {
     "agnews": {"name": "agnews", "pool_split": "test", "test_split": None, "test_size": 1600},
     "trec": {"name": "trec"},
     "goemotions-ekman": {"name": "goemotions-ekman"},
+    "conll2003": {"name": "conll2003"},
 }
 
 
@@ -90,10 +92,12 @@ def main(argv=None) -> None:
         machine_line(),
         "",
         f"al-simulate, frozen acquisition mode for speed (a logistic regression on MiniLM-L6's cached vectors, "
+        "over its words' vectors for NER, "
         f"its estimate {AcquisitionConfig().cv_folds}-fold cross-validation on the labeled tasks), the default "
         f"ordering, {args.start} -> {args.end} labels in batches of {args.batch}, {args.seeds} seeds, pools of "
-        f"{args.pool_size} tasks, truth: macro F1 on {args.test_limit} held-out test texts, and (pool) macro F1 "
-        f"on the unlabeled rest of the pool, which the audit sample is drawn from. Audit share {share:g}. "
+        f"{args.pool_size} tasks, truth: the headline (macro F1; span F1 for NER, a task a sentence) on "
+        f"{args.test_limit} held-out test tasks, and (pool) the headline on the unlabeled rest of the pool, which "
+        f"the audit sample is drawn from. Audit share {share:g}. "
         f"Versions from {args.from_labels} labels on; MAE: mean absolute error against the truth; bias: the "
         "audit estimate's mean signed error; coverage: share of the audit's 95% bootstrap intervals holding the "
         "truth; audit cost: share of the last labeled set that were audit tasks (random seed set included).",
