@@ -417,6 +417,8 @@ def main(argv=None) -> None:
                         help="every 20 labels, also the quality estimate and the backend's unlearned-class warning")
     parser.add_argument("--from-rows", help="summarise the rows of an earlier --rows file instead of measuring")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--section", help="the BENCHMARKS.md section to write (default: the run's kind's own), to keep "
+                        "an earlier run of the same kind beside this one")
     args = parser.parse_args(argv)
     rows, sources = [], []
     for path in args.from_rows.split(",") if args.from_rows else []:
@@ -449,7 +451,9 @@ def only_ner(rows: list[dict]) -> bool:
 
 def section_name(args, rows: list[dict]) -> str:
     """Each kind of run has its own BENCHMARKS.md section: the frozen head's saving, the saving in
-    another acquisition mode, NER's saving run alone, and the warning run."""
+    another acquisition mode, NER's saving run alone, and the warning run; `--section` names another."""
+    if getattr(args, "section", None):
+        return args.section
     if args.warnings:
         return "unlearned-warning"
     name = "labels-saved" if args.mode == "frozen" else f"labels-saved-{args.mode}"
