@@ -481,6 +481,7 @@ def report(rows: list[dict], sources: list[str], args) -> tuple[str, str]:
     summary = summarise(rows)
     title = "## Labels saved against random order" + ("" if args.mode == "frozen" else f" ({args.mode} mode)")
     title += ": NER" if only_ner(rows) else ""
+    title += ", one annotator and a team" if len({r["step"] for r in rows}) > 1 else ""
     body = (
         title + "\n\n" + machine_line() + measured + "\n" + setting + " 'saved at N': the labels the ordering needs "
         "(mean curve over seeds, linear between the counts measured) to reach random order's mean headline at N, as "

@@ -50,6 +50,8 @@ def test_each_kind_of_run_writes_its_own_section():
     assert section == "labels-saved-ner" and body.startswith("## Labels saved against random order: NER")
     section, _ = report(ner, [], Namespace(**{**vars(args), "section": "labels-saved-ner-cadence"}))
     assert section == "labels-saved-ner-cadence"  # beside the earlier NER section, not over it
+    both = ner + [{**r, "step": 1} for r in ner]
+    assert report(both, [], args)[1].startswith("## Labels saved against random order: NER, one annotator and a team")
     rows[-1]["warnings"] = {"r": [12, 0.05, True], "s": [30, 0.9, False]}
     section, body = report(rows, [], Namespace(**{**vars(args), "warnings": True}))
     # one label-round with recall < 0.1 and >= 10 labels, warned; none warned wrongly
