@@ -12,6 +12,7 @@ Cache folder: $AL_E2E_CACHE, default ~/.cache/al-e2e.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ from pathlib import Path
 from testkit.processes import HOST, Process, compose_command, compose_environment, free_port, wait_http
 
 LS_VERSION = "1.23.2"
+# label-studio 1.23.2 asks for sentry-sdk>=2.16 with no upper bound; sentry-sdk 3 no longer takes
+# the options it starts with (the server exits: "Unknown option 'send_default_pii'").
+LS_REQUIREMENTS = (f"label-studio=={LS_VERSION}", "sentry-sdk>=2.16,<3")
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-password-123"
 
@@ -63,17 +67,18 @@ def ensure_ls_venv(cache: Path | None = None) -> Path:
     """Label Studio's own virtualenv, created on first use and reused afterwards."""
     cache = cache or cache_dir()
     venv = cache / "ls-venv"
-    marker = venv / f".label-studio-{LS_VERSION}"
+    # the marker names the requirements, so a virtualenv installed with others is brought in line
+    marker = venv / (".installed-" + hashlib.sha1(" ".join(LS_REQUIREMENTS).encode()).hexdigest()[:12])
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     with file_lock(cache / "ls-venv.lock"):
         if marker.exists():
             return venv
         if not _has_label_studio(venv):
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
             subprocess.run(pip + ["-U", "pip"], check=True)
-            subprocess.run(pip + [f"label-studio=={LS_VERSION}"], check=True)
-            if not _has_label_studio(venv):
-                raise RuntimeError(f"label-studio=={LS_VERSION} did not install into {venv}")
+        subprocess.run(pip + list(LS_REQUIREMENTS), check=True)
+        if not _has_label_studio(venv):
+            raise RuntimeError(f"label-studio=={LS_VERSION} did not install into {venv}")
         marker.touch()
     return venv
 
