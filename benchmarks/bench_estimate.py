@@ -76,10 +76,10 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.results or scratch)
         for name in args.sets.split(","):
-            start = time.perf_counter()
             if args.from_results:  # its run's time is not known here
                 folder, seconds = Path(args.from_results) / name, math.nan
             else:
+                start = time.perf_counter()
                 folder = run_config(parse_config(simulation(name, args), source=name), root / name, progress=False)
                 seconds = time.perf_counter() - start
             errors = estimate_errors(load_records([folder]), args.from_labels)

@@ -452,7 +452,7 @@ def only_ner(rows: list[dict]) -> bool:
 def section_name(args, rows: list[dict]) -> str:
     """Each kind of run has its own BENCHMARKS.md section: the frozen head's saving, the saving in
     another acquisition mode, NER's saving run alone, and the warning run; `--section` names another."""
-    if getattr(args, "section", None):
+    if args.section:
         return args.section
     if args.warnings:
         return "unlearned-warning"

@@ -39,7 +39,7 @@ def test_each_kind_of_run_writes_its_own_section():
     from benchmarks.bench_saving import report
 
     args = Namespace(model="minilm-l6", mode="frozen", strategy=None, team=None, cold_start=None, finetune_every=None,
-                     pool=100, test=50, start=20, stop=200, warnings=False)
+                     pool=100, test=50, start=20, stop=200, warnings=False, section=None)
     rows = _rows("random", {100: 0.6, 200: 0.7}) + _rows("default", {100: 0.7, 200: 0.75})
     assert report(rows, [], args)[0] == "labels-saved"
     section, body = report(rows, [], Namespace(**{**vars(args), "mode": "auto"}))
