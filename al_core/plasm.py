@@ -447,13 +447,16 @@ def check_successor(
     margin: float = 0.0,
     say: Callable[[str], None] | None = None,
     fit: Callable[[object, list[Example]], None] | None = None,
+    build: Callable[[], Predictor] | None = None,
 ) -> dict:
     """Trains the successor on gold alone and on gold + pseudo-labels; scores both on held-out gold.
 
     `frozen`: the successor is a logistic regression on the frozen, mean-pooled vectors of the
     `successor` encoder (a frozen tagger for NER), cheap enough to run by default. The verdict
     ("better") is with_pseudo only when it beats gold alone by more than `margin`. `say` hears a
-    line per fit; `fit(model, examples)` fits a fine-tuned successor (default: model.fit).
+    line per fit; `fit(model, examples)` fits a fine-tuned successor (default: model.fit);
+    `build()` makes a fresh successor of another family (the simulator's classical models), which
+    `successor` then only names.
     """
     import time
 
@@ -467,7 +470,7 @@ def check_successor(
         if say is not None:
             say(f"successor check: training {successor} ({mode}) on {len(examples)} tasks ({name.replace('_', ' ')})")
         start = time.perf_counter()
-        model = build_model(kind, successor, labels, training, mode, cache)
+        model = build() if build is not None else build_model(kind, successor, labels, training, mode, cache)
         if frozen or fit is None:
             model.fit(examples)
         else:

@@ -99,23 +99,14 @@ class PlasmConfig(_Strict):
     filter: Literal["tracin", "uncertainty", "none"] = "uncertainty"
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     drop_fraction: float | None = Field(default=None, ge=0, lt=1)
-    # plasm-export's successor check: a frozen head over the teacher's encoder trained on the
-    # non-held-out gold alone and with the kept pseudo-labels; the pseudo-labels are used only
+    # plasm-export's successor check, for each successor: the successor itself trained on the
+    # non-held-out gold alone and with the kept pseudo-labels; they go into its training set only
     # when they win on the held-out gold by more than check_margin
     check: bool = True
     check_margin: float = Field(default=0.005, ge=0)
     # PLASM runs once annotation ends, so the last iteration is what it is judged on; every k-th
     # iteration as well when every > 0 (for curves), at the cost of a teacher per iteration
     every: int = Field(default=1, ge=0)
-
-    @model_validator(mode="after")
-    def _check_reads_a_transformer(self):
-        if self.check and self.teacher.kind != "transformer":
-            raise ValueError(
-                "plasm.check trains a head on the teacher's frozen vectors: it needs a transformer teacher "
-                "(or check: false)"
-            )
-        return self
 
 
 class Amount(_Strict):

@@ -723,13 +723,14 @@ class Simulation:
             for spec in config.successors
         ]
         if config.plasm is not None and self._plasm_at(t):
-            training_set, plasm_info = self._plasm_training_set(labeled, pool, seed, t)
+            pseudo = self._plasm_pseudo_labels(labeled, pool, seed, t)
             for spec in config.successors:
                 if spec.kind == "acquisition":
                     continue
-                row = self._train_successor(spec, training_set, iteration_seed, base)
+                used, check_info = self._plasm_check(spec, pseudo, iteration_seed)
+                row = self._train_successor(spec, labeled + used, iteration_seed, base)
                 row["successor"] = f"{spec.name}+plasm"
-                records.append({**base, **row, **plasm_info, "pseudo_labels": True})
+                records.append({**base, **row, **pseudo.info, **check_info, "pseudo_labels": True})
         return records
 
     def _plasm_at(self, t: int) -> bool:
@@ -772,13 +773,11 @@ class Simulation:
             "successor_eval_s": time.perf_counter() - start,
         }
 
-    def _plasm_training_set(self, labeled: list[Example], pool: list[Example], seed: int, t: int):
-        """Gold + the teacher's filtered pseudo-labels for the rest of the pool, as plasm-export
-        builds it: the teacher is scored on a held-out part of the gold (its score sets how many
-        pseudo-labels to drop, 1 - score, unless plasm.drop_fraction is given), refit on all the
-        gold to label and filter the pool, and with plasm.check a frozen successor decides on the
-        held-out gold whether the kept pseudo-labels go in at all.
-        """
+    def _plasm_pseudo_labels(self, labeled: list[Example], pool: list[Example], seed: int, t: int) -> PlasmPseudo:
+        """The teacher's filtered pseudo-labels for the rest of the pool, as plasm-export makes them:
+        the teacher is scored on a held-out part of the gold (its score sets how many pseudo-labels
+        to drop, 1 - score, unless plasm.drop_fraction is given), then refit on all the gold to label
+        and filter the pool. Each successor's check (`_plasm_check`) decides whether they go in."""
         from al_core import plasm
 
         pcfg, data, iteration_seed = self.config.plasm, self.data, _iteration_seed(seed, t)
@@ -803,19 +802,9 @@ class Simulation:
             timings.update(steps)
         del teacher
         kept = filtered.kept_examples
-        check = None
-        if pcfg.check and kept:
-            # the check's pseudo-labels are the scored teacher's, which never saw the held-out gold
-            start = time.perf_counter()
-            unseen = plasm.with_labels(kept, plasm.pseudo_label(scored, kept).labels, kind)
-            check = plasm.check_successor(
-                expand_path(pcfg.teacher.model), data.kind, data.labels, train, held_out, unseen,
-                model_factory.training_config(pcfg.teacher, self.config.training, iteration_seed),
-                frozen=True, margin=pcfg.check_margin,
-            )
-            timings["successor_check_s"] = time.perf_counter() - start
+        # the checks' pseudo-labels are the scored teacher's, which never saw the held-out gold
+        unseen = plasm.with_labels(kept, plasm.pseudo_label(scored, kept).labels, kind) if pcfg.check and kept else []
         del scored
-        used = kept if check is None or check["better"] == "with_pseudo" else []
         correct = [kind.agrees(kind.gold(e), kind.gold(data.gold[e.id])) for e in kept]
         info = {
             "teacher": pcfg.teacher.name,
@@ -823,14 +812,48 @@ class Simulation:
             "drop_fraction": filtered.drop_fraction,
             "n_pseudo": len(pool),
             "n_pseudo_kept": len(kept),
-            "n_pseudo_used": len(used),
             "pseudo_accuracy_kept": (sum(correct) / len(correct)) if correct else None,
-            "check_gold_only": check["gold_only"]["score"] if check else None,
-            "check_with_pseudo": (check["with_pseudo"] or {}).get("score") if check else None,
-            "check_better": check["better"] if check else None,
             **timings,
         }
-        return labeled + used, info
+        return PlasmPseudo(kept, unseen, train, held_out, info)
+
+    def _plasm_check(self, spec, pseudo: PlasmPseudo, iteration_seed: int) -> tuple[list[Example], dict]:
+        """The kept pseudo-labels this successor trains on, and its check's columns: with plasm.check,
+        the successor itself (as plasm-export checks a successor it is given) trained on the held-out
+        split's rest of the gold, alone and with the scored teacher's pseudo-labels, and scored on the
+        held-out gold; the pseudo-labels go in only when they win by more than plasm.check_margin."""
+        from al_core import plasm
+
+        pcfg, data = self.config.plasm, self.data
+        if not (pcfg.check and pseudo.kept):
+            return pseudo.kept, {"n_pseudo_used": len(pseudo.kept), "check_gold_only": None,
+                                 "check_with_pseudo": None, "check_better": None}
+        start = time.perf_counter()
+        check = plasm.check_successor(
+            spec.name, data.kind, data.labels, pseudo.train, pseudo.held_out, pseudo.unseen,
+            model_factory.training_config(spec, self.config.training, iteration_seed), margin=pcfg.check_margin,
+            build=lambda: model_factory.build(spec, data.kind, data.labels, self.config.training, iteration_seed),
+        )
+        used = pseudo.kept if check["better"] == "with_pseudo" else []
+        return used, {
+            "n_pseudo_used": len(used),
+            "check_gold_only": check["gold_only"]["score"],
+            "check_with_pseudo": check["with_pseudo"]["score"],
+            "check_better": check["better"],
+            "successor_check_s": time.perf_counter() - start,
+        }
+
+
+@dataclass
+class PlasmPseudo:
+    """The teacher's kept pseudo-labels (`kept`; `unseen`: the same tasks labeled by the teacher fit
+    on `train` only, for the successors' checks), the gold's split and the records' PLASM columns."""
+
+    kept: list[Example]
+    unseen: list[Example]
+    train: list[Example]
+    held_out: list[Example]
+    info: dict
 
 
 CSV_SKIP = {

@@ -420,12 +420,31 @@ def test_plasm_without_the_check_uses_every_kept_pseudo_label(tiny_config):
         assert r["n_pseudo_used"] == r["n_pseudo_kept"] > 0
 
 
-def test_plasm_check_needs_a_transformer_teacher(tiny_config):
-    tiny_config.update(plasm={"teacher": {"name": "tfidf", "kind": "tfidf_lr"}})
-    with pytest.raises(ConfigError, match="plasm.check .* needs a transformer teacher"):
-        parse_config(tiny_config)
-    tiny_config["plasm"]["check"] = False
-    assert parse_config(tiny_config).plasm.check is False
+def test_each_successor_is_checked_itself_whatever_the_teacher(tiny_config, monkeypatch):
+    from al_core import plasm
+
+    checked = []
+    check_successor = plasm.check_successor
+
+    def spy(successor, *args, build=None, **kwargs):
+        checked.append((successor, type(build()).__name__))
+        return check_successor(successor, *args, build=build, **kwargs)
+
+    monkeypatch.setattr(plasm, "check_successor", spy)
+    tiny_config.update(
+        seeds=[0],
+        iterations=1,
+        successors=[{"name": "tfidf", "kind": "tfidf_lr"}, {"name": "narrow", "kind": "tfidf_lr", "params": {"C": 0.01}}],
+        plasm={"teacher": {"name": "teacher-tfidf", "kind": "tfidf_lr"}, "filter": "uncertainty", "holdout_fraction": 0.25},
+    )
+    records = _read(Simulation(parse_config(tiny_config), progress=False).run())
+    # one check per successor and PLASM iteration, of that successor (no teacher vectors needed)
+    assert checked == [("tfidf", "TfidfLogisticRegression"), ("narrow", "TfidfLogisticRegression")] * 2
+    plasm_rows = {(r["iteration"], r["successor"]): r for r in records if r["pseudo_labels"]}
+    assert sorted(plasm_rows) == [(0, "narrow+plasm"), (0, "tfidf+plasm"), (1, "narrow+plasm"), (1, "tfidf+plasm")]
+    for r in plasm_rows.values():
+        assert r["check_better"] in ("gold_only", "with_pseudo") and r["check_gold_only"] is not None
+        assert (r["n_pseudo_used"] > 0) == (r["check_better"] == "with_pseudo")
 
 
 @pytest.mark.parametrize(
