@@ -3,7 +3,7 @@ model's quality and the seconds to a fresh ordering, per label count, through th
 backend's round, its auto default), written into BENCHMARKS.md (section refresh-rounds).
 
   python -m benchmarks.bench_refresh [--sets sst2,agnews] [--seeds 2] [--stop 100] [--step 10]
-      [--pool 1000] [--test 500] [--every 20]
+      [--pool 1000] [--test 500] [--every 20] [--variants refresh,frozen]
 
 Variants, each on the same seeds, seed set and data:
   finetune-every-round  auto with finetune_every 0 (a fine-tune on each retrain from the threshold)
@@ -76,6 +76,8 @@ def summarise(rows: list[dict]) -> dict[int, dict]:
             "accuracy": statistics.fmean(r["acquisition_accuracy"] for r in rs),
             "seconds": statistics.fmean(r["acq_fit_s"] + r["inference_s"] + r["select_s"] for r in rs),
             "modes": sorted({r["acquisition_mode"] for r in rs}),
+            # background fine-tunes run after this count's round: how many the verdict took up
+            "taken_up": [r["finetune_accepted"] for r in rs if r.get("finetune_accepted") is not None],
         }
         for n, rs in sorted(by_count.items())
     }
@@ -108,6 +110,16 @@ def section(results: dict[str, dict[str, dict[int, dict]]], args) -> str:
                 f"| {b['f1']:.3f} / {b['accuracy']:.3f} / {b['seconds']:.1f} ({', '.join(b['modes'])}) "
                 f"| {c['f1']:.3f} / {c['accuracy']:.3f} / {c['seconds']:.1f} | {gap:+.3f} |"
             )
+        verdicts = [(n, row["taken_up"]) for n, row in refresh.items() if row.get("taken_up")]
+        if verdicts:
+            taken = sum(sum(v) for _, v in verdicts)
+            lines += [
+                "",
+                f"Background fine-tunes of the refresh variant taken up by the verdict: {taken} of "
+                f"{sum(len(v) for _, v in verdicts)} (labels: taken up / run, over the seeds: "
+                + ", ".join(f"{n}: {sum(v)}/{len(v)}" for n, v in verdicts)
+                + ").",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -124,16 +136,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=20, help="finetune_every of the refresh variant")
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "al-models" / "minilm-l6"))
     parser.add_argument("--out", help="keep the simulations here (default: a temporary folder)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="a subset prints its summaries only")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}: choose among {', '.join(VARIANTS)}")
     results: dict[str, dict[str, dict[int, dict]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or scratch)
         for name in args.sets.split(","):
             results[name] = {}
-            for variant in VARIANTS:
+            for variant in variants:
                 results[name][variant] = summarise(run_variant(name, variant, args, folder))
                 print(name, variant, json.dumps(results[name][variant]), flush=True)
+    if set(variants) != set(VARIANTS):
+        return
     markdown = section(results, args)
     print(markdown)
     if not args.no_write:
