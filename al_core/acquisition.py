@@ -10,7 +10,7 @@ simulator's config and the benchmarks start from it):
   scores in seconds; classification kinds). In the background lane (`finetune_lane`, the default)
   a due fine-tune is not the round's: the round serves a refresh head (or the frozen head before
   the first fine-tune, `served_mode`) and the fine-tune runs beside it (al_core.loop.finetune_encoder),
-  taken up unless a head over its encoder is worse beyond chance. The thresholds come from the learning
+  taken up only when a head over its encoder is not worse. The thresholds come from the learning
   curves in BENCHMARKS.md: for classification, fine-tuning (its head started as the frozen
   head's regression) is the better of the two from 40 labels on, and below that the frozen
   head retrains in about a second; for tagging fine-tuning is far better from the first few
@@ -106,9 +106,8 @@ class AcquisitionConfig:
         "background",
         description="auto: where the fine-tunes run. background: the retrain that finds a fine-tune due serves a "
         "refresh round (or the frozen head before the first fine-tune) and asks for the fine-tune, which runs beside "
-        "the retrains and is taken up unless a head over its encoder is worse on the held-out labels than a head over "
-        "the encoder served now beyond chance (a sign test, al_core.loop.FinetuneVerdict); inline: inside the "
-        "retrain (annotators wait for it).",
+        "the retrains and is taken up only when a head over its encoder is not worse on the held-out labels than a "
+        "head over the encoder served now; inline: inside the retrain (annotators wait for it).",
     )
     cold_start_labels: int = Field(
         20,
@@ -174,14 +173,9 @@ class QualityEstimate:
     per_label: dict[str, dict] = field(default_factory=dict)  # label -> precision, recall, f1, support
     worst: str | None = None  # the label with the lowest F1 among those with examples
     audit: dict | None = None  # AuditEstimate.as_dict(): the estimate on the labeled audit tasks
-    # held-out share only: whether each held-out task (by id) was predicted right, for a paired
-    # comparison of two models on the same tasks (al_core.loop.FinetuneVerdict); not saved
-    held_out_right: dict[str, bool] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        saved = asdict(dataclasses.replace(self, held_out_right=None))
-        del saved["held_out_right"]
-        return saved
+        return asdict(self)
 
     @classmethod
     def measured(cls, report: dict, method: str, n: int) -> QualityEstimate:
@@ -428,5 +422,4 @@ def fit_with_estimate(
     report = score_predictions(kind, held, predicted, labels)
     share = f"{config.holdout_share:.0%}"
     estimate = QualityEstimate.measured(report, f"held-out {share} of the labels", len(held))
-    right = {e.id: kind.agrees(kind.gold(e), p) for e, p in zip(held, predicted, strict=True)}
-    return dataclasses.replace(estimate, audit=audited(held, predicted), held_out_right=right)
+    return dataclasses.replace(estimate, audit=audited(held, predicted))

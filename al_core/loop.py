@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from al_core.acquisition import (
     AcquisitionConfig,
@@ -37,8 +36,6 @@ from al_core.strategies import QueryStrategy, select_batch
 from al_core.ups import CachedScore, PoolSubsampler, ScoreCache, ups_premise
 
 PREMISE_FILE = "ups_premise.json"  # beside a background fine-tune's encoder: what its pass measured
-# a fine-tune is rejected only when the held-out tasks show it worse at this one-sided level
-VERDICT_ALPHA = 0.05
 
 
 @dataclass
@@ -109,12 +106,8 @@ class FinetuneVerdict:
 
     `quality`: a head over the new encoder, `incumbent`: a head over the encoder served when it
     started (the last fine-tuned one, else the pretrained one), both fit on the same labels and
-    measured on the same held-out share, which no fine-tune trains on. Taken up (`accepted`) unless
-    the new one is worse beyond chance: a lower headline, and more held-out tasks that only the
-    incumbent gets right than tasks that only the new one gets right, by a one-sided sign test at
-    `VERDICT_ALPHA`. The held-out share holds 5-25 tasks between 40 and 200 labels, where a macro F1
-    moves by 0.1-0.2 with one or two tasks: a lower figure alone rejected fine-tunes that served
-    better. Taken up as well when either has no estimate (too few labels)."""
+    measured on the same held-out share, which no fine-tune trains on. Taken up (`accepted`) when
+    the new one is not worse, or when either has no estimate (too few labels)."""
 
     model: object
     folder: str
@@ -126,29 +119,9 @@ class FinetuneVerdict:
     premise: dict[str, float] | None = None
 
     @property
-    def discordant(self) -> tuple[int, int] | None:
-        """(held-out tasks only the incumbent gets right, tasks only the new one gets right); None
-        where an estimate kept no per-task record."""
-        new, old = self.quality.held_out_right, self.incumbent.held_out_right
-        if new is None or old is None:
-            return None
-        shared = new.keys() & old.keys()
-        return sum(old[i] and not new[i] for i in shared), sum(new[i] and not old[i] for i in shared)
-
-    @property
-    def worse_beyond_chance(self) -> bool:
-        new, old = self.quality.value, self.incumbent.value
-        if new is None or old is None or new >= old:
-            return False
-        pairs = self.discordant
-        if pairs is None:
-            return True  # a lower figure, nothing to weigh it with
-        lost, won = pairs
-        return lost + won > 0 and binomtest(lost, lost + won, 0.5, alternative="greater").pvalue < VERDICT_ALPHA
-
-    @property
     def accepted(self) -> bool:
-        return not self.worse_beyond_chance
+        new, old = self.quality.value, self.incumbent.value
+        return new is None or old is None or new >= old
 
     def as_dict(self) -> dict:
         return {
@@ -157,8 +130,6 @@ class FinetuneVerdict:
             "metric": self.quality.metric,
             "value": self.quality.value,
             "incumbent_value": self.incumbent.value,
-            # held-out tasks only the incumbent / only the new one got right (the sign test's counts)
-            "discordant": list(self.discordant) if self.discordant is not None else None,
             "n_held_out": self.quality.n,
             "full_pass": self.full_pass,
             "ups_premise": self.premise,
