@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[name][variant] = summarise(run_variant(name, variant, args, folder))
                 print(name, variant, json.dumps(results[name][variant]), flush=True)
     if set(variants) != set(VARIANTS):
+        print("a subset of the variants: the section (every variant side by side) is not written")
         return
     markdown = section(results, args)
     print(markdown)
