@@ -78,9 +78,44 @@ def summarise(rows: list[dict]) -> dict[int, dict]:
             "modes": sorted({r["acquisition_mode"] for r in rs}),
             # background fine-tunes run after this count's round: how many the verdict took up
             "taken_up": [r["finetune_accepted"] for r in rs if r.get("finetune_accepted") is not None],
+            # and what taking each up would change on the test set (the head over the new encoder
+            # against the head served, both fit on this count's labels); None: not recorded
+            "gains": [
+                (r["finetune_accepted"], _gain(r)) for r in rs if r.get("finetune_accepted") is not None
+            ],
         }
         for n, rs in sorted(by_count.items())
     }
+
+
+def _gain(row: dict) -> float | None:
+    verdict = row.get("finetune_verdict")
+    return None if not verdict else verdict["candidate_score"] - row["acquisition_score"]
+
+
+def verdict_lines(refresh: dict[int, dict]) -> list[str]:
+    """The verdicts set against the test set: how often a fine-tune's head beat the served one there,
+    how often the verdict agreed, and the mean test-set change of the fine-tunes taken up / rejected."""
+    judged = [(accepted, gain) for row in refresh.values() for accepted, gain in row.get("gains", []) if gain is not None]
+    if not judged:
+        return []
+    better = [(a, g) for a, g in judged if g > 0]
+    agreed = sum(1 for a, g in judged if a == (g > 0))
+    taken = [g for a, g in judged if a]
+    rejected = [g for a, g in judged if not a]
+
+    def mean(values: list[float]) -> str:
+        return f"{statistics.fmean(values):+.3f}" if values else "none"
+
+    return [
+        "",
+        f"The verdicts against the test set (a head over the new encoder against the head served, both fit on the "
+        f"same labels): the new one scored higher in {len(better)} of {len(judged)} fine-tunes; the verdict agreed "
+        f"with the test set in {agreed} of {len(judged)} (took up {sum(1 for a, _ in better if a)} of the "
+        f"{len(better)} better, rejected {sum(1 for a, g in judged if not a and g <= 0)} of the "
+        f"{len(judged) - len(better)} not better). Mean test-set change (macro F1) of those taken up {mean(taken)} "
+        f"({len(taken)}), of those rejected {mean(rejected)} ({len(rejected)}; positive: what rejecting them gave away).",
+    ]
 
 
 def section(results: dict[str, dict[str, dict[int, dict]]], args) -> str:
@@ -120,6 +155,7 @@ def section(results: dict[str, dict[str, dict[int, dict]]], args) -> str:
                 + ", ".join(f"{n}: {sum(v)}/{len(v)}" for n, v in verdicts)
                 + ").",
             ]
+        lines += verdict_lines(refresh)
         lines.append("")
     return "\n".join(lines)
 
@@ -151,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
             for variant in variants:
                 results[name][variant] = summarise(run_variant(name, variant, args, folder))
                 print(name, variant, json.dumps(results[name][variant]), flush=True)
+            if "refresh" in variants:
+                print("\n".join(verdict_lines(results[name]["refresh"])).strip(), flush=True)
     if set(variants) != set(VARIANTS):
         print("a subset of the variants: the section (every variant side by side) is not written")
         return

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -516,6 +517,7 @@ class Simulation:
             "labeled_ids_before": list(labeled_ids),
         }
         base["finetune_accepted"] = base["finetune_timings"] = base["finetune_premise"] = None
+        base["finetune_verdict"] = None
         if t < config.iterations and pool:
             base.update(self._query_round(acquisition, labeled, pool, cache, seed, t, chosen.hand_over))
             if chosen.hand_over is not None:  # a run resumed after a kill fine-tunes again first
@@ -525,6 +527,7 @@ class Simulation:
                 base["finetune_accepted"] = verdict.accepted
                 base["finetune_timings"] = verdict.timings
                 base["finetune_premise"] = verdict.premise  # measured by a whole-pool pass
+                base["finetune_verdict"] = self._verdict_against_truth(verdict, labeled, iteration_seed)
         else:
             base.update(self._last_round(acquisition, labeled, seed))
         # a fine-tuned version's quality estimate holds some labels out of its training
@@ -582,6 +585,31 @@ class Simulation:
         if verdict.accepted:
             self._ups_subsets[seed] = would_be
         return verdict
+
+    def _verdict_against_truth(self, verdict, labeled: list[Example], iteration_seed: int) -> dict:
+        """What the verdict read (both heads' held-out figures, on how many tasks) beside what it
+        guessed at: the test-set headline of the head the fine-tune would serve (over its encoder, fit
+        on every label), to set against the record's acquisition_score (the head served meanwhile, fit
+        on the same labels). Runs after adopt_encoder, which saved a taken-up encoder; one not taken up
+        is saved here for the measure, then deleted with its vectors."""
+        from al_core.models import refresh_model
+
+        config, data, folder = self.config, self.data, verdict.folder
+        training = model_factory.training_config(config.acquisition, config.training, iteration_seed)
+        if not verdict.accepted:
+            verdict.save(folder)
+        head = refresh_model(data.kind, folder, data.labels, training, self._embeddings)
+        head.fit(labeled)
+        candidate = evaluate(head, data.test)["figures"]
+        if not verdict.accepted:
+            head.forget(labeled + data.test)
+            shutil.rmtree(folder, ignore_errors=True)
+        return {
+            "value": verdict.quality.value,
+            "incumbent_value": verdict.incumbent.value,
+            "n_held_out": verdict.quality.n,
+            "candidate_score": next(iter(candidate.values())),
+        }
 
     def _ups_subset(self, pool_ids: list[str], cache, seed: int, iteration: int) -> set[str]:
         """The tasks UPS would score at `iteration` from the scores cached now, whatever the schedule

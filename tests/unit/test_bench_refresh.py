@@ -6,13 +6,14 @@ import argparse
 
 import pytest
 
-from benchmarks.bench_refresh import main, section, summarise
+from benchmarks.bench_refresh import main, section, summarise, verdict_lines
 
 
-def _row(n, f1, mode, accepted=None):
+def _row(n, f1, mode, accepted=None, candidate=None):
     return {
         "labeled_size": n, "acquisition_score": f1, "acquisition_accuracy": f1, "acq_fit_s": 1.0,
         "inference_s": 0.5, "select_s": 0.0, "acquisition_mode": mode, "finetune_accepted": accepted,
+        "finetune_verdict": None if candidate is None else {"candidate_score": candidate},
     }
 
 
@@ -34,3 +35,17 @@ def test_an_unknown_variant_is_refused_before_anything_runs(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--variants", "refresh,sometimes", "--no-write"])
     assert exit_info.value.code == 2 and "unknown variant(s) sometimes" in capsys.readouterr().err
+
+
+def test_the_verdicts_are_set_against_the_test_set():
+    refresh = summarise([
+        _row(40, 0.70, "frozen", True, candidate=0.80),  # taken up, right: +0.10
+        _row(40, 0.70, "frozen", False, candidate=0.75),  # rejected, wrong: gave away +0.05
+        _row(60, 0.80, "refresh", False, candidate=0.70),  # rejected, right: -0.10
+        _row(60, 0.80, "refresh", True),  # recorded before verdicts had a truth: left out
+    ])
+    text = "\n".join(verdict_lines(refresh))
+    assert "the new one scored higher in 2 of 3 fine-tunes; the verdict agreed with the test set in 2 of 3" in text
+    assert "took up 1 of the 2 better, rejected 1 of the 1 not better" in text
+    assert "those taken up +0.100 (1), of those rejected -0.025 (2;" in text
+    assert verdict_lines(summarise([_row(40, 0.7, "frozen", True)])) == []

@@ -509,6 +509,11 @@ def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up
     assert [records[t]["acquisition_mode"] for t in range(5)] == ["frozen", "frozen", "refresh", "refresh", "refresh"]
     assert [records[t]["finetune_accepted"] is not None for t in range(4)] == [False, True, False, True]
     accepted = [records[t]["finetune_accepted"] for t in (1, 3)]
+    # each verdict beside its truth: the test-set score of the head the fine-tune would have served
+    verdicts = [records[t]["finetune_verdict"] for t in range(4)]
+    assert [v is not None for v in verdicts] == [False, True, False, True]
+    assert all(0.0 <= verdicts[t]["candidate_score"] <= 1.0 and verdicts[t]["n_held_out"] > 0 for t in (1, 3))
+    assert [verdicts[t]["value"] >= verdicts[t]["incumbent_value"] for t in (1, 3)] == accepted
     encoders = sorted(p.name for p in (folder / "encoders").iterdir()) if (folder / "encoders").exists() else []
     expected = {(True, True): ["seed0-it3"], (True, False): ["seed0-it1"], (False, True): ["seed0-it3"]}
     assert encoders == expected.get(tuple(accepted), [])
