@@ -600,7 +600,7 @@ class Simulation:
             verdict.save(folder)
         head = refresh_model(data.kind, folder, data.labels, training, self._embeddings)
         head.fit(labeled)
-        candidate = evaluate(head, data.test)["figures"]
+        candidate = evaluate(head, data.test)["value"]
         if not verdict.accepted:
             head.forget(labeled + data.test)
             shutil.rmtree(folder, ignore_errors=True)
@@ -608,7 +608,7 @@ class Simulation:
             "value": verdict.quality.value,
             "incumbent_value": verdict.incumbent.value,
             "n_held_out": verdict.quality.n,
-            "candidate_score": next(iter(candidate.values())),
+            "candidate_score": candidate,
         }
 
     def _ups_subset(self, pool_ids: list[str], cache, seed: int, iteration: int) -> set[str]:
