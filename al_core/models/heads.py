@@ -11,6 +11,7 @@ product and a saved head is three arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -18,6 +19,24 @@ import numpy as np
 HEAD_C = 1.0
 # How far below the lowest logit a label no training row had is set in `dense` (e^-10: never said).
 ABSENT_MARGIN = 10.0
+
+
+@functools.cache
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def fit_logistic_regression(vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, weights):
+    """scikit-learn's logistic regression with numpy's BLAS on one thread. Its matrices (a few
+    hundred to a few thousand rows of 384-768 numbers) gain nothing from more, and where a fine-tune
+    holds the cores (the background lane) a BLAS that waits for its other threads made a 500-row
+    fit 10-20 times slower (BENCHMARKS.md, head-fit). Torch's own threads are not touched."""
+    from sklearn.linear_model import LogisticRegression
+
+    with _blas().limit(limits=1, user_api="blas"):
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, targets)
 
 
 def _head_probs(vectors: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -41,13 +60,11 @@ class LinearHead:
     @classmethod
     def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, balanced: bool = False) -> LinearHead:
         """`balanced`: each class's rows weighted by the inverse of its count (scikit-learn's "balanced")."""
-        from sklearn.linear_model import LogisticRegression
-
         classes = np.unique(targets)
         if len(classes) < 2:  # one class labeled so far: it is all the head can say
             return cls(classes, np.zeros((0, vectors.shape[1])), np.zeros(0))
         weights = "balanced" if balanced else None
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, targets)
+        model = fit_logistic_regression(vectors, targets, c, seed, weights)
         return cls(model.classes_, model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
 
     def dense(self, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,8 +106,6 @@ class BinaryHeads:
     @classmethod
     def fit(cls, vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, balanced: bool = False) -> BinaryHeads:
         """`balanced`: in each class's regression, its present and absent rows weighted alike in total."""
-        from sklearn.linear_model import LogisticRegression
-
         n_rows, n_labels = targets.shape
         coef = np.zeros((n_labels, vectors.shape[1]), dtype=np.float32)
         intercept = np.zeros(n_labels, dtype=np.float32)
@@ -101,7 +116,7 @@ class BinaryHeads:
                 intercept[k] = np.log(share / (1.0 - share))
                 continue
             weights = "balanced" if balanced else None
-            model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, column)
+            model = fit_logistic_regression(vectors, column, c, seed, weights)
             coef[k], intercept[k] = model.coef_[0], model.intercept_[0]
         return cls(np.arange(n_labels), coef, intercept)
 

@@ -240,6 +240,30 @@ def test_a_class_balanced_head_predicts_a_rare_class_the_plain_head_misses():
     assert recall[False] < 0.15 and recall[True] > 0.35
 
 
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_head_fits_with_numpys_blas_on_one_thread_and_gives_the_threads_back(monkeypatch, multilabel):
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from al_core.models.heads import BinaryHeads, LinearHead
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    fit = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: seen.append(blas_threads()) or fit(self, *a, **k))
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8))
+    targets = (vectors[:, :2] > 0).astype(int) if multilabel else (vectors[:, 0] > 0).astype(int)
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine, whatever this one has
+        before = blas_threads()
+        (BinaryHeads if multilabel else LinearHead).fit(vectors, targets, 1.0, 0)
+        assert blas_threads() == before
+    assert before and set(before) == {2}
+    assert seen and all(threads and set(threads) == {1} for threads in seen)
+
+
 @pytest.mark.parametrize("kind,balances", [("classification", True), ("multilabel", False), ("tagging", False)])
 @pytest.mark.parametrize("setting", [True, False])
 def test_the_frozen_head_balances_its_classes_as_the_setting_says(tiny_model_dir, monkeypatch, kind, balances, setting):
