@@ -7,7 +7,7 @@ background lane's fine-tune holds them while the refresh rounds run).
                                       [--model PATH]
 
 Rows: the pretrained encoder's mean-pooled vectors of the set's texts and their gold labels (the
-project's own frozen model computes them). Per size: the median seconds of `--repeats` fits each
+project's own frozen model computes them). Per size: the median time of `--repeats` fits each
 way, their ratio, and the largest difference between the two fits' coefficients. The figures go
 into BENCHMARKS.md, section head-fit.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from al_core.config import TrainingConfig
 from al_core.models import build_model
 from al_core.models.heads import HEAD_C, fit_logistic_regression
-from benchmarks.bench_backend import MODELS
+from benchmarks.bench_backend import MODELS, timed_calls
 from benchmarks.bench_saving import load_set
 from benchmarks.report import machine_line, write_section
 
@@ -53,15 +53,6 @@ def fine_tune_load():
         thread.join()
 
 
-def timed(fit, repeats: int) -> tuple[float, object]:
-    seconds, model = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model = fit()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), model
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="agnews")
@@ -70,9 +61,6 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default=str(MODELS / "minilm-l6"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
     sizes = [int(s) for s in args.sizes.split(",")]
     data = load_set(args.set, max(sizes), 10)
     examples = data.pool[: max(sizes)]
@@ -84,9 +72,11 @@ def main(argv=None) -> None:
     embed_s = time.time() - started
     cores = os.cpu_count() or 1
 
-    def every_core(n: int):
-        with threadpool_limits(limits=cores, user_api="blas"):
-            return LogisticRegression(C=HEAD_C, max_iter=2000, random_state=0).fit(vectors[:n], targets[:n])
+    def fit(n: int, threads: int):
+        return fit_logistic_regression(vectors[:n], targets[:n], HEAD_C, 0, None, blas_threads=threads)
+
+    def median_ms(n: int, threads: int) -> float:
+        return statistics.median(timed_calls(lambda: fit(n, threads), args.repeats))
 
     rows = [
         "| rows | idle: one thread | idle: every core | ratio | beside a fine-tune: one thread | every core | ratio "
@@ -94,13 +84,12 @@ def main(argv=None) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
-        cells, difference = [], 0.0
+        cells = []
         for busy in (False, True):
             with fine_tune_load() if busy else nullcontext():
-                one, shipped = timed(lambda n=n: fit_logistic_regression(vectors[:n], targets[:n], HEAD_C, 0, None), args.repeats)
-                every, before = timed(lambda n=n: every_core(n), args.repeats)
-            difference = max(difference, float(np.abs(shipped.coef_ - before.coef_).max()))
-            cells += [f"{one * 1000:.0f} ms", f"{every * 1000:.0f} ms", f"{every / one:.1f}"]
+                one, every = median_ms(n, 1), median_ms(n, cores)
+            cells += [f"{one:.0f} ms", f"{every:.0f} ms", f"{every / one:.1f}"]
+        difference = float(np.abs(fit(n, 1).coef_ - fit(n, cores).coef_).max())
         rows.append(f"| {n} | " + " | ".join(cells) + f" | {difference:.1e} |")
     text = "\n".join([
         "## head-fit",

@@ -28,14 +28,17 @@ def _blas():
     return ThreadpoolController()
 
 
-def fit_logistic_regression(vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, weights):
-    """scikit-learn's logistic regression with numpy's BLAS on one thread. Its matrices (a few
-    hundred to a few thousand rows of 384-768 numbers) gain nothing from more, and where a fine-tune
-    holds the cores (the background lane) a BLAS that waits for its other threads made a 500-row
-    fit 10-20 times slower (BENCHMARKS.md, head-fit). Torch's own threads are not touched."""
+def fit_logistic_regression(
+    vectors: np.ndarray, targets: np.ndarray, c: float, seed: int, weights, blas_threads: int = 1
+):
+    """scikit-learn's logistic regression with numpy's BLAS on `blas_threads` threads (one for every
+    head). Its matrices (a few hundred to a few thousand rows of 384-768 numbers) gain nothing from
+    more, and where a fine-tune holds the cores (the background lane) a BLAS that waits for its other
+    threads made a 500-row fit 10-20 times slower (BENCHMARKS.md, head-fit). Torch's own threads are
+    not touched."""
     from sklearn.linear_model import LogisticRegression
 
-    with _blas().limit(limits=1, user_api="blas"):
+    with _blas().limit(limits=blas_threads, user_api="blas"):
         return LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=weights).fit(vectors, targets)
 
 
