@@ -107,7 +107,10 @@ class FinetuneVerdict:
     `quality`: a head over the new encoder, `incumbent`: a head over the encoder served when it
     started (the last fine-tuned one, else the pretrained one), both fit on the same labels and
     measured on the same held-out share, which no fine-tune trains on. Taken up (`accepted`) when
-    the new one is not worse, or when either has no estimate (too few labels)."""
+    the new one is not worse, or when either has no estimate (too few labels). When the incumbent
+    is itself a fine-tune (`margin`: AcquisitionConfig.finetune_replace_margin), the new one is
+    taken up unless it is worse by more than `margin`: a few held-out tasks cannot tell two
+    fine-tunes apart, and each rejection leaves the served encoder further behind the labels."""
 
     model: object
     folder: str
@@ -117,11 +120,12 @@ class FinetuneVerdict:
     timings: dict[str, float] = field(default_factory=dict)
     full_pass: bool = False
     premise: dict[str, float] | None = None
+    margin: float = 0.0
 
     @property
     def accepted(self) -> bool:
         new, old = self.quality.value, self.incumbent.value
-        return new is None or old is None or new >= old
+        return new is None or old is None or new >= old - self.margin
 
     def as_dict(self) -> dict:
         return {
@@ -130,6 +134,7 @@ class FinetuneVerdict:
             "metric": self.quality.metric,
             "value": self.quality.value,
             "incumbent_value": self.incumbent.value,
+            "margin": self.margin,
             "n_held_out": self.quality.n,
             "full_pass": self.full_pass,
             "ups_premise": self.premise,
@@ -205,7 +210,8 @@ def finetune_encoder(
         ranking = _ranking(reader, labeled, pool, strategy)
         premise = ups_premise(ranking, set(subsampler.subset(pool_ids, cached, iteration)))
         timings["premise_s"] = time.perf_counter() - start
-    verdict = FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise)
+    margin = acquisition.finetune_replace_margin if incumbent else 0.0
+    verdict = FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise, margin)
     if not verdict.accepted:  # nothing will read its vectors (a whole pool's, often)
         reader.forget(subset + labeled)
     return verdict

@@ -1,9 +1,10 @@
 """The live loop, annotation by annotation: how long after each annotation the ordering that covers
 it is served, and how good the served model is, with the fine-tune beside the retrains
-(AL_FINETUNE_LANE=background, the default) and inside them (inline), in one run.
+(AL_FINETUNE_LANE=background, the default) and inside them (inline), and the annotator taking tasks in
+random order instead of the served one (random: the background lane's backend), in one run.
 
   python -m benchmarks.bench_live [--sets agnews,sst2] [--pool 6600] [--start 20] [--labels 200]
-                                  [--pace 3] [--lanes background,inline] [--model minilm-l6]
+                                  [--pace 3] [--lanes background,inline,random] [--model minilm-l6]
 
 One annotator against the backend (embedded mode, its defaults but AL_KEEP_VERSIONS, which keeps
 every version for the evaluation) and the fake Label Studio of the tests, which serves the next task
@@ -12,8 +13,9 @@ speed is not in these figures): `--start` tasks labeled at random, a retrain (th
 embedding pass of the pool, timed apart), then one gold label every `--pace` seconds on the task
 served next, each sent as an ANNOTATION_CREATED webhook. Per annotation: the seconds until the
 project is pointed at a version trained on it (p50, p95, max, by label range). Per checkpoint (every
-20 labels): the version the annotator was served by, its acquisition mode, macro F1 and accuracy on
-held-out texts. The figures go into BENCHMARKS.md, section live-loop.
+20 labels): the version the annotator was served by, its acquisition mode, macro F1, accuracy and
+lowest per-class recall on held-out texts; and the labels each ordered lane needed to reach the random
+lane's last macro F1. The figures go into BENCHMARKS.md, section live-loop.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class Switches:
 
 
 def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
-    """One campaign with the fine-tune lane `lane`; returns its latencies and checkpoints."""
+    """One campaign with the fine-tune lane `lane` (random: the background lane, the annotator taking
+    the tasks in random order); returns its latencies and checkpoints."""
     config = label_config(data.labels)
     fake = FakeLabelStudio()
     url = fake.start()
@@ -94,7 +97,8 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
     ids = fake.add_tasks(PROJECT, [e.text for e in data.pool])
     gold = {task_id: e.label for task_id, e in zip(ids, data.pool, strict=True)}
     settings = settings_for(
-        url, folder / lane, args.model, finetune_lane=lane, keep_versions=100000, retrain_delay=0.0,
+        url, folder / lane, args.model, finetune_lane="background" if lane == "random" else lane,
+        keep_versions=100000, retrain_delay=0.0,
     )
     app = create_app(settings)
     client = app.test_client()
@@ -102,6 +106,7 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
     switches = Switches(fake, app.extensions["al_backend"].state)
     try:
         first = random.Random(0).sample(ids, args.start)
+        shuffled = iter(random.Random(1).sample(sorted(set(ids) - set(first)), len(ids) - len(first)))
         for task_id in first:
             fake.choose(task_id, gold[task_id], from_name="label")
         start = time.perf_counter()
@@ -113,10 +118,10 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
         for n in range(args.start + 1, args.labels + 1):
             began = time.perf_counter()
             served = switches.current()
-            task = fake.next_task(PROJECT)
-            fake.choose(task["id"], gold[task["id"]], from_name="label")
+            task_id = next(shuffled) if lane == "random" else fake.next_task(PROJECT)["id"]
+            fake.choose(task_id, gold[task_id], from_name="label")
             made.append((n, time.perf_counter(), served))
-            client.post("/webhook", json=webhook(task["id"], config))
+            client.post("/webhook", json=webhook(task_id, config))
             time.sleep(max(0.0, args.pace - (time.perf_counter() - began)))
         final_version = switches.current()
         deadline = time.perf_counter() + args.drain
@@ -152,6 +157,7 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
             "mode": meta["acquisition_mode"],
             "macro_f1": report["value"],
             "accuracy": report["figures"].get("accuracy", report["value"]),
+            "lowest_recall": min(figures["recall"] for figures in report["per_label"].values()),
         }
     modes = [store.meta(PROJECT, v)["acquisition_mode"] for v in store.versions(PROJECT)]
     verdicts = [
@@ -176,6 +182,23 @@ def latency_rows(name: str, lane: str, result: dict, ranges: list[tuple[int, int
     return rows
 
 
+def labels_saved(name: str, results: dict[str, dict]) -> list[str]:
+    """Per ordered lane: the first checkpoint whose macro F1 reaches the random lane's at its last one."""
+    randomly = results["random"]["checkpoints"]
+    last = max(randomly)
+    target = randomly[last]["macro_f1"]
+    lines = []
+    for lane, result in results.items():
+        if lane == "random":
+            continue
+        reached = next((n for n, c in sorted(result["checkpoints"].items()) if c["macro_f1"] >= target), None)
+        lines.append(
+            f"- {name}, {lane}: random order's {target:.3f} at {last} labels reached at "
+            + (f"{reached} labels ({1 - reached / last:.0%} fewer)" if reached else f"no count up to {last}")
+        )
+    return lines
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="agnews,sst2")
@@ -185,7 +208,7 @@ def main(argv=None) -> None:
     parser.add_argument("--labels", type=int, default=200)
     parser.add_argument("--pace", type=float, default=3.0, help="seconds between two annotations")
     parser.add_argument("--drain", type=float, default=600, help="seconds to wait for the last retrains")
-    parser.add_argument("--lanes", default="background,inline")
+    parser.add_argument("--lanes", default="background,inline,random")
     parser.add_argument("--model", default=str(MODELS / "minilm-l6"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -194,9 +217,9 @@ def main(argv=None) -> None:
     step = max(20, (args.labels - args.start) // 4)
     ranges = [(low, min(low + step - 1, args.labels)) for low in range(args.start + 1, args.labels + 1, step)]
     latency = ["| set | lane | labels | p50 | p95 | max | not covered by the end |", "|---|---|---|---|---|---|---|"]
-    quality = ["| set | labels | " + " | ".join(f"{lane}: version (mode) macro F1 / acc" for lane in lanes) + " |",
+    quality = ["| set | labels | " + " | ".join(f"{lane}: version (mode) F1 / acc / low rec" for lane in lanes) + " |",
                "|---|---|" + "---|" * len(lanes)]
-    firsts, verdicts = [], []
+    firsts, verdicts, saved = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             data = load_set(name, args.pool, args.test)
@@ -215,9 +238,12 @@ def main(argv=None) -> None:
                     c = results[lane]["checkpoints"].get(n)
                     cells.append(
                         "-" if c is None
-                        else f"{c['version_labels']} ({c['mode']}) {c['macro_f1']:.3f} / {c['accuracy']:.3f}"
+                        else f"{c['version_labels']} ({c['mode']}) {c['macro_f1']:.3f} / {c['accuracy']:.3f} / "
+                        f"{c['lowest_recall']:.3f}"
                     )
                 quality.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+            if "random" in results:
+                saved += labels_saved(name, results)
             text = "\n".join([
                 "## live-loop",
                 "",
@@ -232,12 +258,18 @@ def main(argv=None) -> None:
                 *latency,
                 "",
                 "The version serving when the annotator had made so many labels (its labels and acquisition mode), "
-                "its macro F1 and accuracy on the held-out texts:",
+                "its macro F1, accuracy and lowest per-class recall on the held-out texts:",
                 "",
                 *quality,
                 "",
+                "Labels to reach the random lane's macro F1 at its last label count (the first checkpoint at or "
+                "above it; one campaign each):",
+                "",
+                *saved,
+                "",
                 "The background lane's fine-tunes (labels: verdict (held-out macro F1 of a head over the new "
-                "encoder vs over the one served), seconds):",
+                "encoder vs over the one served; past the first fine-tune rejected only when lower by more than "
+                "AL_FINETUNE_REPLACE_MARGIN), seconds):",
                 "",
                 *verdicts,
             ])

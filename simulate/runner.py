@@ -607,6 +607,7 @@ class Simulation:
         return {
             "value": verdict.quality.value,
             "incumbent_value": verdict.incumbent.value,
+            "margin": verdict.margin,
             "n_held_out": verdict.quality.n,
             "candidate_score": candidate,
         }

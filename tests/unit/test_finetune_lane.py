@@ -49,6 +49,33 @@ def test_the_verdict_takes_a_fine_tune_up_when_it_is_not_worse(new, old, accepte
     assert verdict.as_dict()["accepted"] is accepted and verdict.as_dict()["incumbent_value"] == old
 
 
+@pytest.mark.parametrize(("new", "accepted"), [(0.7, True), (0.55, True), (0.41, True), (0.39, False), (None, True)])
+def test_a_fine_tune_that_replaces_a_fine_tune_is_rejected_only_beyond_the_margin(new, accepted):
+    verdict = FinetuneVerdict(None, "/nowhere", 80, _estimate(new), _estimate(0.6), margin=0.2)
+    assert verdict.accepted is accepted
+    assert verdict.as_dict()["margin"] == 0.2
+
+
+def test_the_margin_applies_only_when_the_served_encoder_is_a_fine_tune(tiny_model_dir, tmp_path):
+    labeled = sentiment_examples(4)
+    labels = ["neg", "pos"]
+    embeddings = MemoryEmbeddingCache()
+
+    def build(mode):
+        if mode == "frozen":
+            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
+        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
+
+    config = AcquisitionConfig(holdout_share=0.3, audit_share=0.0, finetune_replace_margin=0.15)
+    args = (build, "classification", labels, labeled, [], InMemoryScoreCache(), PoolSubsampler(SubsamplingConfig()), 0,
+            config)
+    first = finetune_encoder(*args, str(tmp_path / "first"), None, FAST, embeddings)
+    assert first.margin == 0.0
+    first.save(tmp_path / "first")
+    second = finetune_encoder(*args, str(tmp_path / "second"), (str(tmp_path / "first"), 40), FAST, embeddings)
+    assert second.margin == 0.15
+
+
 def test_a_background_fine_tune_hands_over_its_vectors_and_is_saved_only_when_taken_up(tiny_model_dir, tmp_path):
     labeled = sentiment_examples(4)
     pool = [e.without_labels() for e in sentiment_examples(3)]
