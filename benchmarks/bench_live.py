@@ -25,6 +25,7 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from al_core.kinds import kind_of
@@ -114,12 +115,14 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
         while switches.current() is None:
             time.sleep(0.1)
         first_s = time.perf_counter() - start
+        taken = list(first)  # the labeled tasks, in the order they were labeled
         made: list[tuple[int, float, str | None]] = []  # (labels after it, when, version served before it)
         for n in range(args.start + 1, args.labels + 1):
             began = time.perf_counter()
             served = switches.current()
             task_id = next(shuffled) if lane == "random" else fake.next_task(PROJECT)["id"]
             fake.choose(task_id, gold[task_id], from_name="label")
+            taken.append(task_id)
             made.append((n, time.perf_counter(), served))
             client.post("/webhook", json=webhook(task_id, config))
             time.sleep(max(0.0, args.pace - (time.perf_counter() - began)))
@@ -159,6 +162,10 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
             "accuracy": report["figures"].get("accuracy", report["value"]),
             "lowest_recall": min(figures["recall"] for figures in report["per_label"].values()),
         }
+    # the labeled class mix: the share of the commonest class among the first n labels
+    for n, checkpoint in evaluated.items():
+        counts = Counter(gold[task_id] for task_id in taken[:n])
+        checkpoint["top_share"] = max(counts.values()) / n
     modes = [store.meta(PROJECT, v)["acquisition_mode"] for v in store.versions(PROJECT)]
     verdicts = [
         f"{v['n_labeled']}: {v['status']} ({v.get('value')} vs {v.get('incumbent_value')}, {v['finished_at'] - v['started_at']:.0f} s)"
@@ -217,7 +224,7 @@ def main(argv=None) -> None:
     step = max(20, (args.labels - args.start) // 4)
     ranges = [(low, min(low + step - 1, args.labels)) for low in range(args.start + 1, args.labels + 1, step)]
     latency = ["| set | lane | labels | p50 | p95 | max | not covered by the end |", "|---|---|---|---|---|---|---|"]
-    quality = ["| set | labels | " + " | ".join(f"{lane}: version (mode) F1 / acc / low rec" for lane in lanes) + " |",
+    quality = ["| set | labels | " + " | ".join(f"{lane}: version (mode) F1 / acc / low rec / top" for lane in lanes) + " |",
                "|---|---|" + "---|" * len(lanes)]
     firsts, verdicts, saved = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,7 +246,7 @@ def main(argv=None) -> None:
                     cells.append(
                         "-" if c is None
                         else f"{c['version_labels']} ({c['mode']}) {c['macro_f1']:.3f} / {c['accuracy']:.3f} / "
-                        f"{c['lowest_recall']:.3f}"
+                        f"{c['lowest_recall']:.3f} / {c['top_share']:.2f}"
                     )
                 quality.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
             if "random" in results:
@@ -258,7 +265,8 @@ def main(argv=None) -> None:
                 *latency,
                 "",
                 "The version serving when the annotator had made so many labels (its labels and acquisition mode), "
-                "its macro F1, accuracy and lowest per-class recall on the held-out texts:",
+                "its macro F1, accuracy and lowest per-class recall on the held-out texts, and the commonest class's share "
+                "of the labels made (top):",
                 "",
                 *quality,
                 "",
