@@ -35,6 +35,17 @@ def test_a_due_fine_tune_is_served_as_a_refresh_round_or_the_frozen_head_in_the_
     assert not finetune_in_background(AcquisitionConfig(mode="finetune"), "classification", 60, 40)
 
 
+def _builder(model_dir, labels, embeddings):
+    """`finetune_encoder`'s `build`: the frozen head over `embeddings`, else a one-epoch fine-tune."""
+
+    def build(mode):
+        if mode == "frozen":
+            return build_model("classification", model_dir, labels, FAST, "frozen", embeddings)
+        return TransformerClassifier(model_dir, labels, FAST.replace(epochs=1))
+
+    return build
+
+
 def _estimate(value):
     return QualityEstimate("macro_f1", value, "held-out 10% of the labels", 0 if value is None else 8)
 
@@ -61,11 +72,7 @@ def test_the_margin_applies_only_when_the_served_encoder_is_a_fine_tune(tiny_mod
     labels = ["neg", "pos"]
     embeddings = MemoryEmbeddingCache()
 
-    def build(mode):
-        if mode == "frozen":
-            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
-        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
-
+    build = _builder(tiny_model_dir, labels, embeddings)
     config = AcquisitionConfig(holdout_share=0.3, audit_share=0.0, finetune_replace_margin=0.15)
     args = (build, "classification", labels, labeled, [], InMemoryScoreCache(), PoolSubsampler(SubsamplingConfig()), 0,
             config)
@@ -83,11 +90,7 @@ def test_a_background_fine_tune_hands_over_its_vectors_and_is_saved_only_when_ta
     labels = ["neg", "pos"]
     embeddings = MemoryEmbeddingCache()
 
-    def build(mode):
-        if mode == "frozen":
-            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
-        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
-
+    build = _builder(tiny_model_dir, labels, embeddings)
     config = AcquisitionConfig(holdout_share=0.3, audit_share=0.0)
     folder = str(tmp_path / "ft")
     verdict = finetune_encoder(
@@ -124,11 +127,7 @@ def test_a_whole_pool_pass_measures_the_premise_that_decides_the_next_fine_tunes
     cache.set_many({e.id: CachedScore(float(i), "frozen", 0) for i, e in enumerate(pool)})
     subsampler = PoolSubsampler(SubsamplingConfig())
 
-    def build(mode):
-        if mode == "frozen":
-            return build_model("classification", tiny_model_dir, labels, FAST, "frozen", embeddings)
-        return TransformerClassifier(tiny_model_dir, labels, FAST.replace(epochs=1))
-
+    build = _builder(tiny_model_dir, labels, embeddings)
     def fine_tune(name, incumbent):
         folder = str(tmp_path / name)
         verdict = finetune_encoder(
