@@ -5,6 +5,7 @@ random order instead of the served one (random: the background lane's backend), 
 
   python -m benchmarks.bench_live [--sets agnews,sst2] [--pool 6600] [--start 20] [--labels 200]
                                   [--pace 3] [--lanes background,inline,random] [--model minilm-l6]
+                                  [--seed 0]
 
 One annotator against the backend (embedded mode, its defaults but AL_KEEP_VERSIONS, which keeps
 every version for the evaluation) and the fake Label Studio of the tests, which serves the next task
@@ -99,15 +100,15 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
     gold = {task_id: e.label for task_id, e in zip(ids, data.pool, strict=True)}
     settings = settings_for(
         url, folder / lane, args.model, finetune_lane="background" if lane == "random" else lane,
-        keep_versions=100000, retrain_delay=0.0,
+        keep_versions=100000, retrain_delay=0.0, seed=42 + args.seed,
     )
     app = create_app(settings)
     client = app.test_client()
     store = VersionStore(settings.model_dir)
     switches = Switches(fake, app.extensions["al_backend"].state)
     try:
-        first = random.Random(0).sample(ids, args.start)
-        shuffled = iter(random.Random(1).sample(sorted(set(ids) - set(first)), len(ids) - len(first)))
+        first = random.Random(args.seed).sample(ids, args.start)
+        shuffled = iter(random.Random(args.seed + 1).sample(sorted(set(ids) - set(first)), len(ids) - len(first)))
         for task_id in first:
             fake.choose(task_id, gold[task_id], from_name="label")
         start = time.perf_counter()
@@ -217,6 +218,10 @@ def main(argv=None) -> None:
     parser.add_argument("--drain", type=float, default=600, help="seconds to wait for the last retrains")
     parser.add_argument("--lanes", default="background,inline,random")
     parser.add_argument("--model", default=str(MODELS / "minilm-l6"))
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="campaign seed: the first labels, the random lane's order and the backend's AL_SEED (42 + seed)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     started = time.time()
@@ -257,7 +262,7 @@ def main(argv=None) -> None:
                 machine_line(),
                 f"{(time.time() - started) / 60:.0f} min. {Path(args.model).name}; pool {args.pool} tasks; one "
                 f"annotator, one gold label every {args.pace:g} s on the task served next; the backend's defaults "
-                f"in the embedded mode; the fake Label Studio; {args.test} held-out texts.",
+                f"in the embedded mode; the fake Label Studio; {args.test} held-out texts; campaign seed {args.seed}.",
                 "",
                 "Annotation -> the project pointed at a version trained on it (the first retrain, the one-time "
                 "embedding pass of the pool, apart: " + ", ".join(firsts) + "):",
