@@ -110,7 +110,9 @@ class FinetuneVerdict:
     the new one is not worse, or when either has no estimate (too few labels). When the incumbent
     is itself a fine-tune (`margin`: AcquisitionConfig.finetune_replace_margin), the new one is
     taken up unless it is worse by more than `margin`: a few held-out tasks cannot tell two
-    fine-tunes apart, and each rejection leaves the served encoder further behind the labels."""
+    fine-tunes apart, and each rejection leaves the served encoder further behind the labels.
+    Measured on fewer than `min_held_out` tasks (AcquisitionConfig.finetune_min_held_out) the
+    verdict cannot reject: a macro F1 on 4 tasks is chance."""
 
     model: object
     folder: str
@@ -121,11 +123,12 @@ class FinetuneVerdict:
     full_pass: bool = False
     premise: dict[str, float] | None = None
     margin: float = 0.0
+    min_held_out: int = 0
 
     @property
     def accepted(self) -> bool:
         new, old = self.quality.value, self.incumbent.value
-        return new is None or old is None or new >= old - self.margin
+        return new is None or old is None or self.quality.n < self.min_held_out or new >= old - self.margin
 
     def as_dict(self) -> dict:
         return {
@@ -136,6 +139,7 @@ class FinetuneVerdict:
             "incumbent_value": self.incumbent.value,
             "margin": self.margin,
             "n_held_out": self.quality.n,
+            "min_held_out": self.min_held_out,
             "full_pass": self.full_pass,
             "ups_premise": self.premise,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
@@ -211,7 +215,9 @@ def finetune_encoder(
         premise = ups_premise(ranking, set(subsampler.subset(pool_ids, cached, iteration)))
         timings["premise_s"] = time.perf_counter() - start
     margin = acquisition.finetune_replace_margin if incumbent else 0.0
-    verdict = FinetuneVerdict(model, folder, len(labeled), quality, before, timings, full, premise, margin)
+    verdict = FinetuneVerdict(
+        model, folder, len(labeled), quality, before, timings, full, premise, margin, acquisition.finetune_min_held_out
+    )
     if not verdict.accepted:  # nothing will read its vectors (a whole pool's, often)
         reader.forget(subset + labeled)
     return verdict

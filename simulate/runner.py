@@ -609,6 +609,7 @@ class Simulation:
             "incumbent_value": verdict.incumbent.value,
             "margin": verdict.margin,
             "n_held_out": verdict.quality.n,
+            "min_held_out": verdict.min_held_out,
             "candidate_score": candidate,
         }
 

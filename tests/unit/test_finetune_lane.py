@@ -67,17 +67,29 @@ def test_a_fine_tune_that_replaces_a_fine_tune_is_rejected_only_beyond_the_margi
     assert verdict.as_dict()["margin"] == 0.2
 
 
+@pytest.mark.parametrize(("held_out", "accepted"), [(9, True), (10, False), (30, False)])
+def test_a_verdict_on_fewer_held_out_tasks_than_its_minimum_cannot_reject(held_out, accepted):
+    worse = QualityEstimate("macro_f1", 0.25, "held-out 10% of the labels", held_out)
+    served = QualityEstimate("macro_f1", 0.49, "held-out 10% of the labels", held_out)
+    verdict = FinetuneVerdict(None, "/nowhere", 40, worse, served, min_held_out=10)
+    assert verdict.accepted is accepted
+    assert verdict.as_dict()["min_held_out"] == 10 and verdict.as_dict()["n_held_out"] == held_out
+
+
 def test_the_margin_applies_only_when_the_served_encoder_is_a_fine_tune(tiny_model_dir, tmp_path):
     labeled = sentiment_examples(4)
     labels = ["neg", "pos"]
     embeddings = MemoryEmbeddingCache()
 
     build = _builder(tiny_model_dir, labels, embeddings)
-    config = AcquisitionConfig(holdout_share=0.3, audit_share=0.0, finetune_replace_margin=0.15)
+    config = AcquisitionConfig(
+        holdout_share=0.3, audit_share=0.0, finetune_replace_margin=0.15, finetune_min_held_out=3
+    )
     args = (build, "classification", labels, labeled, [], InMemoryScoreCache(), PoolSubsampler(SubsamplingConfig()), 0,
             config)
     first = finetune_encoder(*args, str(tmp_path / "first"), None, FAST, embeddings)
     assert first.margin == 0.0
+    assert first.min_held_out == 3  # the setting reaches the verdict
     first.save(tmp_path / "first")
     second = finetune_encoder(*args, str(tmp_path / "second"), (str(tmp_path / "first"), 40), FAST, embeddings)
     assert second.margin == 0.15
