@@ -500,7 +500,11 @@ def test_auto_mode_refreshes_between_fine_tunes_as_the_backend_does(tiny_config)
 
 
 def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up_from_the_next(tiny_config):
-    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    # finetune_min_held_out 0: the verdicts here rest on a few held-out tasks, and this test checks the figures' rule
+    modes = {
+        "mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0,
+        "finetune_min_held_out": 0,
+    }
     data = {**tiny_config, "acquisition_mode": modes, "iterations": 4, "seeds": [0]}
     folder = Simulation(parse_config(data), progress=False).run()
     records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
@@ -515,6 +519,7 @@ def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up
     assert all(0.0 <= verdicts[t]["candidate_score"] <= 1.0 and verdicts[t]["n_held_out"] > 0 for t in (1, 3))
     # the first fine-tune must not be worse than the pretrained encoder; the second may be, within the margin
     assert [verdicts[t]["margin"] for t in (1, 3)] == [0.0, 0.2 if accepted[0] else 0.0]
+    assert [verdicts[t]["min_held_out"] for t in (1, 3)] == [0, 0]
     assert [verdicts[t]["value"] >= verdicts[t]["incumbent_value"] - verdicts[t]["margin"] for t in (1, 3)] == accepted
     encoders = sorted(p.name for p in (folder / "encoders").iterdir()) if (folder / "encoders").exists() else []
     expected = {(True, True): ["seed0-it3"], (True, False): ["seed0-it1"], (False, True): ["seed0-it3"]}
