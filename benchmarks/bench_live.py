@@ -169,7 +169,8 @@ def run_lane(data: Campaign, lane: str, args, folder: Path) -> dict:
         checkpoint["top_share"] = max(counts.values()) / n
     modes = [store.meta(PROJECT, v)["acquisition_mode"] for v in store.versions(PROJECT)]
     verdicts = [
-        f"{v['n_labeled']}: {v['status']} ({v.get('value')} vs {v.get('incumbent_value')}, {v['finished_at'] - v['started_at']:.0f} s)"
+        f"{v['n_labeled']}: {v['status']} ({v.get('value')} vs {v.get('incumbent_value')} on {v.get('n_held_out')}, "
+        f"{v['finished_at'] - v['started_at']:.0f} s)"
         if v.get("status") in ("adopted", "rejected") else f"{v.get('status')}"
         for _, v in sorted(switches.verdicts.items(), key=lambda kv: kv[0] or 0)
     ]
@@ -281,8 +282,9 @@ def main(argv=None) -> None:
                 *saved,
                 "",
                 "The background lane's fine-tunes (labels: verdict (held-out macro F1 of a head over the new "
-                "encoder vs over the one served; past the first fine-tune rejected only when lower by more than "
-                "AL_FINETUNE_REPLACE_MARGIN), seconds):",
+                "encoder vs over the one served, on so many held-out tasks; past the first fine-tune rejected only "
+                "when lower by more than AL_FINETUNE_REPLACE_MARGIN, never on fewer than AL_FINETUNE_MIN_HELD_OUT "
+                "tasks), seconds):",
                 "",
                 *verdicts,
             ])
