@@ -10,11 +10,12 @@ simulator's config and the benchmarks start from it):
   scores in seconds; classification kinds). In the background lane (`finetune_lane`, the default)
   a due fine-tune is not the round's: the round serves a refresh head (or the frozen head before
   the first fine-tune, `served_mode`) and the fine-tune runs beside it (al_core.loop.finetune_encoder),
-  taken up only when a head over its encoder is not worse. The thresholds come from the learning
-  curves in BENCHMARKS.md: for classification, fine-tuning (its head started as the frozen
-  head's regression) is the better of the two from 40 labels on, and below that the frozen
-  head retrains in about a second; for tagging fine-tuning is far better from the first few
-  dozen sentences, so its threshold is 0.
+  taken up only when a head over its encoder is not worse; it asks for its first fine-tune
+  `finetune_head_start` labels before the threshold, so that it serves from about there. The
+  thresholds come from the learning curves in BENCHMARKS.md: for classification, fine-tuning (its
+  head started as the frozen head's regression) is the better of the two from 40 labels on, and
+  below that the frozen head retrains in about a second; for tagging fine-tuning is far better
+  from the first few dozen sentences, so its threshold is 0.
 
 The quality estimate: k-fold cross-validation of the head in frozen mode (cheap: the
 vectors are cached); in finetune mode a fixed share of the labeled tasks (chosen by a hash
@@ -119,6 +120,13 @@ class AcquisitionConfig:
         "the difference between two fine-tunes' heads has an sd of 0.09-0.13, and a rejection keeps an encoder "
         "tuned on ever fewer of the labels; the switch from the pretrained encoder must not be worse at all.",
     )
+    finetune_head_start: int = Field(
+        20,
+        ge=0,
+        description="background lane: the first fine-tune is asked for this many labels before the kind's threshold "
+        "(frozen_below_*), so that its encoder serves from about the threshold, as the inline lane's does: a "
+        "fine-tune of minilm-l6 takes 45-130 s on 2 cores, 15-45 labels at one every 3 s; 0: at the threshold.",
+    )
     finetune_min_held_out: int = Field(
         10,
         ge=0,
@@ -138,16 +146,25 @@ class AcquisitionConfig:
         return kind_of(kind).frozen_below(self)
 
 
+def first_finetune_at(config: AcquisitionConfig, kind: str) -> int:
+    """Labeled tasks from which auto fine-tunes: the kind's threshold; in the background lane
+    `finetune_head_start` labels earlier, since its fine-tune serves only once it ends."""
+    threshold = config.frozen_below(kind)
+    if config.finetune_lane == "background" and config.finetune_every > 0 and kind_of(kind).refreshes:
+        return max(0, threshold - config.finetune_head_start)
+    return threshold
+
+
 def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None = None) -> str:
     """`frozen`, `finetune` or `refresh` for a round with `n_labeled` labeled tasks. `finetuned_at`:
     the labeled tasks of the last fine-tune whose encoder a refresh round can read (None: none).
 
-    auto: `frozen` below the kind's threshold; from there a fine-tune every `finetune_every` labels
+    auto: `frozen` below `first_finetune_at`; from there a fine-tune every `finetune_every` labels
     and, between two, `refresh` rounds (a frozen head over the last fine-tuned encoder,
     `al_core.models.refresh_model`), for the kinds whose fine-tuned vector is the frozen one."""
     if config.mode != "auto":
         return config.mode
-    if n_labeled < config.frozen_below(kind):
+    if n_labeled < first_finetune_at(config, kind):
         return "frozen"
     if (
         config.finetune_every > 0

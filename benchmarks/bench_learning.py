@@ -139,7 +139,7 @@ def al_run(args, name: str, ordering: str, seed: int) -> list[tuple[int, float, 
     embeddings, scores = args.embedding_cache.setdefault(name, MemoryEmbeddingCache()), InMemoryScoreCache()
     default = kind_of(kind).default_strategy
     strategy_name = (args.al_strategy or default) if ordering == "al" else ordering
-    acquisition = AcquisitionConfig()
+    acquisition = AcquisitionConfig(finetune_lane="inline")  # each round trains the mode it serves
     points = []
     for iteration, count in enumerate(args.al_counts):
         labeled = [by_id[i] for i in labeled_ids]
@@ -201,7 +201,7 @@ def curve_tables_of(args, model: str, done: dict) -> str:
                 accuracy = [r["figures"]["accuracy"] for r in rows if "accuracy" in r.get("figures", {})]
                 beside = f"acc. {np.mean(accuracy):.3f}, " if accuracy and len(accuracy) == len(rows) else ""
                 cells.append(f"{m:.3f} ± {sd:.3f} ({beside}{np.mean([r['fit_s'] for r in rows]):.1f} s)")
-            mode = resolve_mode(AcquisitionConfig(), kind, count)
+            mode = resolve_mode(AcquisitionConfig(finetune_lane="inline"), kind, count)  # the mode served at count
             auto = means.get(mode)
             best = max(means.values()) if means else None
             gap = f"{auto - best:+.3f}" if auto is not None and best is not None else "–"

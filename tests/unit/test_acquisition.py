@@ -318,7 +318,7 @@ def test_a_round_with_the_frozen_head_scores_the_whole_pool(tiny_model_dir):
 
 
 def test_auto_switches_at_its_threshold_per_kind():
-    config = AcquisitionConfig(frozen_below_classification=50, frozen_below_tagging=10)
+    config = AcquisitionConfig(frozen_below_classification=50, frozen_below_tagging=10, finetune_head_start=0)
     assert resolve_mode(config, "classification", 49) == "frozen"
     assert resolve_mode(config, "classification", 50) == "finetune"
     assert resolve_mode(config, "tagging", 9) == "frozen"

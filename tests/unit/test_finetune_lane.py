@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from al_core.acquisition import AcquisitionConfig, QualityEstimate, finetune_in_background, served_mode
+from al_core.acquisition import (
+    AcquisitionConfig,
+    QualityEstimate,
+    finetune_in_background,
+    first_finetune_at,
+    resolve_mode,
+    served_mode,
+)
 from al_core.data import Example
 from al_core.loop import PREMISE_FILE, FinetuneVerdict, adopt_encoder, encoder_premise, finetune_encoder
 from al_core.models import MemoryEmbeddingCache, TransformerClassifier, build_model, refresh_model
@@ -16,7 +23,7 @@ from tests.unit.engine_fixtures import FAST, sentiment_examples
 
 
 def test_a_due_fine_tune_is_served_as_a_refresh_round_or_the_frozen_head_in_the_background_lane():
-    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20)
+    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20, finetune_head_start=0)
     assert config.finetune_lane == "background"
     assert served_mode(config, "classification", 39) == "frozen"
     assert not finetune_in_background(config, "classification", 39, None)
@@ -33,6 +40,25 @@ def test_a_due_fine_tune_is_served_as_a_refresh_round_or_the_frozen_head_in_the_
     assert served_mode(inline, "classification", 60, finetuned_at=40) == "finetune"
     assert not finetune_in_background(inline, "classification", 60, 40)
     assert not finetune_in_background(AcquisitionConfig(mode="finetune"), "classification", 60, 40)
+
+
+def test_the_background_lane_asks_for_its_first_fine_tune_a_head_start_before_the_threshold():
+    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20, finetune_head_start=20)
+    assert first_finetune_at(config, "classification") == 20
+    assert not finetune_in_background(config, "classification", 19, None)
+    assert finetune_in_background(config, "classification", 20, None)
+    assert served_mode(config, "classification", 20) == "frozen"  # served until the fine-tune is taken up
+    # taken up below the threshold: its encoder serves at once, the next fine-tune due 20 labels on
+    assert served_mode(config, "classification", 35, finetuned_at=20) == "refresh"
+    assert not finetune_in_background(config, "classification", 35, 20)
+    assert finetune_in_background(config, "classification", 40, 20)
+    # a head start beyond the threshold starts at the first label; the inline lane and tagging keep the threshold
+    assert first_finetune_at(AcquisitionConfig(frozen_below_classification=10), "classification") == 0
+    inline = AcquisitionConfig(frozen_below_classification=40, finetune_lane="inline", finetune_head_start=20)
+    assert first_finetune_at(inline, "classification") == 40
+    assert resolve_mode(inline, "classification", 39) == "frozen"
+    tagging = AcquisitionConfig(frozen_below_tagging=30, finetune_head_start=20)
+    assert first_finetune_at(tagging, "tagging") == 30
 
 
 def _builder(model_dir, labels, embeddings):

@@ -20,7 +20,7 @@ def _pool(n):
 
 
 def test_auto_mode_fine_tunes_every_so_many_labels_and_refreshes_in_between():
-    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20)
+    config = AcquisitionConfig(frozen_below_classification=40, finetune_every=20, finetune_head_start=0)
     assert resolve_mode(config, "classification", 39) == "frozen"
     assert resolve_mode(config, "classification", 40) == "finetune"  # no fine-tuned encoder yet
     assert resolve_mode(config, "classification", 41, finetuned_at=40) == "refresh"

@@ -264,7 +264,10 @@ def test_overlap_counts_the_share_of_the_query_in_the_previous_top():
 
 
 def test_a_full_scoring_run_measures_the_ups_premise_on_the_rounds_that_read_a_fine_tune(tiny_config):
-    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    modes = {
+        "mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0,
+        "finetune_head_start": 0,
+    }
     data = {**tiny_config, "acquisition_mode": modes, "scoring": {"mode": "full"}, "iterations": 4, "seeds": [0]}
     folder = Simulation(parse_config(data), progress=False).run()
     records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
@@ -500,10 +503,11 @@ def test_auto_mode_refreshes_between_fine_tunes_as_the_backend_does(tiny_config)
 
 
 def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up_from_the_next(tiny_config):
-    # finetune_min_held_out 0: the verdicts here rest on a few held-out tasks, and this test checks the figures' rule
+    # finetune_min_held_out 0: the verdicts here rest on a few held-out tasks, and this test checks the figures' rule;
+    # finetune_head_start 0: the first fine-tune at the threshold, 30 labels (iteration 1)
     modes = {
         "mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0,
-        "finetune_min_held_out": 0,
+        "finetune_min_held_out": 0, "finetune_head_start": 0,
     }
     data = {**tiny_config, "acquisition_mode": modes, "iterations": 4, "seeds": [0]}
     folder = Simulation(parse_config(data), progress=False).run()
@@ -524,6 +528,16 @@ def test_the_background_lane_serves_the_round_and_reads_the_fine_tune_it_took_up
     encoders = sorted(p.name for p in (folder / "encoders").iterdir()) if (folder / "encoders").exists() else []
     expected = {(True, True): ["seed0-it3"], (True, False): ["seed0-it1"], (False, True): ["seed0-it3"]}
     assert encoders == expected.get(tuple(accepted), [])
+
+
+def test_the_simulated_background_lane_asks_for_its_first_fine_tune_a_head_start_before_the_threshold(tiny_config):
+    # threshold 30, head start 20 (the default): the fine-tune is due at the seed set's 20 labels, beside the frozen head
+    modes = {"mode": "auto", "frozen_below_classification": 30, "finetune_every": 20, "cold_start_labels": 0}
+    data = {**tiny_config, "acquisition_mode": modes, "iterations": 1, "seeds": [0]}
+    folder = Simulation(parse_config(data), progress=False).run()
+    records = {r["iteration"]: r for r in _read(folder) if r["successor"] == "tfidf"}
+    assert records[0]["labeled_size"] == 20 and records[0]["acquisition_mode"] == "frozen"
+    assert records[0]["finetune_accepted"] is not None
 
 
 def test_a_frozen_acquisition_model_scores_the_whole_pool_and_the_run_records_its_settings(tiny_config):
