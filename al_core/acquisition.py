@@ -146,13 +146,22 @@ class AcquisitionConfig:
         return kind_of(kind).frozen_below(self)
 
 
+def in_background_lane(config: AcquisitionConfig, kind: str) -> bool:
+    """auto's fine-tunes run beside the retrains: the background lane, with refresh rounds between
+    fine-tunes, for a kind that refreshes."""
+    return (
+        config.mode == "auto"
+        and config.finetune_lane == "background"
+        and config.finetune_every > 0
+        and kind_of(kind).refreshes
+    )
+
+
 def first_finetune_at(config: AcquisitionConfig, kind: str) -> int:
     """Labeled tasks from which auto fine-tunes: the kind's threshold; in the background lane
     `finetune_head_start` labels earlier, since its fine-tune serves only once it ends."""
     threshold = config.frozen_below(kind)
-    if config.finetune_lane == "background" and config.finetune_every > 0 and kind_of(kind).refreshes:
-        return max(0, threshold - config.finetune_head_start)
-    return threshold
+    return max(0, threshold - config.finetune_head_start) if in_background_lane(config, kind) else threshold
 
 
 def resolve_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None = None) -> str:
@@ -187,14 +196,8 @@ def served_mode(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_
 
 
 def finetune_in_background(config: AcquisitionConfig, kind: str, n_labeled: int, finetuned_at: int | None) -> bool:
-    """A fine-tune is due and runs beside the retrains (auto, the background lane, a kind that refreshes)."""
-    return (
-        config.mode == "auto"
-        and config.finetune_lane == "background"
-        and config.finetune_every > 0
-        and kind_of(kind).refreshes
-        and resolve_mode(config, kind, n_labeled, finetuned_at) == "finetune"
-    )
+    """A fine-tune is due and runs beside the retrains (`in_background_lane`)."""
+    return in_background_lane(config, kind) and resolve_mode(config, kind, n_labeled, finetuned_at) == "finetune"
 
 
 @dataclass(frozen=True)

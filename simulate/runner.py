@@ -604,12 +604,9 @@ class Simulation:
         if not verdict.accepted:
             head.forget(labeled + data.test)
             shutil.rmtree(folder, ignore_errors=True)
+        read = verdict.as_dict()
         return {
-            "value": verdict.quality.value,
-            "incumbent_value": verdict.incumbent.value,
-            "margin": verdict.margin,
-            "n_held_out": verdict.quality.n,
-            "min_held_out": verdict.min_held_out,
+            **{key: read[key] for key in ("value", "incumbent_value", "margin", "n_held_out", "min_held_out")},
             "candidate_score": candidate,
         }
 
